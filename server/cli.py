@@ -1,0 +1,93 @@
+"""The `standin` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from models.engines import EngineError
+from server.audio import AudioFileError
+from server.config import Config, ConfigError, load
+
+log = logging.getLogger("standin")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="standin", description="An on-premises phone agent.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="run a whole call offline on a recorded caller",
+                         description="Run a call on a recorded caller, faster than real time, and write "
+                                     "call.wav, trace.jsonl and summary.json into --out.")
+    sim.add_argument("caller", type=Path, help="the caller's recording (any rate and channel count)")
+    sim.add_argument("--transcript", type=Path, help="timed transcript (TSV) for the 'transcript' STT")
+    sim.add_argument("--config", type=Path, help="a standin TOML file")
+    sim.add_argument("--out", type=Path, required=True, help="folder for the call's files")
+    sim.set_defaults(func=_simulate)
+
+    judge = sub.add_parser("judge", help="judge caller lines (one per input line) as COMPLETE or WAIT",
+                           description="Print VERDICT<TAB>p_complete for each caller line read from stdin.")
+    judge.add_argument("--config", type=Path, help="a standin TOML file")
+    judge.add_argument("--language", help="language of the lines (default: the config's)")
+    judge.set_defaults(func=_judge)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result: int = args.func(args)
+        return result
+    except (ConfigError, AudioFileError, EngineError, OSError) as exc:
+        print(f"standin: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from server.audio import read_audio
+    from server.engines import build_engines
+    from server.simulate import simulate
+
+    config = load(args.config)
+    caller = read_audio(args.caller)
+    engines = build_engines(config, transcript=args.transcript)
+    result = simulate(caller, engines, config, args.out, meta={"caller_file": args.caller.name})
+    _print_summary(result.summary, args.out)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    print(f"call ended: {summary['ended']} after {summary['duration_s']:.2f}s")
+    for f in summary["caller_fragments"]:
+        print(f"  caller {f['start_s']:6.2f}-{f['end_s']:6.2f}  {f['text']}")
+    for d in summary["decisions"]:
+        print(f"  turn   {d['at_s']:6.2f}         {d['verdict']} by {d['by']}")
+    for b in summary["bot_turns"]:
+        cut = "  [cut off]" if b["interrupted"] else ""
+        print(f"  bot    {b['start_s']:6.2f}-{b['end_s']:6.2f}  {b['text_heard']}{cut}")
+    print(f"files: {out / 'call.wav'}, {out / 'trace.jsonl'}, {out / 'summary.json'}")
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from models.engines import Line
+    from models.judge_rules import RulesJudge
+
+    config: Config = load(args.config)
+    language = args.language or config.language
+    judge = RulesJudge()
+    for raw in sys.stdin:
+        text = raw.rstrip("\n")
+        verdict = judge.judge((Line("caller", text),), language=language)
+        label = "COMPLETE" if verdict.p_complete >= config.turns.threshold else "WAIT"
+        print(f"{label}\t{verdict.p_complete:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""standin's configuration: one TOML file, every table checked against the options it fills.
+
+Each table maps onto a frozen options dataclass; an unknown key, a wrong type or an impossible value is a
+`ConfigError` that names the file, the table and the key. Defaults are the numbers in DESIGN.md §2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from server.core.conversation import CallOptions, ConversationOptions
+from server.core.segmenter import SegmenterOptions
+from server.core.speech import SpeechOptions
+from server.core.turns import TurnOptions
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    engine: str = "silero"
+    model: str = ""  # path to an ONNX file; empty: the one shipped in the silero-vad package
+
+
+@dataclass(frozen=True, slots=True)
+class SttConfig:
+    engine: str = "transcript"
+    model: str = ""
+    language: str = "en"
+    device: str = "cpu"
+    transcript: str = ""  # for engine "transcript": the timed transcript to answer from
+    hints: tuple[str, ...] = ()  # names and words to expect (the owner's, places, companies)
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeConfig:
+    engine: str = "rules"
+    model: str = ""
+
+
+DEFAULT_REPLIES = (
+    "I see. I will make sure the message reaches them today.",
+    "Is there anything else you would like me to pass on?",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmConfig:
+    engine: str = "script"
+    model: str = ""
+    replies: tuple[str, ...] = DEFAULT_REPLIES  # for engine "script"
+    max_tokens: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class TtsConfig:
+    engine: str = "espeak"
+    voice: str = ""  # empty: the engine's voice for the call's language
+    rate: int = 175  # words per minute
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateConfig:
+    latency_ms: dict[str, float] = field(default_factory=dict)  # stt, judge, llm, tts
+    hangup_after_s: float = 2.0  # once the caller's audio ends and the bot is done
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    call: CallOptions = field(default_factory=CallOptions)
+    vad: VadConfig = field(default_factory=VadConfig)
+    segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    turns: TurnOptions = field(default_factory=TurnOptions)
+    speech: SpeechOptions = field(default_factory=SpeechOptions)
+    stt: SttConfig = field(default_factory=SttConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    source: str = "defaults"
+
+    @property
+    def language(self) -> str:
+        return self.stt.language
+
+    def conversation(self) -> ConversationOptions:
+        return ConversationOptions(self.call, self.segmenter, self.turns, self.speech)
+
+
+_ENGINES = {
+    "vad": ("silero",),
+    "stt": ("transcript",),
+    "judge": ("rules",),
+    "llm": ("script",),
+    "tts": ("espeak",),
+}
+_LATENCY_KEYS = ("stt", "judge", "llm", "tts")
+
+
+def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read `path` (None: defaults only) and apply `overrides` ({table: {key: value}}) on top."""
+    tables: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            tables = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for table, values in (overrides or {}).items():
+        tables.setdefault(table, {}).update(values)
+    return _build(tables, source)
+
+
+def _build(tables: dict[str, Any], source: str) -> Config:
+    known = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+    hints = typing.get_type_hints(Config)
+    unknown = sorted(set(tables) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown table [{unknown[0]}]; known tables: {', '.join(known)}")
+    parts: dict[str, Any] = {}
+    for name in known:
+        table = tables.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        parts[name] = _options(hints[name], table, f"{source}: [{name}]")
+    config = Config(**parts, source=source)
+    for stage, allowed in _ENGINES.items():
+        engine = getattr(config, stage).engine
+        if engine not in allowed:
+            raise ConfigError(f"{source}: [{stage}] engine = {engine!r} is not available; "
+                              f"choose one of: {', '.join(allowed)}")
+    for key, value in config.simulate.latency_ms.items():
+        if key not in _LATENCY_KEYS or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{source}: [simulate] latency_ms takes non-negative numbers for "
+                              f"{', '.join(_LATENCY_KEYS)}; got {key} = {value!r}")
+    return config
+
+
+def _options(cls: Any, table: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(fields)}")
+        values[key] = _coerce(value, hints[key], f"{where} {key}")
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin is tuple or origin is frozenset:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = (tuple if origin is tuple else frozenset)(value) if ok else value
+    elif origin is dict:
+        ok = isinstance(value, dict)
+    elif isinstance(hint, types.UnionType):
+        ok = True
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        raise ConfigError(f"{where}: expected {_name(hint)}, got {value!r}")
+    return value
+
+
+def _name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is tuple or origin is frozenset:
+        return "a list of strings"
+    if origin is dict:
+        return "a table"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(
+        hint, str(hint))

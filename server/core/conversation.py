@@ -1,0 +1,702 @@
+"""The conversation core: one call's rules as a sans-I/O state machine.
+
+`Conversation.handle(event)` takes one timestamped event and returns the commands it leads to. It reads
+no clock, starts no thread and touches no file, so a whole call runs in a test, synchronously, on
+made-up time. The rules live in the modules it ties together: `segmenter` (speech, onsets, fragments),
+`story` (the transcript and its version), `turns` (whose turn) and `speech` (utterances, barge-in).
+
+A caller's turn, in the happy path:
+  voice stops -> pause reaches `speculate_ms` -> Transcribe (speculative) -> text joins the story ->
+  question? grant : Judge (+ draft the reply) -> COMPLETE: grant -> Play -> first audio closes the
+  caller's fragment and makes the speculative text final.
+If the caller goes on at any point, the story's version moves and everything computed for the old one
+is cancelled. While the bot speaks, caller voice makes it stop at the end of its word; words in the
+caller's fragment make the stop final (cut off), silence or a backchannel lets it resume.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.core import events as ev
+from server.core.segmenter import (
+    Fragment,
+    FragmentClosed,
+    FragmentDropped,
+    Onset,
+    Segmenter,
+    SegmenterOptions,
+    SegmentEvent,
+    VoiceStarted,
+    VoiceStopped,
+)
+from server.core.speech import ClauseSplitter, Kind, SpeechOptions, State, Utterance
+from server.core.story import Story
+from server.core.turns import (
+    BACKCHANNELS,
+    TurnOptions,
+    asks_question,
+    backstop_ms,
+    gap_ms,
+    is_backchannel,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    rate: int = 16000
+    greeting: str = "Hello, this is the assistant answering for the person you called. How can I help?"
+    goodbye: str = "Thank you, I will pass your message on. Goodbye."
+    ack: str = "Mm-hm?"
+    backchannel: str = "Mm-hm."
+    apology: str = "Sorry, something went wrong on my side. Could you say that again?"
+    caller_backchannels: frozenset[str] = BACKCHANNELS  # what counts as "mhm" from the caller
+    silence_timeout_s: float = 10.0
+    max_duration_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.silence_timeout_s <= 0 or self.max_duration_s <= 0:
+            raise ValueError("rate, silence_timeout_s and max_duration_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationOptions:
+    call: CallOptions = field(default_factory=CallOptions)
+    segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    turns: TurnOptions = field(default_factory=TurnOptions)
+    speech: SpeechOptions = field(default_factory=SpeechOptions)
+
+
+@dataclass(slots=True)
+class _Job:
+    kind: str  # stt | judge | reply | tts
+    fragment: int = 0
+    revision: int = 0
+    speculative: bool = False
+    version: int = 0
+    utterance: int = 0
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The decision about the caller's turn as it stands at one story version."""
+
+    version: int
+    quiet_since: float | None
+    judge_job: int | None = None
+    p_complete: float | None = None
+    draft: Utterance | None = None
+    granted: bool = False
+    release_at: float = 0.0
+    acked: bool = False
+
+
+@dataclass(slots=True)
+class _Barge:
+    utterance: Utterance
+    fragment: int
+    onset_t: float
+    yielded: bool = False
+    confirmed: bool = False
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class Conversation:
+    def __init__(self, options: ConversationOptions | None = None) -> None:
+        self.options = o = options or ConversationOptions()
+        self.rate = o.call.rate
+        self.seg = Segmenter(o.segmenter, self.rate)
+        self.story = Story()
+        self.t = 0.0
+        self.ended: str | None = None
+        self._out: list[ev.Command] = []
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, _Job] = {}
+        self._fragments: dict[int, Fragment] = {}
+        self._texts: dict[tuple[int, int], str] = {}  # (fragment, revision) -> transcript
+        self._asked: set[tuple[int, int]] = set()  # (fragment, revision) sent to STT
+        self._utterances: dict[int, Utterance] = {}
+        self._splitters: dict[int, ClauseSplitter] = {}
+        self._line: list[Utterance] = []  # released, in playout order
+        self._turn: _Turn | None = None
+        self._barge: _Barge | None = None
+        self._quiet_since: float | None = 0.0  # caller silent since (None while voiced)
+        self._last_activity = 0.0
+        self._caller_turn_speech = 0  # speech samples since the bot last spoke
+        self._last_backchannel = -1e9
+        self._goodbye_reason: str | None = None
+        # what happened, for summary.json
+        self.fragments: list[dict[str, Any]] = []
+        self.decisions: list[dict[str, Any]] = []
+        self.barge_ins: list[dict[str, Any]] = []
+        self.spoken: list[Utterance] = []
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ev.CallStarted: self._on_call_started,
+            ev.VadWindow: self._on_vad,
+            ev.TranscriptReady: self._on_transcript,
+            ev.VerdictReady: self._on_verdict,
+            ev.ReplyText: self._on_reply_text,
+            ev.ReplyDone: self._on_reply_done,
+            ev.SpeechReady: self._on_speech,
+            ev.SynthesisDone: self._on_synthesis_done,
+            ev.JobFailed: self._on_failed,
+            ev.PlayoutProgress: self._on_progress,
+            ev.PlayoutStopped: self._on_stopped,
+            ev.TimerFired: self._on_timer,
+            ev.Dtmf: self._on_dtmf,
+            ev.CallerHungUp: self._on_hangup,
+        }
+
+    # ------------------------------------------------------------------ entry point
+
+    def handle(self, event: ev.Event) -> list[ev.Command]:
+        self._out = []
+        if event.t < self.t - 1e-9:
+            raise ValueError(f"event at {event.t:.3f}s arrived after {self.t:.3f}s: time must not run back")
+        self.t = event.t
+        if self.ended is None or isinstance(event, ev.PlayoutProgress | ev.PlayoutStopped):
+            self._handlers[type(event)](event)
+        return self._out
+
+    # ------------------------------------------------------------------ helpers
+
+    def _emit(self, command: ev.Command) -> None:
+        self._out.append(command)
+
+    def _note(self, kind: str, **data: object) -> None:
+        self._emit(ev.Note(kind, tuple(data.items())))
+
+    def _new_job(self, job: _Job) -> int:
+        job_id = next(self._ids)
+        self._jobs[job_id] = job
+        return job_id
+
+    def _cancel(self, job_id: int | None) -> None:
+        if job_id is not None and self._jobs.pop(job_id, None) is not None:
+            self._emit(ev.Cancel(job_id))
+
+    def _secs(self, samples: int) -> float:
+        return samples / self.rate
+
+    def _timer(self, name: str, at: float) -> None:
+        self._emit(ev.StartTimer(name, at))
+
+    @property
+    def _front(self) -> Utterance | None:
+        return self._line[0] if self._line else None
+
+    def _bot_audible(self) -> bool:
+        return any(u.on_line for u in self._line)
+
+    # ------------------------------------------------------------------ call start and end
+
+    def _on_call_started(self, e: ev.CallStarted) -> None:
+        c = self.options.call
+        self._last_activity = e.t
+        self._timer("max_duration", e.t + c.max_duration_s)
+        self._timer("silence", e.t + c.silence_timeout_s)
+        if c.greeting.strip():
+            self._say(Kind.GREETING, c.greeting)
+
+    def _on_hangup(self, e: ev.CallerHungUp) -> None:
+        self._end("caller hung up", hang_up=False)
+
+    def _end(self, reason: str, hang_up: bool = True) -> None:
+        for u in list(self._line):
+            if u.on_line:
+                self._cut_off(u)
+        for job_id in list(self._jobs):
+            self._cancel(job_id)
+        if self.seg.fragment is not None:
+            self._on_segment(self.seg.close(round(self.t * self.rate)))
+        self.ended = reason
+        self._note("call_ended", reason=reason)
+        if hang_up:
+            self._emit(ev.Hangup(reason))
+
+    def _say_goodbye(self, reason: str) -> None:
+        if any(u.kind is Kind.GOODBYE for u in self._line):
+            return
+        self._abandon_turn()
+        for u in list(self._line):
+            if u.on_line:
+                self._cut_off(u)
+            else:
+                self._drop(u)
+        self._note("goodbye", reason=reason)
+        self._goodbye_reason = reason
+        goodbye = self._say(Kind.GOODBYE, self.options.call.goodbye, interruptible=False)
+        if goodbye is None:
+            self._end(reason)
+
+    def _on_dtmf(self, e: ev.Dtmf) -> None:
+        self._note("dtmf", digit=e.digit)
+        self._last_activity = e.t
+
+    # ------------------------------------------------------------------ caller audio
+
+    def _on_vad(self, e: ev.VadWindow) -> None:
+        for s in self.seg.push(e.start, e.end, e.p):
+            self._on_segment(s)
+        frag = self.seg.fragment
+        t = self.options.turns
+        if frag is not None and not self.seg.voiced:
+            key = (frag.id, frag.revision)
+            ready = frag.speech >= self.seg.samples(self.options.segmenter.min_speech_ms)
+            if ready and key not in self._asked and self.seg.pause >= self.seg.samples(t.speculate_ms):
+                self._transcribe(frag, speculative=True)
+        if self.seg.voiced:
+            self._last_activity = e.t
+            if self._barge is not None:
+                self._barge_tick()
+
+    def _on_segment(self, s: SegmentEvent) -> None:
+        if isinstance(s, VoiceStarted):
+            self._fragments[s.fragment.id] = s.fragment
+            self._quiet_since = None
+            if s.resumed:
+                self._caller_went_on()
+            elif self._bot_audible() and self._front is not None and self._front.interruptible:
+                u = self._front
+                self._barge = _Barge(u, s.fragment.id, self._secs(s.at))
+        elif isinstance(s, Onset):
+            if self._barge is not None:
+                self._barge.confirmed = True
+                self._barge_tick()
+            elif self._line and not self._bot_audible():
+                # The caller started again before the bot's answer reached the line: hold it back.
+                self._abandon_turn()
+        elif isinstance(s, VoiceStopped):
+            self._quiet_since = self._secs(s.at)
+            self._caller_turn_speech = s.fragment.speech
+            self._last_activity = self.t
+            self._timer("silence", self.t + self.options.call.silence_timeout_s)
+            b = self._barge
+            if b is not None and not b.confirmed:
+                self._resume(b, "no onset")
+        elif isinstance(s, FragmentClosed):
+            self._close_fragment(s.fragment)
+        elif isinstance(s, FragmentDropped):
+            self._note("fragment_dropped", speech_ms=round(self.seg.ms(s.fragment.speech)))
+            b = self._barge
+            if b is not None and b.fragment == s.fragment.id:
+                self._resume(b, "noise")
+
+    def _transcribe(self, frag: Fragment, speculative: bool) -> None:
+        self._asked.add((frag.id, frag.revision))
+        end = round(self.t * self.rate) if speculative else frag.end
+        job = self._new_job(_Job("stt", frag.id, frag.revision, speculative))
+        self._emit(ev.Transcribe(job, frag.start, end, speculative))
+
+    def _close_fragment(self, frag: Fragment) -> None:
+        self._fragments[frag.id] = frag
+        key = (frag.id, frag.revision)
+        record = {
+            "start_s": round(self._secs(frag.voice_start), 3),
+            "end_s": round(self._secs(frag.voice_end), 3),
+            "text": self._texts.get(key, ""),
+            "id": frag.id,
+        }
+        self.fragments.append(record)
+        if key in self._texts:
+            self._caller_text(frag, self._texts[key], final=True)
+        elif key not in self._asked:
+            self._transcribe(frag, speculative=False)
+        # otherwise the speculative transcript in flight becomes final when it lands
+
+    def _caller_went_on(self) -> None:
+        """Voice came back inside the open fragment: what was said so far is not the whole line."""
+        self.story.withdraw_open()
+        self._abandon_turn()
+
+    # ------------------------------------------------------------------ transcripts and turns
+
+    def _on_transcript(self, e: ev.TranscriptReady) -> None:
+        job = self._jobs.pop(e.job, None)
+        if job is None:
+            return
+        frag = self._fragments.get(job.fragment)
+        if frag is None or frag.revision != job.revision:
+            return  # the caller went on after this audio
+        text = e.text.strip()
+        self._texts[(frag.id, frag.revision)] = text
+        if frag.closed:
+            for record in self.fragments:
+                if record["id"] == frag.id:
+                    record["text"] = text
+        self._caller_text(frag, text, final=frag.closed)
+
+    def _caller_text(self, frag: Fragment, text: str, final: bool) -> None:
+        b = self._barge
+        if b is not None and b.fragment == frag.id:
+            if not text or is_backchannel(text, self.options.call.caller_backchannels):
+                self._resume(b, "backchannel" if text else "no words")
+                return
+            self._commit_barge(b)
+        if final:
+            self.story.commit_caller(frag.id, text)
+        else:
+            self.story.set_open(frag.id, text)
+        if not text:
+            return
+        turn = self._turn
+        if turn is not None and turn.version == self.story.version:
+            return  # the final text is what was already judged
+        self._abandon_turn()
+        self._decide()
+
+    def _decide(self) -> None:
+        self._turn = turn = _Turn(self.story.version, self._quiet_since)
+        if self._quiet_since is None:
+            return  # already speaking again: the next pause decides
+        if asks_question(self.story.last_caller_text()):
+            self._grant(turn, "shortcut")
+            return
+        turn.judge_job = self._new_job(_Job("judge", version=turn.version))
+        self._emit(ev.Judge(turn.judge_job, self.story.lines()))
+        if self.options.turns.draft_while_judging:
+            turn.draft = self._start_reply(release=False)
+        self._timer("ack", self._quiet_since + self.options.turns.ack_after_ms / 1000)
+
+    def _on_verdict(self, e: ev.VerdictReady) -> None:
+        job = self._jobs.pop(e.job, None)
+        turn = self._turn
+        if job is None or turn is None or turn.version != job.version or turn.judge_job != e.job:
+            return
+        turn.judge_job = None
+        turn.p_complete = e.p_complete
+        if e.p_complete >= self.options.turns.threshold:
+            self._grant(turn, "judge", e.p_complete)
+        else:
+            self._decision("WAIT", "judge", e.p_complete)
+            self._wait(turn)
+
+    def _wait(self, turn: _Turn) -> None:
+        t = self.options.turns
+        quiet = turn.quiet_since if turn.quiet_since is not None else self.t
+        self._timer("backstop", quiet + backstop_ms(t, turn.p_complete) / 1000)
+        if t.backchannels and self._caller_turn_speech >= self.seg.samples(t.backchannel_min_turn_ms):
+            self._timer("backchannel", quiet + t.backchannel_after_ms / 1000)
+
+    def _decision(self, verdict: str, by: str, p: float | None = None) -> None:
+        record: dict[str, Any] = {"at_s": round(self.t, 3), "verdict": verdict, "by": by}
+        if p is not None:
+            record["p_complete"] = round(p, 3)
+        self.decisions.append(record)
+        self._note("decision", verdict=verdict, by=by, p_complete=p)
+
+    def _grant(self, turn: _Turn, by: str, p: float | None = None) -> None:
+        self._decision("COMPLETE", by, p)
+        turn.granted = True
+        self._cancel(turn.judge_job)
+        turn.judge_job = None
+        if turn.draft is None or turn.draft.state is not State.HELD:
+            turn.draft = self._start_reply(release=False)
+        quiet = turn.quiet_since if turn.quiet_since is not None else self.t
+        turn.release_at = quiet + gap_ms(self.options.turns, by, p) / 1000
+        if self.t >= turn.release_at - 1e-9:
+            self._release_reply(turn)
+        else:
+            self._timer("release", turn.release_at)
+
+    def _release_reply(self, turn: _Turn) -> None:
+        draft = turn.draft
+        assert draft is not None
+        if not draft.generating and not draft.text:
+            self._empty_reply(draft)
+        elif draft.state is State.HELD:
+            self._release(draft)
+
+    def _abandon_turn(self) -> None:
+        """Whatever was being prepared for the caller's last words is no longer wanted."""
+        turn, self._turn = self._turn, None
+        if turn is None:
+            return
+        self._cancel(turn.judge_job)
+        if turn.draft is not None and not turn.draft.on_line and turn.draft.state is State.HELD:
+            self._drop(turn.draft)
+
+    def _on_timer(self, e: ev.TimerFired) -> None:
+        turn = self._turn
+        caller_quiet = self._quiet_since is not None
+        current = turn is not None and turn.version == self.story.version
+        pending = current and turn is not None and not turn.granted and caller_quiet
+        if e.name == "release" and turn is not None and turn.granted and caller_quiet:
+            if turn.version == self.story.version and turn.draft is not None and not turn.draft.released:
+                self._release_reply(turn)
+        elif e.name == "backstop" and pending and turn is not None and turn.judge_job is None:
+            self._grant(turn, "backstop", turn.p_complete)
+        elif e.name == "ack" and pending and turn is not None and turn.judge_job is not None:
+            if not turn.acked and not self._line:
+                turn.acked = True
+                self._say(Kind.ACK, self.options.call.ack)
+        elif e.name == "backchannel" and pending and not self._line:
+            if self.t - self._last_backchannel >= self.options.turns.backchannel_every_ms / 1000:
+                self._last_backchannel = self.t
+                self._say(Kind.BACKCHANNEL, self.options.call.backchannel)
+        elif e.name == "silence":
+            self._on_silence_timer()
+        elif e.name == "max_duration":
+            self._say_goodbye("max duration")
+        elif e.name == "hangup":
+            self._end("bot said goodbye")
+
+    def _on_silence_timer(self) -> None:
+        limit = self.options.call.silence_timeout_s
+        busy = self._line or self.seg.voiced or (self._turn is not None and not self._turn.granted)
+        if not busy and self.t - self._last_activity >= limit - 1e-6:
+            self._say_goodbye("silence")
+        else:
+            self._timer("silence", max(self.t, self._last_activity) + limit)
+
+    # ------------------------------------------------------------------ the bot's utterances
+
+    def _utterance(self, kind: Kind, interruptible: bool = True) -> Utterance:
+        u = Utterance(next(self._ids), kind, interruptible)
+        self._utterances[u.id] = u
+        self._splitters[u.id] = ClauseSplitter(self.options.speech)
+        return u
+
+    def _say(self, kind: Kind, text: str, interruptible: bool = True) -> Utterance | None:
+        if not text.strip():
+            return None
+        u = self._utterance(kind, interruptible)
+        u.text = text
+        splitter = self._splitters[u.id]
+        for clause in [*splitter.feed(text), splitter.flush()]:
+            if clause:
+                self._synthesize(u, clause)
+        u.generating = False
+        self._release(u)
+        return u
+
+    def _start_reply(self, release: bool) -> Utterance:
+        u = self._utterance(Kind.REPLY)
+        u.reply_job = self._new_job(_Job("reply", version=self.story.version, utterance=u.id))
+        self._emit(ev.Reply(u.reply_job, self.story.lines()))
+        if release:
+            self._release(u)
+        return u
+
+    def _synthesize(self, u: Utterance, text: str) -> None:
+        job = self._new_job(_Job("tts", utterance=u.id))
+        u.tts_jobs.append(job)
+        self._emit(ev.Synthesize(job, u.id, text))
+
+    def _release(self, u: Utterance) -> None:
+        u.released = True
+        self._line.append(u)
+        self._emit(ev.Play(u.id))
+
+    def _drop(self, u: Utterance) -> None:
+        """Stop everything about `u`; what it has not played never will."""
+        self._cancel(u.reply_job)
+        u.reply_job = None
+        for job in u.tts_jobs:
+            self._cancel(job)
+        u.tts_jobs.clear()
+        u.generating = False
+        if u.released:
+            self._emit(ev.Drop(u.id))
+        if u in self._line:
+            self._line.remove(u)
+        if u.state is State.HELD:
+            u.state = State.CANCELLED
+
+    def _on_reply_text(self, e: ev.ReplyText) -> None:
+        job = self._jobs.get(e.job)
+        if job is None:
+            return
+        u = self._utterances[job.utterance]
+        u.text += e.text
+        for clause in self._splitters[u.id].feed(e.text):
+            self._synthesize(u, clause)
+
+    def _on_reply_done(self, e: ev.ReplyDone) -> None:
+        job = self._jobs.pop(e.job, None)
+        if job is None:
+            return
+        u = self._utterances[job.utterance]
+        u.reply_job = None
+        if clause := self._splitters[u.id].flush():
+            self._synthesize(u, clause)
+        u.generating = False
+        u.text = u.text.strip()
+        u.end_call = e.end_call
+        if not u.text and u.released:
+            self._empty_reply(u)
+        self._maybe_finished(u)
+
+    def _empty_reply(self, u: Utterance) -> None:
+        """The LLM had nothing to say; if it also wants to end the call, the goodbye says it."""
+        self._drop(u)
+        u.state = State.CANCELLED
+        if u.end_call:
+            self._say_goodbye("bot ended the call")
+
+    def _on_speech(self, e: ev.SpeechReady) -> None:
+        job = self._jobs.get(e.job)
+        if job is not None:
+            self._utterances[job.utterance].add_audio(e.samples, e.words)
+
+    def _on_synthesis_done(self, e: ev.SynthesisDone) -> None:
+        job = self._jobs.pop(e.job, None)
+        if job is None:
+            return
+        u = self._utterances[job.utterance]
+        if e.job in u.tts_jobs:
+            u.tts_jobs.remove(e.job)
+        self._maybe_finished(u)
+
+    def _on_failed(self, e: ev.JobFailed) -> None:
+        job = self._jobs.pop(e.job, None)
+        if job is None:
+            return
+        self._note("engine_failed", engine=job.kind, error=e.error)
+        if job.kind == "stt":
+            frag = self._fragments.get(job.fragment)
+            if frag is not None and frag.closed and not job.speculative:
+                self._texts[(frag.id, frag.revision)] = ""
+                self._apologise()
+            elif frag is not None:
+                self._asked.discard((frag.id, frag.revision))  # try again when it closes
+        elif job.kind == "judge":
+            turn = self._turn
+            if turn is not None and turn.judge_job == e.job:
+                turn.judge_job = None
+                self._wait(turn)
+        else:
+            u = self._utterances[job.utterance]
+            self._drop(u) if not u.on_line else self._stop_generating(u)
+            if u.kind is not Kind.APOLOGY:
+                self._apologise()
+
+    def _stop_generating(self, u: Utterance) -> None:
+        self._cancel(u.reply_job)
+        u.reply_job = None
+        for job in u.tts_jobs:
+            self._cancel(job)
+        u.tts_jobs.clear()
+        u.generating = False
+        self._maybe_finished(u)
+
+    def _apologise(self) -> None:
+        self._abandon_turn()
+        self._say(Kind.APOLOGY, self.options.call.apology)
+
+    # ------------------------------------------------------------------ playout and the word clock
+
+    def _on_progress(self, e: ev.PlayoutProgress) -> None:
+        u = self._utterances.get(e.utterance)
+        if u is None or u.state in (State.DONE, State.CUT_OFF, State.CANCELLED):
+            return
+        if u.state is State.HELD:
+            u.state = State.PLAYING
+            self.spoken.append(u)
+            self._caller_turn_speech = 0
+            if self.seg.fragment is not None and not self.seg.voiced:
+                # The bot has the floor: the caller's pause ends their fragment here.
+                self._on_segment(self.seg.close(round(e.t * self.rate)))
+        u.on_progress(e, self.rate)
+        self._last_activity = self.t
+        self._maybe_finished(u)
+
+    def _maybe_finished(self, u: Utterance) -> None:
+        if u.state is not State.PLAYING or not u.complete or u.played < u.samples:
+            return
+        u.state = State.DONE
+        self._emit(ev.Drop(u.id))
+        if u in self._line:
+            self._line.remove(u)
+        if self._barge is not None and self._barge.utterance is u:
+            self._barge = None  # it ended on its own before the caller's words counted
+        if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
+            self.story.add_bot(" ".join(w.text for w in u.words), cut_off=False)
+        self._timer("silence", self.t + self.options.call.silence_timeout_s)
+        if u.kind is Kind.GOODBYE or u.end_call:
+            self._end(self._goodbye_reason or ("bot ended the call" if u.end_call else "bot said goodbye"))
+
+    def _barge_tick(self) -> None:
+        b = self._barge
+        assert b is not None
+        s = self.options.speech
+        u = b.utterance
+        if not b.yielded and self.seg.run_speech >= self.seg.samples(s.yield_after_ms):
+            b.yielded = True
+            at = u.stop_point(s, self.rate)
+            u.stop_at = at
+            u.state = State.PAUSED
+            self._emit(ev.Stop(u.id, at, self.seg.samples(s.fade_ms)))
+            b.record = {"onset_s": round(b.onset_t, 3), "utterance": u.kind.value}
+            self.barge_ins.append(b.record)
+        if b.confirmed and self.seg.run_speech >= self.seg.samples(s.backchannel_max_ms):
+            self._commit_barge(b)
+
+    def _on_stopped(self, e: ev.PlayoutStopped) -> None:
+        u = self._utterances.get(e.utterance)
+        if u is None:
+            return
+        u.stop_at = e.at
+        b = self._barge
+        if b is not None and b.utterance is u:
+            b.record.update(fade_start_s=round(e.fade_start, 3), silent_s=round(e.silent, 3))
+
+    def _resume(self, b: _Barge, why: str) -> None:
+        self._barge = None
+        u = b.utterance
+        if not b.yielded:
+            return
+        at = u.resume_point()
+        u.rewind(at)
+        b.record["resumed"] = why
+        self._note("resume", why=why, at=at)
+        self._emit(ev.Resume(u.id, at))
+        self._maybe_finished(u)
+
+    def _commit_barge(self, b: _Barge) -> None:
+        self._barge = None
+        b.record["resumed"] = False
+        for u in list(self._line):
+            if u is b.utterance:
+                self._cut_off(u)
+            else:
+                self._drop(u)
+        self._abandon_turn()
+
+    def _cut_off(self, u: Utterance) -> None:
+        until = u.stop_at if u.stop_at is not None else u.played
+        heard = u.heard(until)
+        self._drop(u)
+        u.state = State.CUT_OFF
+        if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
+            self.story.add_bot(" ".join(heard), cut_off=True)
+        self._note("cut_off", utterance=u.id, words_heard=len(heard), words_meant=len(u.words))
+
+    # ------------------------------------------------------------------ report
+
+    def report(self) -> dict[str, Any]:
+        """What happened in the call, for summary.json (times in seconds on the call's timeline)."""
+        turns = []
+        for u in self.spoken:
+            heard_until = u.stop_at if u.state is State.CUT_OFF and u.stop_at is not None else u.played
+            turns.append({
+                "kind": u.kind.value,
+                "start_s": None if u.start_t is None else round(u.start_t, 3),
+                "end_s": None if u.end_t is None else round(u.end_t, 3),
+                "text_intended": u.text,
+                "text_heard": " ".join(u.heard(heard_until)),
+                "interrupted": u.state is State.CUT_OFF,
+                "words": u.words_report(),
+            })
+        return {
+            "caller_fragments": [{k: v for k, v in f.items() if k != "id"} for f in self.fragments],
+            "decisions": self.decisions,
+            "bot_turns": turns,
+            "barge_ins": self.barge_ins,
+            "story": self.story.render(),
+            "story_lines": [{"role": line.role, "text": line.text} for line in self.story.lines()],
+            "ended": self.ended,
+        }

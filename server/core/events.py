@@ -1,0 +1,240 @@
+"""What goes in and out of the conversation core.
+
+Events come in, each stamped with `t`, seconds on the call's timeline (0 = the call was answered).
+Commands go out. Caller audio is addressed by sample index on the call's 16 kHz timeline; bot audio by
+sample index within one utterance. Jobs (engine calls) and utterances are named by integers the core
+hands out; a result for a job the core no longer wants is ignored, so cancelling is always safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --------------------------------------------------------------------------- events (runtime -> core)
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class VadWindow:
+    """Speech probability of caller samples [start, end)."""
+
+    t: float
+    start: int
+    end: int
+    p: float
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptReady:
+    t: float
+    job: int
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictReady:
+    t: float
+    job: int
+    p_complete: float
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyText:
+    """More text of a reply being generated (any size: a token, a word, a sentence)."""
+
+    t: float
+    job: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDone:
+    t: float
+    job: int
+    end_call: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start: int  # samples, relative to what the event that carries it says
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechReady:
+    """A piece of synthesised audio for `job` (a Synthesize command), as it will be played."""
+
+    t: float
+    job: int
+    samples: int
+    words: tuple[Word, ...]  # relative to this piece's first sample
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisDone:
+    t: float
+    job: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    t: float
+    job: int
+    error: str  # for the trace: what failed, never caller text
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutProgress:
+    """Samples [first, last) of `utterance` went to the line in the frame that starts at `t`,
+    beginning `offset` samples into that frame."""
+
+    t: float
+    utterance: int
+    first: int
+    last: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutStopped:
+    """The playout honoured a Stop: audio of `utterance` ends at sample `at`, fading out from the line
+    time `fade_start` to `silent`."""
+
+    t: float
+    utterance: int
+    at: int
+    fade_start: float
+    silent: float
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    t: float
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    t: float
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHungUp:
+    t: float
+
+
+Event = (
+    CallStarted | VadWindow | TranscriptReady | VerdictReady | ReplyText | ReplyDone | SpeechReady
+    | SynthesisDone | JobFailed | PlayoutProgress | PlayoutStopped | TimerFired | Dtmf | CallerHungUp
+)
+
+# --------------------------------------------------------------------------- commands (core -> runtime)
+
+
+@dataclass(frozen=True, slots=True)
+class StoryLine:
+    role: str  # "caller" | "bot"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transcribe:
+    """Transcribe caller samples [start, end)."""
+
+    job: int
+    start: int
+    end: int
+    speculative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Judge:
+    job: int
+    story: tuple[StoryLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    job: int
+    story: tuple[StoryLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Synthesize:
+    """Speak `text` as the next piece of `utterance` (pieces play in the order they are asked for)."""
+
+    job: int
+    utterance: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    job: int
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Let `utterance` reach the line: its audio plays as soon as it is there."""
+
+    utterance: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop `utterance` at its sample `at` (or at once if that has already played), fading out over
+    `fade` samples; keep the rest in case it resumes."""
+
+    utterance: int
+    at: int
+    fade: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Play `utterance` again from its sample `at`."""
+
+    utterance: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Throw away whatever of `utterance` has not played; nothing more of it may reach the line."""
+
+    utterance: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Send TimerFired(name) at call time `at`; a timer of the same name is replaced."""
+
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the core decided, for the trace (never caller text)."""
+
+    kind: str
+    data: tuple[tuple[str, object], ...] = ()
+
+
+Command = (
+    Transcribe | Judge | Reply | Synthesize | Cancel | Play | Stop | Resume | Drop | StartTimer | Hangup
+    | Note
+)

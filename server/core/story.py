@@ -1,0 +1,86 @@
+"""The story: the call's transcript as the models read it (DESIGN.md §2 rule 3).
+
+Lines are appended in the order they happened. The caller's newest fragment may sit in the story before
+it is final (a speculative transcript read while the pause is still growing); it is replaced or
+withdrawn when the caller goes on. Every change bumps `version`; work computed for an older version is
+stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.core.events import StoryLine
+
+CUT_OFF = "... [cut off]"
+
+
+@dataclass(slots=True)
+class _Line:
+    role: str
+    text: str
+    fragment: int | None = None
+
+
+class Story:
+    def __init__(self) -> None:
+        self.version = 0
+        self._lines: list[_Line] = []
+        self._open: _Line | None = None  # the caller's fragment still being spoken
+
+    def lines(self) -> tuple[StoryLine, ...]:
+        lines = self._lines + ([self._open] if self._open else [])
+        return tuple(StoryLine(line.role, line.text) for line in lines)
+
+    def render(self) -> str:
+        return "\n".join(f"{line.role.capitalize()}: {line.text}" for line in self.lines())
+
+    @property
+    def open_fragment(self) -> int | None:
+        return self._open.fragment if self._open else None
+
+    def set_open(self, fragment: int, text: str) -> None:
+        """The caller's fragment `fragment` says `text` so far (empty: nothing intelligible)."""
+        if not text:
+            self.withdraw_open()
+            return
+        if self._open and self._open.fragment == fragment and self._open.text == text:
+            return
+        self._open = _Line("caller", text, fragment)
+        self.version += 1
+
+    def withdraw_open(self) -> None:
+        if self._open is not None:
+            self._open = None
+            self.version += 1
+
+    def commit_caller(self, fragment: int, text: str) -> None:
+        """Fragment `fragment` is final. An open line for it becomes permanent, changed only if its
+        text differs, so work done on the speculative text stays current."""
+        if self._open and self._open.fragment == fragment:
+            line, self._open = self._open, None
+            if not text:
+                self.version += 1
+                return
+            if line.text != text:
+                line.text = text
+                self.version += 1
+            self._lines.append(line)
+        elif text:
+            self._lines.append(_Line("caller", text, fragment))
+            self.version += 1
+
+    def add_bot(self, heard: str, cut_off: bool) -> None:
+        """The bot said `heard` (the words whose audio reached the line)."""
+        text = f"{heard} {CUT_OFF}".strip() if cut_off else heard
+        if not text:
+            return
+        # A caller fragment still open (the one that cut the bot off) stays after this line.
+        self._lines.append(_Line("bot", text))
+        self.version += 1
+
+    def last_caller_text(self) -> str:
+        for line in reversed(self._lines + ([self._open] if self._open else [])):
+            if line.role == "caller":
+                return line.text
+        return ""

@@ -1,0 +1,237 @@
+"""Engine calls off the event loop: one worker thread per engine, results back in order.
+
+A job is a function that yields results (once for STT or the judge, a stream for the LLM and TTS). Two
+runners share the worker threads and differ only in when a result counts as having arrived:
+- `ThreadedJobs` (live calls): when the worker hands it to the event loop.
+- `VirtualJobs` (simulation): at the call time the engine would have needed, i.e. the job's start plus
+  the measured compute time, or plus an injected latency, queueing behind the engine's earlier jobs.
+A job that raises, or stays silent past its timeout, ends with a `Failed` result; a stalled worker is
+replaced so the engine keeps serving later jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Work = Callable[[], Iterator[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    pass
+
+
+FINISHED = Finished()
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+class Deliver(Protocol):
+    def __call__(self, job: int, item: Any, t: float) -> None: ...
+
+
+class JobRunner(Protocol):
+    def submit(self, job: int, engine: str, work: Work, timeout_s: float, t: float) -> None: ...
+    def cancel(self, job: int, t: float) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Workers:
+    """One single-thread executor per engine name, replaceable when a job stalls it."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def pool(self, engine: str) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            pool = self._pools.get(engine)
+            if pool is None:
+                pool = self._pools[engine] = concurrent.futures.ThreadPoolExecutor(1, f"standin-{engine}")
+            return pool
+
+    def replace(self, engine: str) -> None:
+        with self._lock:
+            pool = self._pools.pop(engine, None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=False)
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _drain(work: Work, cancelled: threading.Event, emit: Callable[[Any, float], None]) -> None:
+    """Run `work` in a worker thread, passing each result with the seconds spent since the start."""
+    started = time.perf_counter()
+    stream = None
+    try:
+        stream = work()
+        for item in stream:
+            if cancelled.is_set():
+                return
+            emit(item, time.perf_counter() - started)
+        if not cancelled.is_set():
+            emit(FINISHED, time.perf_counter() - started)
+    except Exception as exc:
+        if not cancelled.is_set():
+            emit(Failed(describe(exc)), time.perf_counter() - started)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # a cancelled generator stops generating now
+
+
+class ThreadedJobs:
+    """Live runner: results reach `deliver` on the event loop, stamped by `clock()`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Deliver, clock: Callable[[], float]) -> None:
+        self._loop = loop
+        self._deliver = deliver
+        self._clock = clock
+        self._workers = _Workers()
+        self._cancelled: dict[int, threading.Event] = {}
+        self._watchdogs: dict[int, asyncio.TimerHandle] = {}
+
+    def submit(self, job: int, engine: str, work: Work, timeout_s: float, t: float) -> None:
+        cancelled = self._cancelled[job] = threading.Event()
+
+        def emit(item: Any, elapsed: float) -> None:
+            self._loop.call_soon_threadsafe(self._arrive, job, engine, item, timeout_s)
+
+        self._workers.pool(engine).submit(_drain, work, cancelled, emit)
+        self._arm(job, engine, timeout_s)
+
+    def _arm(self, job: int, engine: str, timeout_s: float) -> None:
+        old = self._watchdogs.pop(job, None)
+        if old is not None:
+            old.cancel()
+        self._watchdogs[job] = self._loop.call_later(timeout_s, self._stalled, job, engine, timeout_s)
+
+    def _arrive(self, job: int, engine: str, item: Any, timeout_s: float) -> None:
+        cancelled = self._cancelled.get(job)
+        if cancelled is None or cancelled.is_set():
+            return
+        if isinstance(item, Finished | Failed):
+            self._forget(job)
+        else:
+            self._arm(job, engine, timeout_s)
+        self._deliver(job, item, self._clock())
+
+    def _stalled(self, job: int, engine: str, timeout_s: float) -> None:
+        if job not in self._cancelled:
+            return
+        self._cancelled[job].set()
+        self._forget(job)
+        self._workers.replace(engine)
+        self._deliver(job, Failed(f"{engine} gave nothing for {timeout_s:g}s"), self._clock())
+
+    def _forget(self, job: int) -> None:
+        self._cancelled.pop(job, None)
+        handle = self._watchdogs.pop(job, None)
+        if handle is not None:
+            handle.cancel()
+
+    def cancel(self, job: int, t: float) -> None:
+        event = self._cancelled.get(job)
+        if event is not None:
+            event.set()
+        self._forget(job)
+
+    def close(self) -> None:
+        for job in list(self._cancelled):
+            self.cancel(job, 0.0)
+        self._workers.close()
+
+
+@dataclass(order=True, slots=True)
+class _Due:
+    t: float
+    seq: int
+    job: int = field(compare=False)
+    item: Any = field(compare=False)
+
+
+class VirtualJobs:
+    """Simulation runner: each job runs to the end at once, in its worker thread, and its results are
+    released at the virtual times they would have arrived."""
+
+    def __init__(self, latency_s: dict[str, float] | None = None) -> None:
+        self.latency_s = dict(latency_s or {})
+        self._workers = _Workers()
+        self._due: list[_Due] = []
+        self._seq = itertools.count()
+        self._busy_until: dict[str, float] = {}
+        self._engine_of: dict[int, str] = {}
+        self._last_t: dict[int, float] = {}  # job -> time of its last result
+
+    def submit(self, job: int, engine: str, work: Work, timeout_s: float, t: float) -> None:
+        results: list[tuple[Any, float]] = []
+        cancelled = threading.Event()
+        collect = lambda item, elapsed: results.append((item, elapsed))  # noqa: E731
+        future = self._workers.pool(engine).submit(_drain, work, cancelled, collect)
+        try:
+            future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            cancelled.set()
+            self._workers.replace(engine)
+            results = [(Failed(f"{engine} gave nothing for {timeout_s:g}s"), timeout_s)]
+        start = max(t, self._busy_until.get(engine, 0.0))
+        injected = self.latency_s.get(engine)
+        first_elapsed = results[0][1] if results else 0.0
+        at = start
+        for item, elapsed in results:
+            if injected is not None and not isinstance(item, Failed):
+                at = start + injected + max(0.0, elapsed - first_elapsed)
+            else:
+                at = start + elapsed
+            heapq.heappush(self._due, _Due(at, next(self._seq), job, item))
+        self._busy_until[engine] = at
+        self._engine_of[job] = engine
+        self._last_t[job] = at
+
+    def cancel(self, job: int, t: float) -> None:
+        engine = self._engine_of.pop(job, None)
+        if engine is None:
+            return
+        last = self._last_t.pop(job)
+        if self._busy_until.get(engine) == last and last > t:
+            self._busy_until[engine] = t  # the worker stops on this job now
+        self._due = [d for d in self._due if d.job != job]
+        heapq.heapify(self._due)
+
+    def next_due(self) -> float | None:
+        return self._due[0].t if self._due else None
+
+    def pop_due(self, until: float) -> tuple[int, Any, float] | None:
+        if self._due and self._due[0].t <= until:
+            d = heapq.heappop(self._due)
+            if isinstance(d.item, Finished | Failed):
+                self._engine_of.pop(d.job, None)
+                self._last_t.pop(d.job, None)
+            return d.job, d.item, d.t
+        return None
+
+    def pending(self) -> bool:
+        return bool(self._due)
+
+    def close(self) -> None:
+        self._workers.close()

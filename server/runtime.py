@@ -1,0 +1,360 @@
+"""The call runtime: one call's audio, engines, timers and playout around the conversation core.
+
+It turns caller frames into VAD events, the core's commands into engine jobs (run by a `JobRunner`, so
+never on the event loop) and playout steering, engine results into events, and timers into events. It
+keeps no clock of its own: whoever drives it says what time it is, which is how the same runtime serves
+a live call (`LiveCall`, frames from a transport in real time) and `standin simulate` (a virtual clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.engines import (
+    CallContext,
+    Line,
+    ReplyDelta,
+    ReplyEnd,
+    ReplyModel,
+    SpeechChunk,
+    SpeechToText,
+    TextToSpeech,
+    Transcript,
+    TurnJudge,
+    VadModel,
+    Verdict,
+)
+from server import audio
+from server.core import events as ev
+from server.core.conversation import Conversation
+from server.jobs import Failed, Finished, JobRunner, ThreadedJobs
+from server.playout import Playout
+from server.trace import Trace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    vad: VadModel
+    stt: SpeechToText
+    judge: TurnJudge
+    llm: ReplyModel
+    tts: TextToSpeech
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    language: str = "en"
+    hints: tuple[str, ...] = ()  # names and words the STT should expect
+    context: CallContext = field(default_factory=CallContext)
+    timeouts_s: dict[str, float] = field(
+        default_factory=lambda: {"stt": 15.0, "judge": 5.0, "llm": 20.0, "tts": 15.0})
+    trim_level: int = 40  # leading TTS samples below this (int16) are silence, cut for a faster start
+    caller_memory_s: float = 120.0  # caller audio kept for transcription
+
+
+class _Ring:
+    """The last `size` samples of the caller's audio, addressed by call sample index."""
+
+    def __init__(self, size: int) -> None:
+        self._buf = np.zeros(size, np.int16)
+        self.end = 0  # call sample index one past the newest sample
+
+    def append(self, x: np.ndarray) -> None:
+        n, size = len(x), len(self._buf)
+        if n >= size:
+            self._buf[:] = x[-size:]
+        else:
+            i = self.end % size
+            k = min(n, size - i)
+            self._buf[i:i + k] = x[:k]
+            self._buf[: n - k] = x[k:]
+        self.end += n
+
+    def slice(self, start: int, end: int) -> np.ndarray:
+        size = len(self._buf)
+        start, end = max(start, self.end - size, 0), min(end, self.end)
+        if end <= start:
+            return np.zeros(0, np.int16)
+        idx = np.arange(start, end) % size
+        return self._buf[idx]
+
+
+class CallRuntime:
+    def __init__(self, conversation: Conversation, engines: Engines, jobs: JobRunner, *,
+                 options: RuntimeOptions | None = None, trace: Trace | None = None,
+                 recorder: audio.StereoWavWriter | None = None) -> None:
+        self.core = conversation
+        self.engines = engines
+        self.jobs = jobs
+        self.options = options or RuntimeOptions()
+        self.trace = trace
+        self.recorder = recorder
+        self.rate = conversation.rate
+        self.playout = Playout(self.rate, audio.FRAME * self.rate // audio.CALL_RATE)
+        self.vad = engines.vad.stream(self.rate)
+        self.hangup: str | None = None
+        self._caller = _Ring(int(self.options.caller_memory_s * self.rate))
+        self._pending = np.zeros(0, np.int16)  # caller samples not yet in a VAD window
+        self._timers: list[tuple[float, str]] = []
+        self._timer_at: dict[str, float] = {}
+        self._utterance_of: dict[int, int] = {}  # tts job -> utterance
+        self._started_audio: set[int] = set()  # utterances whose first audio is in
+        self._jobs: dict[int, str] = {}  # job -> engine, while it runs
+        self._rec_in: deque[np.ndarray] = deque()
+        self._rec_out: deque[np.ndarray] = deque()
+        self.now = 0.0
+
+    # ------------------------------------------------------------------ driving
+
+    def start(self, t: float = 0.0) -> None:
+        self._handle(ev.CallStarted(t))
+
+    def feed(self, frame: np.ndarray, t: float) -> None:
+        """Caller audio (int16 at the call rate) that has arrived by time `t`."""
+        self.advance(t)
+        self._caller.append(frame)
+        self._record(self._rec_in, frame)
+        pcm = np.concatenate([self._pending, frame]) if len(self._pending) else frame
+        w = self.vad.window
+        n = len(pcm) // w * w
+        first = self._caller.end - len(pcm)
+        for i in range(0, n, w):
+            p = self.vad.probability(audio.to_float(pcm[i:i + w]))
+            self._handle(ev.VadWindow(t, first + i, first + i + w, p))
+        self._pending = pcm[n:].copy()
+
+    def pull(self, t: float) -> np.ndarray:
+        """The frame of bot audio that starts at `t` (single-threaded drivers)."""
+        self.advance(t)
+        frame, notes = self.playout.pull(t)
+        self.on_playout(notes)
+        self._record(self._rec_out, frame)
+        return frame
+
+    def on_playout(self, notes: list[ev.PlayoutProgress | ev.PlayoutStopped]) -> None:
+        for note in notes:
+            self._handle(note)
+
+    def advance(self, t: float) -> None:
+        """Fire the timers due by `t`."""
+        while self._timers and self._timers[0][0] <= t:
+            at, name = heapq.heappop(self._timers)
+            if self._timer_at.get(name) == at:
+                del self._timer_at[name]
+                self._handle(ev.TimerFired(max(at, self.now), name))
+        self.now = max(self.now, t)
+
+    def next_timer(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def caller_hung_up(self, t: float) -> None:
+        self.advance(t)
+        self._handle(ev.CallerHungUp(t))
+        self.hangup = self.hangup or "caller hung up"
+
+    def dtmf(self, digit: str, t: float) -> None:
+        self.advance(t)
+        self._handle(ev.Dtmf(t, digit))
+
+    def idle(self) -> bool:
+        """Nothing said, playing or being worked on (timers aside)."""
+        return not self._jobs and not self.playout.busy() and not self.core.seg.voiced
+
+    def close(self) -> None:
+        self.jobs.close()
+        self._flush_recording()
+
+    # ------------------------------------------------------------------ core plumbing
+
+    def _handle(self, event: ev.Event) -> None:
+        self.now = max(self.now, event.t)
+        if self.trace is not None:
+            self.trace.event(event)
+        for command in self.core.handle(event):
+            if self.trace is not None:
+                self.trace.command(event.t, command)
+            self._execute(command, event.t)
+
+    def _execute(self, c: ev.Command, t: float) -> None:
+        if isinstance(c, ev.Transcribe):
+            pcm = audio.to_float(self._caller.slice(c.start, c.end))
+            start_s = c.start / self.rate
+            o = self.options
+            self._submit(c.job, "stt", lambda: iter([self.engines.stt.transcribe(
+                pcm, start_s=start_s, language=o.language, hints=o.hints)]), t)
+        elif isinstance(c, ev.Judge):
+            lines = _lines(c.story)
+            self._submit(c.job, "judge", lambda: iter([self.engines.judge.judge(
+                lines, language=self.options.language)]), t)
+        elif isinstance(c, ev.Reply):
+            lines = _lines(c.story)
+            self._submit(c.job, "llm", lambda: self.engines.llm.reply(lines, self.options.context), t)
+        elif isinstance(c, ev.Synthesize):
+            self._utterance_of[c.job] = c.utterance
+            text = c.text
+            self._submit(c.job, "tts", lambda: self.engines.tts.synthesize(
+                text, language=self.options.language), t)
+        elif isinstance(c, ev.Cancel):
+            self._jobs.pop(c.job, None)
+            self.jobs.cancel(c.job, t)
+        elif isinstance(c, ev.Play):
+            self.playout.play(c.utterance)
+        elif isinstance(c, ev.Stop):
+            self.playout.stop(c.utterance, c.at, c.fade)
+        elif isinstance(c, ev.Resume):
+            self.playout.resume(c.utterance, c.at)
+        elif isinstance(c, ev.Drop):
+            self.playout.drop(c.utterance)
+        elif isinstance(c, ev.StartTimer):
+            self._timer_at[c.name] = c.at
+            heapq.heappush(self._timers, (c.at, c.name))
+        elif isinstance(c, ev.Hangup):
+            self.hangup = c.reason
+
+    def _submit(self, job: int, engine: str, work: Callable[[], Iterator[Any]], t: float) -> None:
+        self._jobs[job] = engine
+        self.jobs.submit(job, engine, work, self.options.timeouts_s.get(engine, 20.0), t)
+
+    def on_result(self, job: int, item: Any, t: float) -> None:
+        """A job's result (or its end) arrived at call time `t`."""
+        engine = self._jobs.get(job)
+        if engine is None:
+            return  # cancelled meanwhile
+        self.advance(t)
+        if isinstance(item, Failed):
+            del self._jobs[job]
+            log.warning("%s engine failed: %s", engine, item.error)
+            self._handle(ev.JobFailed(t, job, f"{engine}: {item.error}"))
+        elif isinstance(item, Finished):
+            del self._jobs[job]
+            if engine == "llm":
+                self._handle(ev.ReplyDone(t, job))
+            elif engine == "tts":
+                self._handle(ev.SynthesisDone(t, job))
+        elif isinstance(item, Transcript):
+            self._handle(ev.TranscriptReady(t, job, item.text, item.confidence))
+        elif isinstance(item, Verdict):
+            self._handle(ev.VerdictReady(t, job, item.p_complete, item.reason))
+        elif isinstance(item, ReplyDelta):
+            self._handle(ev.ReplyText(t, job, item.text))
+        elif isinstance(item, ReplyEnd):
+            self._jobs.pop(job, None)
+            self.jobs.cancel(job, t)
+            self._handle(ev.ReplyDone(t, job, item.end_call))
+        elif isinstance(item, SpeechChunk):
+            self._speech(job, item, t)
+
+    def _speech(self, job: int, chunk: SpeechChunk, t: float) -> None:
+        utterance = self._utterance_of[job]
+        pcm = audio.resample(chunk.audio, chunk.sample_rate, self.rate)
+        scale = self.rate / chunk.sample_rate
+        words = [ev.Word(w.text, round(w.start * scale), round(w.end * scale)) for w in chunk.words]
+        if utterance not in self._started_audio:
+            # Leading silence only delays the answer: start at the first audible sample.
+            loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > self.options.trim_level)
+            cut = int(loud[0]) if len(loud) else len(pcm)
+            if words:
+                cut = min(cut, words[0].start)
+            pcm = pcm[cut:]
+            words = [ev.Word(w.text, max(0, w.start - cut), max(0, w.end - cut)) for w in words]
+            if len(pcm):
+                self._started_audio.add(utterance)
+        words = [ev.Word(w.text, min(w.start, len(pcm)), min(w.end, len(pcm))) for w in words]
+        self.playout.add(utterance, pcm)
+        self._handle(ev.SpeechReady(t, job, len(pcm), tuple(words)))
+
+    # ------------------------------------------------------------------ recording
+
+    def record_out(self, frame: np.ndarray) -> None:
+        """Bot audio that went to the line; the recording pairs it with the caller's frame."""
+        self._record(self._rec_out, frame)
+
+    def _record(self, side: deque[np.ndarray], frame: np.ndarray) -> None:
+        if self.recorder is None:
+            return
+        side.append(frame)
+        while self._rec_in and self._rec_out:
+            self.recorder.write(self._rec_in.popleft(), self._rec_out.popleft())
+
+    def _flush_recording(self) -> None:
+        silence = np.zeros(self.playout.frame, np.int16)
+        while self.recorder is not None and (self._rec_in or self._rec_out):
+            left = self._rec_in.popleft() if self._rec_in else silence
+            right = self._rec_out.popleft() if self._rec_out else silence
+            self.recorder.write(left, right)
+
+
+def _lines(story: tuple[ev.StoryLine, ...]) -> tuple[Line, ...]:
+    return tuple(Line("bot" if s.role == "bot" else "caller", s.text) for s in story)
+
+
+# ---------------------------------------------------------------------------- live calls
+
+
+class Transport(Protocol):
+    """Where a live call's audio comes from and goes to (the SIP media port, a websocket, a test)."""
+
+    def frames(self) -> AsyncIterator[np.ndarray]:
+        """Caller audio, 20 ms int16 frames at the call rate, as they arrive; ends when the caller
+        hangs up."""
+        ...
+
+    def attach(self, pull: Callable[[], np.ndarray]) -> None:
+        """From now on, get each outbound 20 ms frame by calling `pull` (from any thread)."""
+        ...
+
+    async def hang_up(self, reason: str) -> None: ...
+
+
+class LiveCall:
+    """Runs one call in real time: the call clock counts the caller's frames, engine results arrive from
+    worker threads, the transport pulls bot audio from its own thread."""
+
+    def __init__(self, make_runtime: Callable[[JobRunner], CallRuntime]) -> None:
+        self._make_runtime = make_runtime
+        self.runtime: CallRuntime | None = None
+        self._frames = 0
+        self._pulled = 0
+
+    def _clock(self) -> float:
+        return self._frames * audio.FRAME / audio.CALL_RATE
+
+    async def run(self, transport: Transport) -> CallRuntime:
+        loop = asyncio.get_running_loop()
+        # The runtime needs the runner and the runner delivers to the runtime: bind late.
+        jobs = ThreadedJobs(loop, lambda job, item, t: runtime.on_result(job, item, t), self._clock)  # noqa: PLW0108
+        runtime = self.runtime = self._make_runtime(jobs)
+
+        def pull() -> np.ndarray:
+            t = self._pulled * audio.FRAME / audio.CALL_RATE
+            self._pulled += 1
+            frame, notes = runtime.playout.pull(t)
+            if notes:
+                loop.call_soon_threadsafe(runtime.on_playout, notes)
+            loop.call_soon_threadsafe(runtime.record_out, frame)
+            return frame
+
+        runtime.start(0.0)
+        transport.attach(pull)
+        try:
+            async for frame in transport.frames():
+                self._frames += 1
+                runtime.feed(frame, self._clock())
+                if runtime.hangup is not None:
+                    await transport.hang_up(runtime.hangup)
+                    break
+            else:
+                runtime.caller_hung_up(self._clock())
+        finally:
+            runtime.close()
+        return runtime

@@ -1,0 +1,95 @@
+"""`standin simulate`: a whole call on a recorded caller, on a virtual clock, faster than real time.
+
+The caller's recording is fed in 20 ms frames; every engine call takes the call time it measured (or the
+latency the config injects) before its result lands; timers fire at their exact times. When the
+recording ends the caller stays silent until the bot is done, then hangs up. The call writes the same
+files as a live one: call.wav, trace.jsonl and summary.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from server import audio
+from server.callfiles import CallFiles
+from server.config import Config
+from server.core.conversation import Conversation
+from server.jobs import VirtualJobs
+from server.runtime import CallRuntime, Engines, RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+FRAME_S = audio.FRAME / audio.CALL_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationResult:
+    summary: dict[str, Any]
+    out_dir: Path
+
+
+def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path,
+             meta: dict[str, Any] | None = None) -> SimulationResult:
+    """Run one call on `caller` (int16 mono at 16 kHz) and write its files into `out_dir`."""
+    latency = {k: v / 1000 for k, v in config.simulate.latency_ms.items()}
+    jobs = VirtualJobs(latency)
+    files = CallFiles(out_dir)
+    runtime = CallRuntime(Conversation(config.conversation()), engines, jobs,
+                          options=RuntimeOptions(language=config.language, hints=config.stt.hints),
+                          trace=files.trace, recorder=files.recorder)
+    hangup_after = config.simulate.hangup_after_s
+    limit = len(caller) / audio.CALL_RATE + config.call.max_duration_s + 30.0
+    silence = np.zeros(audio.FRAME, np.int16)
+    error: str | None = None
+    try:
+        runtime.start(0.0)
+        k = 0
+        idle_since: float | None = None
+        previous: np.ndarray | None = None
+        while runtime.hangup is None:
+            t = k * FRAME_S
+            _run_until(runtime, jobs, t)
+            if previous is not None:
+                runtime.feed(previous, t)
+            runtime.pull(t)
+            previous = caller[k * audio.FRAME:(k + 1) * audio.FRAME]
+            if len(previous) < audio.FRAME:
+                previous = np.concatenate([previous, silence[len(previous):]])
+                if runtime.idle() and not jobs.pending():
+                    idle_since = t if idle_since is None else idle_since
+                    if t - idle_since >= hangup_after:
+                        runtime.caller_hung_up(t)
+                else:
+                    idle_since = None
+            if t > limit:
+                raise RuntimeError(f"the simulated call did not end within {limit:.0f}s of call time")
+            k += 1
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        runtime.close()
+        summary = files.finish(runtime.core, meta={**(meta or {}), "error": error,
+                                                   "duration_s": round(runtime.now, 3)})
+    return SimulationResult(summary, out_dir)
+
+
+def _run_until(runtime: CallRuntime, jobs: VirtualJobs, t: float) -> None:
+    """Deliver, in time order, every engine result and timer due by `t`."""
+    while True:
+        due = jobs.next_due()
+        timer = runtime.next_timer()
+        if due is not None and due <= t and (timer is None or due <= timer):
+            item = jobs.pop_due(t)
+            assert item is not None
+            job, result, at = item
+            runtime.on_result(job, result, at)
+        elif timer is not None and timer <= t:
+            runtime.advance(timer)
+        else:
+            return
