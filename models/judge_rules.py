@@ -25,6 +25,7 @@ verdict's `reason`. In priority order:
 14. announced-list         "I need three things." and fewer items given since          WAIT
     list-complete          ... and now all of them                                     COMPLETE
 15. list-opener            starts with "first", "innanzitutto", ...                    WAIT
+    list-item              starts with "second,", "the third thing", "secondo punto"   WAIT, unsure
 16. request / urgency      "please", "tell him", "gli dica"; "urgent", "subito"        COMPLETE
 17. exclamation            ends in "!"                                                 COMPLETE
 18. question-words         no end punctuation, starts like a question ("is he there")  COMPLETE, unsure
@@ -62,6 +63,7 @@ P_LIST_COMPLETE = 0.8
 P_STATEMENT = 0.7
 P_QUESTION_WORDS = 0.6
 P_UNPUNCTUATED = 0.4
+P_LIST_ITEM = 0.4  # "second, ...": a list goes on, but this may be its last item
 P_GREETING = 0.35
 P_PERIOD_AFTER = 0.3
 P_LIST_OPENER = 0.18
@@ -112,7 +114,7 @@ class Lexicon:
         trailing: Mapping[str, str],  # class name -> words after which a sentence cannot end
         dangling: Mapping[str, str],  # class name -> words that seldom end a sentence
         resolvers: str,  # a dangling word right after one of these is a whole sentence
-        wh_words: str,  # a preposition may end a sentence that has one of these ("what it's about")
+        wh_words: str,  # a sentence with one of these may end in a preposition or auxiliary
         hesitations: str,
         fillers: str,  # discourse fillers: whole-line fillers, stripped at the start of a clause
         preambles: Iterable[str],
@@ -132,7 +134,8 @@ class Lexicon:
         list_glue: str,  # words that carry no item ("the first ONE is")
         ordinals: Mapping[str, int],
         list_enders: str,
-        list_openers: Iterable[str],
+        list_openers: Iterable[str],  # a first sentence that starts a list ("first, ...")
+        list_items: Iterable[str],  # a first clause that goes on with one ("second, ...")
         accent_fixes: Mapping[str, str] | None = None,  # "e'" -> "è"
         split_elision: bool = False,  # "l'ordine" is two words
     ) -> None:
@@ -165,6 +168,7 @@ class Lexicon:
         self.ordinals = dict(ordinals)
         self.list_enders = self._phrase_table(list_enders)
         self.list_opener_re = re.compile("|".join(f"(?:{p})" for p in list_openers))
+        self.list_item_re = re.compile("|".join(f"(?:{p})" for p in list_items))
         self.short_answer_cover = _cover(self.short_answers)
         self.greeting_cover = _cover(self.greetings)
         # words stripped from the start of a clause before matching it ("okay, so, hold on")
@@ -201,12 +205,13 @@ ENGLISH = Lexicon(
         "possessive": "his",
         "determiner": "this these those some any another",
         "adverb": "also then too",
+        "pronoun": "i we he she they",
     },
     resolvers="i you he she it we they there this that what who where when why how which it's that's"
               " me him her them us think hope guess believe suppose say said told know knew sure want"
               " wanted like love need needed have has had going ought used able try trying supposed got"
               " not yes no",
-    wh_words="what who whom which where that",
+    wh_words="what who whom which where that how when why whether",
     hesitations="um umm uh uhh uhm er erm ah ahh hmm hm mm mmm eh",
     fillers="oh well so like anyway actually basically listen look",
     preambles=(
@@ -219,11 +224,12 @@ ENGLISH = Lexicon(
         r" (?:is|was)(?: that)?",
         r"the reason (?:why )?(?:i'm|i am|we're|we are) calling(?: is)?",
         r"here's the (?:thing|deal|situation|story|problem)",
-        r"(?:let me|lemme|let's) (?:see|think|check|look|find|get|just see|just check)(?: \S+){0,3}",
+        rf"(?:let me|lemme|let's) (?:just )?(?:see|think|check|look|find|get|grab|pull up){_TAIL}",
         r"(?:hold|hang) on(?: (?:a|one|just a) (?:second|sec|moment|minute|min|tick))?(?: please)?",
         r"(?:just |wait |give me |gimme )?(?:a|one|1) (?:second|sec|moment|minute|min|mo|tick)(?: please)?",
         r"wait(?: a (?:second|sec|moment|minute))?(?: please)?|bear with me",
-        r"(?:i have|i've got|i got|there's|i've) (?:a|one|another) (?:quick |small |little |short )?"
+        r"(?:i have|i've got|i got|there's|there is|i've) (?:a|one|another) (?:quick |small |little |short "
+        r"|more |last |other )?"
         r"(?:question|message|request|problem|issue|thing)(?: for (?:you|him|her|\S+))?",
         r"(?:and )?one (?:more|last|other) (?:thing|question|point)",
         r"(?:i|we) (?:just )?(?:wanted|want|need|needed|would like|had) to (?:tell|ask|let|say|remind|update"
@@ -266,6 +272,11 @@ ENGLISH = Lexicon(
         r"(?:first|firstly|first of all|first off|to start with|to begin with|for starters)\b.*",
         r"the first (?:thing|one|point|question|problem|issue|item)\b.*",
     ),
+    list_items=(
+        r"(?:second|secondly|third|thirdly|fourth|fifth|next)"
+        r"(?: (?:thing|one|point|question|problem|issue))?",
+        r"(?:the|my) (?:second|third|fourth|fifth|next) (?:thing|one|point|question|problem|issue|item)\b.*",
+    ),
 )
 
 ITALIAN = Lexicon(
@@ -288,7 +299,7 @@ ITALIAN = Lexicon(
     },
     resolvers="chi cosa come dove quando quanto quale che lo la l' ci ne non io tu lui lei noi voi loro so"
               " sa sai sapere capisco ecco chiedo sì si no dov' com' cos' c' n' quand'",
-    wh_words="",
+    wh_words="chi cosa come dove quando quanto quale",
     hesitations="ehm eh ehh mmm mm hmm uhm uh ah oh",
     fillers="beh be' boh mah allora senta senti cioè dunque insomma praticamente diciamo guardi ascolti"
             " ascolta niente",
@@ -300,8 +311,8 @@ ITALIAN = Lexicon(
         r"(?:il|la) (?:fatto|punto|problema|questione|cosa|motivo|storia) è(?: che)?",
         r"il motivo (?:per cui|della) (?:la |ti )?(?:chiamo|chiamata)(?: è)?",
         r"vediamo(?: un po'?| un attimo| un momento| un secondo)?",
-        r"(?:mi faccia|fammi|mi lasci|lasci|lasciami) (?:vedere|pensare|controllare|guardare|cercare)"
-        r"(?: \S+){0,2}",
+        r"(?:mi faccia|fammi|mi lasci|lasci|lasciami) (?:solo )?(?:vedere|pensare|controllare|guardare"
+        rf"|cercare|trovare|verificare|prendere){_TAIL}",
         r"(?:(?:solo |aspetti |aspetta |attenda |mi dia |un )?un )?(?:attimo|attimino|momento|secondo"
         r"|istante)(?: solo)?(?: per favore| per cortesia)?",
         r"(?:aspetti|aspetta|attenda|un attimo)(?: per favore)?",
@@ -348,6 +359,12 @@ ITALIAN = Lexicon(
     list_openers=(
         r"(?:prima di tutto|innanzitutto|anzitutto|per prima cosa|primo|per cominciare|per iniziare)\b.*",
         r"(?:la prima|il primo) (?:cosa|punto|domanda|problema|questione)\b.*",
+    ),
+    list_items=(
+        r"(?:secondo|seconda|secondariamente|terzo|terza|quarto|quarta|quinto|quinta)"
+        r"(?: (?:cosa|punto|domanda|problema|questione))?",
+        r"(?:il|la) (?:secondo|seconda|terzo|terza|quarto|quarta|quinto|quinta) (?:cosa|punto|domanda"
+        r"|problema|questione)\b.*",
     ),
     accent_fixes={"e'": "è", "perche'": "perché", "pero'": "però", "piu'": "più", "gia'": "già",
                   "cosi'": "così", "puo'": "può", "si'": "sì", "pò": "po'"},
@@ -540,7 +557,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_CLOSING, "closing")
     if _covered(sentence, lex.short_answer_cover, lex.fillers) and sentence[-1] not in lex.fillers:
         return Verdict(P_SHORT_ANSWER, "short-answer")
-    if word in lex.dangling and not _resolved(tokens, lex):
+    if word in lex.dangling and not _resolved(sentence, lex):
         return Verdict(P_PERIOD_AFTER, f"period-after-{lex.dangling[word]}")
 
     state = _list_state([*context, text], lex)
@@ -549,9 +566,13 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
             return Verdict(P_LIST_PENDING, "announced-list")
         if context:  # announced earlier, and this line completes it
             return Verdict(P_LIST_COMPLETE, "list-complete")
-    opener = _strip_lead(_tokens(_SENTENCE_END.split(text)[0], lex), lex)
-    if lex.list_opener_re.fullmatch(" ".join(opener)) and not any(lex.ordinals.get(t, 0) > 1 for t in tokens):
+    first_sentence = _SENTENCE_END.split(text)[0]
+    opener = " ".join(_strip_lead(_tokens(first_sentence, lex), lex))
+    if lex.list_opener_re.fullmatch(opener) and not any(lex.ordinals.get(t, 0) > 1 for t in tokens):
         return Verdict(P_LIST_OPENER, "list-opener")
+    first_clause = _strip_lead(_tokens(_CLAUSE_END.split(first_sentence)[0], lex), lex)
+    if lex.list_item_re.fullmatch(" ".join(first_clause)):
+        return Verdict(P_LIST_ITEM, "list-item")
 
     start = f" {' '.join(core[:3])} "
     if any(_has(p, joined) for p in lex.requests) or any(
@@ -576,12 +597,12 @@ def _strip_lead(tokens: list[str], lex: Lexicon) -> list[str]:
     return tokens[i:]
 
 
-def _resolved(tokens: Sequence[str], lex: Lexicon) -> bool:
-    """Whether a dangling last word still ends a whole sentence: "it is.", "I think so.", "non so
-    perché.", and a stranded preposition in "that's what it's about."."""
-    if len(tokens) > 1 and tokens[-2] in lex.resolvers:
+def _resolved(sentence: Sequence[str], lex: Lexicon) -> bool:
+    """Whether the last sentence still ends whole on its dangling last word: "it is.", "I think so.",
+    "non so perché.", "that's what it's about.", "how much the deposit is."."""
+    if len(sentence) > 1 and sentence[-2] in lex.resolvers:
         return True
-    cls = lex.dangling[tokens[-1]]
-    if cls in ("adverb", "determiner"):  # "the invoice too.", "I need this.": only open when unpunctuated
+    cls = lex.dangling[sentence[-1]]
+    if cls in ("adverb", "determiner", "pronoun"):  # "the invoice too.", "I need this.", "so did I."
         return True
-    return cls == "preposition" and any(t in lex.wh_words for t in tokens[:-1])
+    return cls in ("preposition", "auxiliary") and any(t in lex.wh_words for t in sentence[:-1])

@@ -38,12 +38,14 @@ class SttConfig:
     device: str = "cpu"
     transcript: str = ""  # for engine "transcript": the timed transcript to answer from
     hints: tuple[str, ...] = ()  # names and words to expect (the owner's, places, companies)
+    timeout_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
 class JudgeConfig:
     engine: str = "rules"
     model: str = ""
+    timeout_s: float = 5.0
 
 
 DEFAULT_REPLIES = (
@@ -58,6 +60,7 @@ class LlmConfig:
     model: str = ""
     replies: tuple[str, ...] = DEFAULT_REPLIES  # for engine "script"
     max_tokens: int = 200
+    timeout_s: float = 20.0  # longest wait for the next piece of a reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class TtsConfig:
     engine: str = "espeak"
     voice: str = ""  # empty: the engine's voice for the call's language
     rate: int = 175  # words per minute
+    timeout_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,10 @@ class Config:
     @property
     def language(self) -> str:
         return self.stt.language
+
+    def timeouts(self) -> dict[str, float]:
+        return {"stt": self.stt.timeout_s, "judge": self.judge.timeout_s, "llm": self.llm.timeout_s,
+                "tts": self.tts.timeout_s}
 
     def conversation(self) -> ConversationOptions:
         return ConversationOptions(self.call, self.segmenter, self.turns, self.speech)

@@ -40,7 +40,8 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
     jobs = VirtualJobs(latency)
     files = CallFiles(out_dir)
     runtime = CallRuntime(Conversation(config.conversation()), engines, jobs,
-                          options=RuntimeOptions(language=config.language, hints=config.stt.hints),
+                          options=RuntimeOptions(language=config.language, hints=config.stt.hints,
+                                                 timeouts_s=config.timeouts()),
                           trace=files.trace, recorder=files.recorder)
     hangup_after = config.simulate.hangup_after_s
     limit = len(caller) / audio.CALL_RATE + config.call.max_duration_s + 30.0

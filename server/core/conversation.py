@@ -117,7 +117,8 @@ class Conversation:
         self._jobs: dict[int, _Job] = {}
         self._fragments: dict[int, Fragment] = {}
         self._texts: dict[tuple[int, int], str] = {}  # (fragment, revision) -> transcript
-        self._asked: set[tuple[int, int]] = set()  # (fragment, revision) sent to STT
+        self._asked: set[tuple[int, int]] = set()  # (fragment, revision) sent to STT, not failed
+        self._in_flight: set[tuple[int, int]] = set()
         self._utterances: dict[int, Utterance] = {}
         self._splitters: dict[int, ClauseSplitter] = {}
         self._line: list[Utterance] = []  # released, in playout order
@@ -128,6 +129,8 @@ class Conversation:
         self._caller_turn_speech = 0  # speech samples since the bot last spoke
         self._last_backchannel = -1e9
         self._goodbye_reason: str | None = None
+        self._decided_version = -1  # the story version the latest turn decision was made for
+        self._acknowledgements: set[int] = set()  # caller fragments that were only a backchannel
         # what happened, for summary.json
         self.fragments: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
@@ -287,6 +290,7 @@ class Conversation:
 
     def _transcribe(self, frag: Fragment, speculative: bool) -> None:
         self._asked.add((frag.id, frag.revision))
+        self._in_flight.add((frag.id, frag.revision))
         end = round(self.t * self.rate) if speculative else frag.end
         job = self._new_job(_Job("stt", frag.id, frag.revision, speculative))
         self._emit(ev.Transcribe(job, frag.start, end, speculative))
@@ -303,7 +307,7 @@ class Conversation:
         self.fragments.append(record)
         if key in self._texts:
             self._caller_text(frag, self._texts[key], final=True)
-        elif key not in self._asked:
+        elif key not in self._in_flight:
             self._transcribe(frag, speculative=False)
         # otherwise the speculative transcript in flight becomes final when it lands
 
@@ -318,6 +322,7 @@ class Conversation:
         job = self._jobs.pop(e.job, None)
         if job is None:
             return
+        self._in_flight.discard((job.fragment, job.revision))
         frag = self._fragments.get(job.fragment)
         if frag is None or frag.revision != job.revision:
             return  # the caller went on after this audio
@@ -330,9 +335,12 @@ class Conversation:
         self._caller_text(frag, text, final=frag.closed)
 
     def _caller_text(self, frag: Fragment, text: str, final: bool) -> None:
+        if frag.id in self._acknowledgements:
+            return  # a "mhm" while the bot spoke: it let the bot go on and is not part of the story
         b = self._barge
         if b is not None and b.fragment == frag.id:
             if not text or is_backchannel(text, self.options.call.caller_backchannels):
+                self._acknowledgements.add(frag.id)
                 self._resume(b, "backchannel" if text else "no words")
                 return
             self._commit_barge(b)
@@ -340,15 +348,12 @@ class Conversation:
             self.story.commit_caller(frag.id, text)
         else:
             self.story.set_open(frag.id, text)
-        if not text:
-            return
-        turn = self._turn
-        if turn is not None and turn.version == self.story.version:
-            return  # the final text is what was already judged
-        self._abandon_turn()
-        self._decide()
+        if text and self.story.version != self._decided_version:
+            self._abandon_turn()
+            self._decide()
 
     def _decide(self) -> None:
+        self._decided_version = self.story.version
         self._turn = turn = _Turn(self.story.version, self._quiet_since)
         if self._quiet_since is None:
             return  # already speaking again: the next pause decides
@@ -557,12 +562,16 @@ class Conversation:
             return
         self._note("engine_failed", engine=job.kind, error=e.error)
         if job.kind == "stt":
+            key = (job.fragment, job.revision)
+            self._in_flight.discard(key)
             frag = self._fragments.get(job.fragment)
-            if frag is not None and frag.closed and not job.speculative:
-                self._texts[(frag.id, frag.revision)] = ""
+            if frag is None or frag.revision != job.revision:
+                return
+            if not job.speculative:
+                self._texts[key] = ""
                 self._apologise()
-            elif frag is not None:
-                self._asked.discard((frag.id, frag.revision))  # try again when it closes
+            elif frag.closed:
+                self._transcribe(frag, speculative=False)  # one more try, for good
         elif job.kind == "judge":
             turn = self._turn
             if turn is not None and turn.judge_job == e.job:

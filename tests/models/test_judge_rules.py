@@ -1,0 +1,427 @@
+"""The rules turn judge: labelled lines from ../shared/turns/dev.tsv, the shared reference scenarios,
+and hand-written lines of our own (none of them from dev.tsv) to show the rules generalise."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+
+from models.engines import Line, TurnJudge, Verdict
+from models.judge_rules import RulesJudge
+
+DEV_TSV = Path(__file__).resolve().parents[3] / "shared" / "turns" / "dev.tsv"
+
+JUDGE = RulesJudge()
+
+
+def judge(*caller_lines: str, language: str = "en") -> Verdict:
+    return JUDGE.judge([Line("caller", t) for t in caller_lines], language=language)
+
+
+def complete(v: Verdict) -> bool:
+    return v.p_complete >= 0.5
+
+
+def test_is_a_turn_judge() -> None:
+    judge_: TurnJudge = JUDGE
+    assert isinstance(judge_.judge([Line("caller", "Yes.")], language="en"), Verdict)
+
+
+# --------------------------------------------------------------------------- dev.tsv
+
+
+def _dev_rows() -> list[tuple[str, str, str]]:
+    if not DEV_TSV.is_file():
+        pytest.skip(f"{DEV_TSV} is absent (the shared folder is not beside this checkout)")
+    with DEV_TSV.open(encoding="utf-8", newline="") as f:
+        rows = [(r["label"], r["language"], r["text"]) for r in csv.DictReader(f, delimiter="\t")]
+    assert rows, f"{DEV_TSV} has no rows"
+    return rows
+
+
+def test_dev_tsv_accuracy() -> None:
+    rows = _dev_rows()
+    wrong = []
+    for label, language, text in rows:
+        v = judge(text, language=language)
+        assert label in ("COMPLETE", "WAIT")
+        if complete(v) != (label == "COMPLETE"):
+            wrong.append(f"  {label:8} {language} p={v.p_complete:.2f} {v.reason:24} {text!r}")
+    accuracy = 1 - len(wrong) / len(rows)
+    assert accuracy >= 0.9, f"accuracy {accuracy:.0%} on {len(rows)} lines; misjudged:\n" + "\n".join(wrong)
+
+
+# --------------------------------------------------------------------------- reference scenarios
+
+
+def run_story(lines: list[str], language: str = "en") -> list[Verdict]:
+    """Judge a story after each caller line, as the runtime would, with a bot backchannel between."""
+    story: list[Line] = []
+    verdicts = []
+    for text in lines:
+        story.append(Line("caller", text))
+        verdicts.append(JUDGE.judge(story, language=language))
+        story.append(Line("bot", "mm-hm"))
+    return verdicts
+
+
+def test_announced_list_english() -> None:
+    v = run_story(["I need three things.", "The quote.", "The invoice.",
+                   "And the delivery date. Can you pass that along?"])
+    assert [complete(x) for x in v] == [False, False, False, True]
+    assert [x.reason for x in v[:3]] == ["announced-list"] * 3
+    assert all(x.p_complete < 0.2 for x in v[:3])
+
+
+def test_announced_list_italian() -> None:
+    v = run_story(["Mi servono tre cose.", "Il preventivo.", "La fattura.",
+                   "E la data di consegna. Può riferirglielo?"], language="it")
+    assert [complete(x) for x in v] == [False, False, False, True]
+    assert [x.reason for x in v[:3]] == ["announced-list"] * 3
+
+
+def test_announced_list_completes_without_a_question() -> None:
+    v = run_story(["I've got two quick questions for him.", "Whether the van is free on Friday.",
+                   "And how much the deposit is."])
+    assert [complete(x) for x in v] == [False, False, True]
+    assert v[-1].reason == "list-complete"
+
+
+def test_announced_list_with_ordinals_and_a_last_item() -> None:
+    assert [complete(x) for x in run_story(
+        ["There are two problems.", "The first one is the roof.", "The second is the gutter."])] == [
+        False, False, True]
+    assert [complete(x) for x in run_story(
+        ["Ho un paio di cose da dirle.", "Per prima cosa, il tetto perde.", "E infine, la grondaia."],
+        language="it")] == [False, False, True]
+    # "finally" ends a list early, whatever was announced
+    v = run_story(["I have four things.", "The keys.", "Finally, the alarm code is in the box."])
+    assert complete(v[-1])
+
+
+def test_announced_list_given_in_the_same_line() -> None:
+    assert complete(judge("I need three things: the quote, the invoice and the delivery date."))
+    assert not complete(judge("I need three things. The quote."))
+    assert complete(judge("Ho due domande. Quando torna?", language="it"))
+
+
+def test_a_question_ends_the_list_context() -> None:
+    story = [Line("caller", "I have two things."), Line("caller", "Is he at home?"),
+             Line("bot", "He's out until six."), Line("caller", "Okay, I'll call back later.")]
+    assert complete(JUDGE.judge(story, language="en"))
+
+
+def test_trailing_thought() -> None:
+    first = judge("So, I wanted to leave a message for Marco.")
+    assert not complete(first)
+    assert first.p_complete < 0.2
+    assert first.reason == "preamble"
+    v = run_story(["So, I wanted to leave a message for Marco.",
+                   "The meeting tomorrow moved to three o'clock."])
+    assert complete(v[1])
+
+
+def test_fillers_then_a_question() -> None:
+    v = run_story(["Oh.", "Um.", "So, who am I speaking with?"])
+    assert [complete(x) for x in v] == [False, False, True]
+    assert [x.reason for x in v] == ["filler", "filler", "question"]
+
+
+def test_quick_question() -> None:
+    assert judge("Hi, is Marco there?").reason == "question"
+
+
+# --------------------------------------------------------------------------- our own lines
+
+# (label, text): W = WAIT, C = COMPLETE. Written for these tests; none is in dev.tsv.
+OWN_EN = [
+    ("W", "Hi, it's Laura, I'm calling about the apartment on Via Roma"),
+    ("W", "I just wanted to let you know"),
+    ("W", "So the reason I'm calling is"),
+    ("W", "Okay, so."),
+    ("W", "Uh, hmm."),
+    ("W", "The code for the gate is four seven"),
+    ("W", "You can reach me on 347 555"),
+    ("W", "My mobile is 0 3 4 7."),
+    ("W", "We have a couple of questions for him."),
+    ("W", "Just a moment please."),
+    ("W", "Give me a second."),
+    ("W", "Hang on."),
+    ("W", "I'd like to leave a message for the doctor."),
+    ("W", "He said he would send the papers to"),
+    ("W", "And the other thing is that"),
+    ("W", "The package arrived but"),
+    ("W", "I have a question."),
+    ("W", "Firstly, the heating."),
+    ("W", "I was wondering if"),
+    ("W", "Sorry, let me check my diary."),
+    ("W", "Actually, um"),
+    ("W", "This is about his car, the one with the"),
+    ("W", "We spoke yesterday and he told me that"),
+    ("W", "I’m calling because of the"),
+    ("W", "so um I was calling about"),
+    ("W", "My name is…"),
+    ("W", "Well, you see, the thing is"),
+    ("W", "The number is 0 2 ."),
+    ("W", "His flight lands at"),
+    ("W", "There are a few things he should know."),
+    ("W", "And then"),
+    ("W", "Hi."),
+    ("C", "Could you ask him to bring the keys tomorrow?"),
+    ("C", "Yes, that's right."),
+    ("C", "No thanks, that's everything."),
+    ("C", "Have a good day."),
+    ("C", "Please let him know the parcel is at the post office."),
+    ("C", "The delivery is scheduled for Friday morning."),
+    ("C", "Sure, no problem."),
+    ("C", "It's Giulia, his sister."),
+    ("C", "Tell him the dentist appointment is cancelled."),
+    ("C", "I'll try again later."),
+    ("C", "The boiler is leaking again, it's an emergency!"),
+    ("C", "I'm not sure where it is."),
+    ("C", "That's what I'm calling about."),
+    ("C", "Goodbye."),
+    ("C", "Okay."),
+    ("C", "The car is ready, he can pick it up at five."),
+    ("C", "I think so."),
+    ("C", "I'd love to."),
+    ("C", "hi is marco there"),
+    ("C", "Thanks a lot , bye !"),
+    ("C", "NO, THE MEETING IS ON FRIDAY."),
+    ("C", "Never mind, I'll send an email."),
+    ("C", "It's about the invoice from March."),
+    ("C", "The meeting is at 10."),
+    ("C", "Wow, that's great news!"),
+    ("C", "Right."),
+]
+
+OWN_IT = [
+    ("W", "Buongiorno, sono Carla, la chiamo per l'appartamento"),
+    ("W", "Il motivo per cui la chiamo è"),
+    ("W", "Allora, dunque."),
+    ("W", "Mmm, beh."),
+    ("W", "Il codice del cancello è quattro sette"),
+    ("W", "Mi può richiamare al 347 555"),
+    ("W", "Il mio cellulare è tre quattro sette."),
+    ("W", "Avrei un paio di domande per lui."),
+    ("W", "Un momento per favore."),
+    ("W", "Mi faccia controllare."),
+    ("W", "Aspetti."),
+    ("W", "Vorrei lasciare un messaggio per il dottore."),
+    ("W", "Ha detto che avrebbe mandato i documenti a"),
+    ("W", "E l'altra cosa è che"),
+    ("W", "Il pacco è arrivato ma"),
+    ("W", "Ho una domanda."),
+    ("W", "Innanzitutto, il riscaldamento."),
+    ("W", "Mi chiedevo se"),
+    ("W", "Scusi, fammi vedere l'agenda."),
+    ("W", "Cioè, ehm"),
+    ("W", "Si tratta della sua macchina, quella con il"),
+    ("W", "Ci siamo sentiti ieri e mi ha detto che"),
+    ("W", "La chiamo riguardo all'"),
+    ("W", "ehm volevo dirle che"),
+    ("W", "Mi chiamo…"),
+    ("W", "Il suo volo atterra alle"),
+    ("W", "Ci sono alcune cose che deve sapere."),
+    ("W", "Quello che volevo dire è"),
+    ("W", "E poi anche"),
+    ("W", "Buongiorno."),
+    ("C", "Può chiedergli di portare le chiavi domani?"),
+    ("C", "Sì, esatto."),
+    ("C", "No grazie, è tutto."),
+    ("C", "Buona giornata."),
+    ("C", "Per favore gli dica che il pacco è in posta."),
+    ("C", "La consegna è prevista per venerdì mattina."),
+    ("C", "Certo, nessun problema."),
+    ("C", "Sono Giulia, la sorella."),
+    ("C", "Riproverò più tardi."),
+    ("C", "La caldaia perde di nuovo, è un'emergenza!"),
+    ("C", "Perfetto, grazie mille."),
+    ("C", "Non so dov'è."),
+    ("C", "Non so perché."),
+    ("C", "A che ora finisce di lavorare?"),
+    ("C", "Arrivederci."),
+    ("C", "Va bene."),
+    ("C", "La macchina è pronta, può passare a ritirarla alle cinque."),
+    ("C", "Lo so."),
+    ("C", "Gli chieda di richiamare la scuola."),
+    ("C", "salve c'è marco"),
+    ("C", "NO, LA RIUNIONE È VENERDÌ."),
+    ("C", "Lui sa di cosa si tratta."),
+    ("C", "Non importa, gli mando una mail."),
+    ("C", "Si tratta della fattura di marzo."),
+    ("C", "La riunione è alle 10."),
+    ("C", "Marco non c'è."),
+    ("C", "Che bella notizia!"),
+    ("C", "Giusto."),
+]
+
+
+@pytest.mark.parametrize(("language", "cases"), [("en", OWN_EN), ("it", OWN_IT)], ids=["en", "it"])
+def test_own_lines(language: str, cases: list[tuple[str, str]]) -> None:
+    assert sum(label == "W" for label, _ in cases) >= 20
+    assert sum(label == "C" for label, _ in cases) >= 20
+    wrong = []
+    for label, text in cases:
+        v = judge(text, language=language)
+        if complete(v) != (label == "C"):
+            wrong.append(f"  {label} p={v.p_complete:.2f} {v.reason:24} {text!r}")
+    assert not wrong, "misjudged:\n" + "\n".join(wrong)
+
+
+# --------------------------------------------------------------------------- single rules
+
+
+@pytest.mark.parametrize(("text", "language", "reason"), [
+    ("Is he in the office today?", "en", "question"),
+    ("Thanks, I'll wait for his call!", "en", "closing"),
+    ("Great, see you!", "en", "closing"),
+    ("Come on, that's brilliant!", "en", "exclamation"),
+    ("The parcel is at the neighbour's house,", "en", "trailing-punctuation"),
+    ("He was supposed to come at...", "en", "trailing-punctuation"),
+    ("It was about the -", "en", "trailing-punctuation"),
+    ("Tell him I", "en", "dangling-pronoun"),
+    ("So did I.", "en", "statement"),
+    ("Ho parlato con i", "it", "trailing-article"),
+    ("Um, uh.", "en", "filler"),
+    ("The invoice and uh", "en", "trailing-filler"),
+    ("He needs to pick up the", "en", "trailing-article"),
+    ("It's for his", "en", "dangling-possessive"),
+    ("The bill was sent to our", "en", "trailing-possessive"),
+    ("Il tecnico passa domani e", "it", "trailing-conjunction"),
+    ("Il pacco è per", "it", "trailing-preposition"),
+    ("The quote he sent was", "en", "dangling-auxiliary"),
+    ("The quote he sent was.", "en", "period-after-auxiliary"),
+    ("Yes, it was.", "en", "statement"),
+    ("I asked him where the file was.", "en", "statement"),
+    ("He told me it was.", "en", "statement"),
+    ("La chiamo da parte dello studio Bianchi.", "it", "preamble"),
+    ("The reference is 4 4 1 9 8.", "en", "number-sequence"),
+    ("See you at ten thirty.", "en", "closing"),
+    ("He'll be in at ten thirty.", "en", "statement"),
+    ("Il numero è 02 4455 6677 8.", "it", "number-sequence"),
+    ("Tell him the car is ready.", "en", "request"),
+    ("Gli riferisca che la macchina è pronta.", "it", "request"),
+    ("The water is everywhere, please hurry.", "en", "request"),
+    ("The pipe burst, it's an emergency.", "en", "urgency"),
+    ("È urgente.", "it", "urgency"),
+    ("First of all, the boiler needs a service.", "en", "list-opener"),
+    ("Prima di tutto, la caldaia.", "it", "list-opener"),
+    ("Buonasera.", "it", "greeting"),
+    ("Hello there.", "en", "greeting"),
+    ("he left the keys with the neighbour", "en", "unpunctuated"),
+    ("where are the keys", "en", "question-words"),
+    ("The neighbour has the keys.", "en", "statement"),
+])
+def test_rule(text: str, language: str, reason: str) -> None:
+    assert judge(text, language=language).reason == reason
+
+
+def test_confidence_bands() -> None:
+    # confident WAITs sit below 0.2, unsure ones between 0.2 and 0.5, COMPLETEs above 0.5
+    for text in ("I'm calling because", "Hold on.", "My number is three three three.", "Um.",
+                 "The thing is,", "I need two things."):
+        assert judge(text).p_complete < 0.2, text
+    for text in ("Hi.", "The quote he sent was.", "he left the keys with the neighbour"):
+        assert 0.2 <= judge(text).p_complete < 0.5, text
+    assert judge("When is he back?").p_complete > judge("The neighbour has the keys.").p_complete > 0.5
+    # nine digits or more may be a whole number: still WAIT, but an unsure one
+    assert 0.2 <= judge("My number is 347 555 1234.").p_complete < 0.5
+
+
+def test_greeting_waits_only_as_the_first_line() -> None:
+    assert not complete(judge("Ciao.", language="it"))
+    story = [Line("caller", "Volevo lasciare un messaggio."), Line("bot", "Certo, dica pure."),
+             Line("caller", "Che mi richiami stasera."), Line("bot", "Va bene, glielo dico."),
+             Line("caller", "Ciao.")]
+    assert JUDGE.judge(story, language="it").reason == "closing"
+
+
+def test_normalisation() -> None:
+    assert judge("It’s about the order that").reason == judge("It's about the order that").reason
+    assert judge("I  want  to  leave  a  message  for  Marco .").reason == "preamble"
+    assert judge("THANK YOU, BYE.").reason == "closing"
+    assert judge("La chiamo perche'", language="it").reason == "dangling-conjunction"
+    assert judge("Il problema e'", language="it").reason == "dangling-auxiliary"
+    assert judge("Si tratta dell'", language="it").reason == "trailing-preposition"
+    assert judge("[inaudible] Yes.").reason == "short-answer"
+    assert judge("« Grazie, arrivederci. »", language="it").reason == "closing"
+
+
+# --------------------------------------------------------------------------- the story
+
+
+def test_only_the_callers_last_line_is_judged() -> None:
+    story = [Line("caller", "I'm calling because"), Line("bot", "Go on, I'm listening."),
+             Line("caller", "the boiler is broken and he needs to call the plumber."),
+             Line("bot", "Okay, I'll tell him. Anything else?")]
+    v = JUDGE.judge(story, language="en")
+    assert complete(v)
+    assert v.reason == "statement"
+    story[-2] = Line("caller", "the boiler is broken and")
+    assert JUDGE.judge(story, language="en").reason == "trailing-conjunction"
+
+
+def test_bot_lines_after_the_callers_last_line_are_ignored() -> None:
+    caller = [Line("caller", "I wanted to leave a message for Anna.")]
+    alone = JUDGE.judge(caller, language="en")
+    with_bot = JUDGE.judge([*caller, Line("bot", "Sure, what is it? Is it urgent?")], language="en")
+    assert with_bot == alone
+    assert not complete(with_bot)
+
+
+def test_empty() -> None:
+    assert JUDGE.judge([], language="en") == Verdict(0.0, "empty")
+    assert JUDGE.judge([Line("bot", "Hello, this is Marco's phone.")], language="en") == Verdict(0.0, "empty")
+    assert judge("   ") == Verdict(0.0, "empty")
+    assert judge("...") == Verdict(0.0, "empty")
+    assert JUDGE.judge([Line("caller", "Yes."), Line("caller", "")], language="it") == Verdict(0.0, "empty")
+
+
+def test_unknown_language_uses_english_words_and_punctuation() -> None:
+    assert complete(JUDGE.judge([Line("caller", "Wer spricht da?")], language="de"))
+    assert not complete(JUDGE.judge([Line("caller", "Ich rufe an, weil,")], language="de"))
+    assert judge("I'm calling because", language="xx").reason == "trailing-conjunction"
+    assert judge("Thanks, bye.", language="").reason == "closing"
+
+
+def test_language_codes() -> None:
+    for code in ("it", "IT", "it-IT", "it_CH"):
+        assert judge("Mi servono tre cose.", language=code).reason == "announced-list", code
+
+
+def test_reason_never_holds_caller_text() -> None:
+    texts = [t for _, t in OWN_EN + OWN_IT] + ["Marco Rossi, 347 555 1234.", "Via Garibaldi 12 e"]
+    reasons = {judge(t, language=lang).reason for t in texts for lang in ("en", "it")}
+    for reason in reasons:
+        assert reason.replace("-", "").isalpha() and reason.islower(), reason
+        assert len(reason) <= 32
+    words = {w.lower().strip(".,!?…'’") for t in texts for w in t.split()}
+    allowed = {"question", "closing", "filler", "preamble", "statement", "greeting", "request", "urgency",
+               "exclamation", "unpunctuated"}
+    assert not ({r for r in reasons if "-" not in r} & words) - allowed
+
+
+def test_pure() -> None:
+    story = [Line("caller", "I need two things."), Line("bot", "mm-hm"), Line("caller", "The quote.")]
+    first = JUDGE.judge(story, language="en")
+    assert [JUDGE.judge(story, language="en") for _ in range(3)] == [first] * 3
+    assert RulesJudge().judge(story, language="en") == first
+    assert 0.0 <= first.p_complete <= 1.0
+
+
+def test_fast() -> None:
+    story = [Line("caller", "I need three things."), Line("bot", "mm-hm"), Line("caller", "The quote."),
+             Line("bot", "mm-hm"), Line("caller", "The invoice, and the one for the garage as well."),
+             Line("caller", "My number is three three three, four five six.")]
+    calls = 300
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for i in range(calls):
+            JUDGE.judge(story[: 1 + i % len(story)], language="en" if i % 2 else "it")
+        best = min(best, (time.perf_counter() - start) / calls)
+    assert best < 0.2e-3, f"{best * 1e6:.0f} µs per call"

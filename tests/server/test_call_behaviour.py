@@ -1,0 +1,169 @@
+"""Whole calls through the real core, runtime, playout and simulator, with engines whose behaviour is
+known exactly (tests/fakes.py), so each rule of DESIGN.md §2 can be checked to the millisecond."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from server.config import load
+from server.runtime import Engines
+from server.simulate import simulate
+from tests.fakes import FnJudge, LinesLlm, SpanStt, SpanVad, ToneTts
+
+REPLIES = ["It is confirmed for Tuesday at ten in the morning, and the driver will call you first.",
+           "Noted, Wednesday then."]
+
+
+def call(tmp_path: Path, phrases: list[tuple[float, float, str]], *, length_s: float = 8.0,
+         judge: FnJudge | None = None, stt: SpanStt | None = None, llm: LinesLlm | None = None,
+         tts: ToneTts | None = None, extra_vad: tuple[tuple[float, float], ...] = (),
+         config: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    tables: dict[str, dict[str, Any]] = {"call": {"greeting": ""}}
+    for name, values in (config or {}).items():
+        tables.setdefault(name, {}).update(values)
+    options = load(None, tables)
+    engines = Engines(
+        vad=SpanVad([(a, b) for a, b, _ in phrases] + list(extra_vad)),
+        stt=stt or SpanStt(phrases),
+        judge=judge or FnJudge(lambda text: 0.8),
+        llm=llm or LinesLlm(REPLIES),
+        tts=tts or ToneTts(),
+    )
+    caller = np.zeros(int(length_s * 16000), np.int16)
+    return simulate(caller, engines, options, tmp_path / "call").summary
+
+
+def replies(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in summary["bot_turns"] if b["kind"] == "reply"]
+
+
+def test_a_question_is_answered_right_after_the_pause(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.6, "Is Marco there?")])
+    [reply] = replies(s)
+    assert s["decisions"][-1]["by"] == "shortcut"
+    assert 1.6 + 0.2 <= reply["start_s"] <= 1.6 + 0.35  # min gap, then the next frame
+    assert reply["text_heard"] == REPLIES[0] and not reply["interrupted"]
+
+
+def test_a_confident_wait_holds_the_floor_until_the_backstop(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.6, "I need three things.")], judge=FnJudge(lambda text: 0.05), length_s=9)
+    [reply] = replies(s)
+    assert [d["by"] for d in s["decisions"]] == ["judge", "backstop"]
+    assert 1.6 + 4.0 <= reply["start_s"] <= 1.6 + 4.1
+
+
+def test_the_caller_going_on_cancels_what_was_prepared(tmp_path: Path) -> None:
+    phrases = [(0.5, 1.5, "The meeting moved to"), (1.8, 2.6, "Thursday at ten.")]
+    judge = FnJudge(lambda text: 0.05 if text.endswith("to") else 0.95)
+    s = call(tmp_path, phrases, judge=judge, llm=LinesLlm(["Thursday at ten, noted."]))
+    [reply] = replies(s)
+    assert reply["start_s"] > 2.6
+    assert s["story"].splitlines() == ["Caller: The meeting moved to Thursday at ten.",
+                                       "Bot: Thursday at ten, noted."]
+
+
+def test_a_slow_judge_gets_an_acknowledgement_instead_of_dead_air(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.6, "So I was thinking")], judge=FnJudge(lambda text: 0.9),
+             config={"simulate": {"latency_ms": {"judge": 2500}}}, length_s=8)
+    kinds = [b["kind"] for b in s["bot_turns"]]
+    assert kinds[:2] == ["ack", "reply"]
+    assert s["bot_turns"][0]["start_s"] == pytest.approx(1.6 + 1.2, abs=0.05)
+
+
+def recording(summary_dir: Path) -> np.ndarray:
+    audio, rate = soundfile.read(summary_dir / "call.wav", dtype="int16")
+    assert rate == 16000
+    return audio
+
+
+def test_barge_in_stops_at_a_word_boundary_and_the_story_keeps_what_was_heard(tmp_path: Path) -> None:
+    phrases = [(0.5, 1.5, "When is the delivery?"), (3.0, 4.2, "No, I meant Wednesday.")]
+    s = call(tmp_path, phrases, length_s=10)
+    first, second = replies(s)
+    assert first["interrupted"] and not second["interrupted"]
+    heard = first["text_heard"].split()
+    assert 0 < len(heard) < len(REPLIES[0].split())
+    assert REPLIES[0].startswith(first["text_heard"])
+    assert [w["text"] for w in first["words"]] == heard
+    [barge] = s["barge_ins"]
+    assert barge["onset_s"] == pytest.approx(3.0, abs=0.04)
+    assert barge["fade_start_s"] - barge["onset_s"] <= 0.45
+    # It fades at the end of the word it was saying, or in the gap after it: never inside a word.
+    last_end = first["words"][-1]["end_s"]
+    assert last_end - 0.001 <= barge["fade_start_s"] <= last_end + 0.05 + 0.001
+    assert f"Bot: {first['text_heard']} ... [cut off]" in s["story"].splitlines()
+    # Nothing of the cancelled reply reaches the line after the fade.
+    bot = recording(tmp_path / "call")[:, 1]
+    after_fade = bot[int(barge["silent_s"] * 16000) + 1:int(second["start_s"] * 16000) - 1]
+    assert len(after_fade) > 0 and np.abs(after_fade).max() == 0
+
+
+def test_the_words_in_the_story_are_exactly_the_words_whose_audio_played(tmp_path: Path) -> None:
+    phrases = [(0.5, 1.5, "When is the delivery?"), (2.6, 3.9, "Sorry, which day?")]
+    s = call(tmp_path, phrases, length_s=9)
+    first = replies(s)[0]
+    bot = recording(tmp_path / "call")[:, 1].astype(np.int32)
+    played = 0
+    for w in first["words"]:
+        a, b = int(w["start_s"] * 16000), int(w["end_s"] * 16000)
+        if np.abs(bot[a:b]).mean() > 3000:  # the tone was really there, at full level
+            played += 1
+    assert played == len(first["text_heard"].split())
+
+
+def test_a_short_sound_is_not_an_interruption(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.5, "When is the delivery?")], extra_vad=((3.0, 3.1),), length_s=10)
+    [reply] = replies(s)
+    assert not reply["interrupted"] and reply["text_heard"] == REPLIES[0]
+    assert [b.get("resumed") for b in s["barge_ins"]] == ["no onset"]
+
+
+def test_a_backchannel_does_not_lose_the_sentence(tmp_path: Path) -> None:
+    phrases = [(0.5, 1.5, "When is the delivery?"), (3.0, 3.4, "mm-hm")]
+    s = call(tmp_path, phrases, length_s=12)
+    [reply] = replies(s)
+    assert not reply["interrupted"] and reply["text_heard"] == REPLIES[0]
+    assert s["barge_ins"][0]["resumed"] == "backchannel"
+    assert "mm-hm" not in s["story"]
+
+
+def test_an_llm_failure_gets_a_spoken_apology(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], llm=LinesLlm(REPLIES, fail=True))
+    assert [b["kind"] for b in s["bot_turns"]] == ["apology"]
+    assert s["bot_turns"][0]["text_heard"].startswith("Sorry")
+
+
+def test_an_stt_failure_gets_a_spoken_apology(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], stt=SpanStt([], fail=True))
+    assert [b["kind"] for b in s["bot_turns"]] == ["apology"]
+
+
+def test_a_stalled_stt_times_out_into_an_apology(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], stt=SpanStt([], stall_s=0.5),
+             config={"stt": {"timeout_s": 0.1}})
+    assert "apology" in [b["kind"] for b in s["bot_turns"]]
+
+
+def test_a_tts_failure_on_a_reply_gets_the_apology_in_its_place(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], tts=ToneTts(fail_on="confirmed"))
+    assert [b["kind"] for b in s["bot_turns"]] == ["apology"]
+
+
+def test_silence_ends_the_call_with_a_goodbye(tmp_path: Path) -> None:
+    s = call(tmp_path, [], length_s=1, config={"call": {"greeting": "Hello there.", "silence_timeout_s": 3.0},
+                     "simulate": {"hangup_after_s": 30.0}})
+    assert [b["kind"] for b in s["bot_turns"]] == ["greeting", "goodbye"]
+    assert s["ended"] == "silence"
+    assert s["bot_turns"][1]["start_s"] == pytest.approx(s["bot_turns"][0]["end_s"] + 3.0, abs=0.1)
+
+
+def test_the_bot_hangs_up_when_its_script_ends(tmp_path: Path) -> None:
+    phrases = [(0.5, 1.5, "Is Marco there?"), (6.5, 7.5, "Okay, thanks, bye.")]
+    s = call(tmp_path, phrases, llm=LinesLlm(["He is out."]), length_s=14,
+             judge=FnJudge(lambda text: 0.95))
+    assert s["ended"] in ("bot said goodbye", "bot ended the call", "caller hung up")
