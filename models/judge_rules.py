@@ -232,6 +232,7 @@ ENGLISH = Lexicon(
         r"|more |last |other )?"
         r"(?:question|message|request|problem|issue|thing)(?: for (?:you|him|her|\S+))?",
         r"(?:and )?one (?:more|last|other) (?:thing|question|point)",
+        rf"(?:i have|i've got|i got|there's|there is) (?:something|some news|news){_TAIL}",
         r"(?:i|we) (?:just )?(?:wanted|want|need|needed|would like|had) to (?:tell|ask|let|say|remind|update"
         r"|inform|mention|check)(?: \S+){0,2}",
         r"(?:i'd|we'd) (?:just )?like to (?:tell|ask|let|say|remind|update|inform|mention|check)"
@@ -260,7 +261,7 @@ ENGLISH = Lexicon(
     greetings="hi|hello|hey|hiya|good morning|good afternoon|good evening|hi there|hello there|yes hello",
     list_counts={"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
                  "ten": 10, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6, "a couple of": 2, "couple of": 2,
-                 "a couple": 2, "a few": 2, "several": 2},
+                 "a couple": 2, "a few": 2, "several": 2, "some": 2},
     list_nouns="things questions problems issues points items messages requests matters reasons changes"
                " details topics favours favors updates notes errands",
     list_joiners="and also then plus",

@@ -29,7 +29,8 @@ def test_an_open_caller_line_stays_after_the_bot_line_it_cut_off() -> None:
 def test_clauses_first_early_then_at_natural_breaks() -> None:
     split = ClauseSplitter(SpeechOptions(first_clause_min_words=2, comma_clause_min_words=6))
     out: list[str] = []
-    for token in "Hi! Sure, I can take a message, and he will call you back today. Bye".split(" "):
+    text = "Hi! Sure, I can take a message, and he will call you back today. Bye"
+    for token in text.split():
         out += split.feed(token + " ")
     tail = split.flush()
     assert out == ["Hi! Sure,", "I can take a message, and he will call you back today."]

@@ -108,6 +108,14 @@ def test_announced_list_given_in_the_same_line() -> None:
     assert complete(judge("Ho due domande. Quando torna?", language="it"))
 
 
+def test_ordinals_fill_an_announced_list() -> None:
+    expected = ["announced-list", "announced-list", "list-complete"]
+    v = run_story(["I have two things.", "First, the keys.", "Second, the alarm code."])
+    assert [x.reason for x in v] == expected
+    v = run_story(["Ho due cose.", "Primo, le chiavi.", "Secondo, il codice."], language="it")
+    assert [x.reason for x in v] == expected
+
+
 def test_a_question_ends_the_list_context() -> None:
     story = [Line("caller", "I have two things."), Line("caller", "Is he at home?"),
              Line("bot", "He's out until six."), Line("caller", "Okay, I'll call back later.")]
@@ -310,6 +318,12 @@ def test_own_lines(language: str, cases: list[tuple[str, str]]) -> None:
     ("È urgente.", "it", "urgency"),
     ("First of all, the boiler needs a service.", "en", "list-opener"),
     ("Prima di tutto, la caldaia.", "it", "list-opener"),
+    ("Second, the alarm code.", "en", "list-item"),
+    ("The third thing is the fence.", "en", "list-item"),
+    ("Secondo punto, il cancello.", "it", "list-item"),
+    ("Secondo me, la caldaia è rotta.", "it", "statement"),
+    ("I have something to tell him.", "en", "preamble"),
+    ("I have some things to tell him.", "en", "announced-list"),
     ("Buonasera.", "it", "greeting"),
     ("Hello there.", "en", "greeting"),
     ("he left the keys with the neighbour", "en", "unpunctuated"),

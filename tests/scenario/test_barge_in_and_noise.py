@@ -1,0 +1,118 @@
+"""Barge-in with real voices: espeak-ng speaks the bot, recorded speech interrupts it; and noise that
+must not count as a caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.engines import EngineError
+from models.vad_silero import SileroVad
+from server.audio import read_audio, resample, to_float
+from server.config import load
+from server.engines import build_engines
+from server.simulate import simulate
+
+LONG_REPLY = ("The parcel is confirmed for Tuesday, at ten in the morning, and the driver will call you "
+              "about twenty minutes before arriving at your door.")
+
+
+def espeak(text: str) -> np.ndarray:
+    from models.tts_espeak import EspeakTts
+
+    try:
+        chunks = list(EspeakTts().synthesize(text, language="en"))
+    except EngineError as exc:
+        pytest.skip(f"espeak-ng is not usable here: {exc}")
+    return np.concatenate([resample(c.audio, c.sample_rate, 16000) for c in chunks])
+
+
+def speech_start(clip: np.ndarray) -> float:
+    stream = SileroVad().stream(16000)
+    x = to_float(clip)
+    for i in range(0, len(x) - 511, 512):
+        if stream.probability(x[i:i + 512]) >= 0.5:
+            return i / 16000
+    raise AssertionError("no speech in the clip")
+
+
+def place(track: np.ndarray, clip: np.ndarray, at_s: float) -> None:
+    i = int(at_s * 16000)
+    track[i:i + len(clip)] += clip
+
+
+def run_call(tmp_path: Path, caller: np.ndarray, phrases: list[tuple[float, float, str]]) -> dict[str, Any]:
+    tsv = tmp_path / "caller.tsv"
+    tsv.write_text("start_s\tend_s\tlabel\ttext\n" + "".join(
+        f"{a:.3f}\t{b:.3f}\tCOMPLETE\t{text}\n" for a, b, text in phrases))
+    config = load(None, {"call": {"greeting": ""},
+                         "llm": {"replies": [LONG_REPLY, "Understood, I will tell them."]}})
+    return simulate(caller, build_engines(config, transcript=tsv), config, tmp_path / "call").summary
+
+
+def bot_track(tmp_path: Path) -> np.ndarray:
+    import soundfile
+
+    audio, _ = soundfile.read(tmp_path / "call" / "call.wav", dtype="int16")
+    return audio[:, 1].astype(np.int32)
+
+
+def test_a_real_interruption_stops_the_bot_at_a_word_and_the_story_is_exact(shared: Path,
+                                                                             tmp_path: Path) -> None:
+    question = espeak("When will the parcel arrive?")
+    interruption = read_audio(shared / "audio" / "speech" / "spk1_snt1.wav")
+    caller = np.zeros(16000 * 14, np.int16)
+    q_end = 0.5 + len(question) / 16000
+    place(caller, question, 0.5)
+    cut_in = q_end + 2.6
+    place(caller, interruption, cut_in)
+    onset = cut_in + speech_start(interruption)
+    s = run_call(tmp_path, caller, [(0.5, q_end, "When will the parcel arrive?"),
+                                    (cut_in, cut_in + len(interruption) / 16000, "No, the other parcel.")])
+    first = next(b for b in s["bot_turns"] if b["kind"] == "reply")
+    assert first["interrupted"]
+    heard = first["text_heard"]
+    assert heard and LONG_REPLY.startswith(heard) and heard != LONG_REPLY
+    [barge] = s["barge_ins"]
+    assert abs(barge["onset_s"] - onset) <= 0.05
+    assert barge["fade_start_s"] - onset <= 0.45
+    assert f"Bot: {heard} ... [cut off]" in s["story"]
+    bot = bot_track(tmp_path)
+    # Every word the story keeps was on the line; after the fade nothing of the reply is.
+    for w in first["words"]:
+        span = bot[int(w["start_s"] * 16000):int(w["end_s"] * 16000)]
+        assert np.sqrt(np.mean(span.astype(np.float64) ** 2)) > 300, f"{w['text']!r} is not on the line"
+    replies = [b for b in s["bot_turns"] if b["kind"] == "reply"]
+    following = replies[1]["start_s"] if len(replies) > 1 else len(bot) / 16000
+    quiet = bot[int(barge["silent_s"] * 16000) + 1:int(following * 16000) - 1]
+    assert len(quiet) and np.abs(quiet).max() == 0
+
+
+def test_a_spoken_okay_lets_the_bot_finish_its_sentence(tmp_path: Path) -> None:
+    question, okay = espeak("When will the parcel arrive?"), espeak("Okay.")
+    caller = np.zeros(16000 * 16, np.int16)
+    q_end = 0.5 + len(question) / 16000
+    place(caller, question, 0.5)
+    place(caller, okay, q_end + 2.5)
+    s = run_call(tmp_path, caller, [(0.5, q_end, "When will the parcel arrive?"),
+                                    (q_end + 2.5, q_end + 2.5 + len(okay) / 16000, "Okay.")])
+    first = next(b for b in s["bot_turns"] if b["kind"] == "reply")
+    assert not first["interrupted"]
+    assert first["text_heard"] == LONG_REPLY
+    assert s["barge_ins"] and s["barge_ins"][0]["resumed"]
+
+
+@pytest.mark.parametrize("noise", ["babble", "cafe", "dishes", "exercise_bike", "freesound_573577", "office"])
+def test_noise_is_not_a_caller(shared: Path, tmp_path: Path, noise: str) -> None:
+    tsv = tmp_path / "empty.tsv"
+    tsv.write_text("start_s\tend_s\tlabel\ttext\n")
+    config = load(None, {"call": {"greeting": ""}})
+    caller = read_audio(shared / "audio" / "noise" / f"{noise}.wav")
+    s = simulate(caller, build_engines(config, transcript=tsv), config, tmp_path / "call").summary
+    assert s["caller_fragments"] == []
+    # The only thing the bot may say to a line with nobody on it is goodbye, after the silence timeout.
+    assert [b["kind"] for b in s["bot_turns"]] in ([], ["goodbye"])
+    assert s["decisions"] == []
