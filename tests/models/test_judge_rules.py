@@ -4,7 +4,6 @@ and hand-written lines of our own (none of them from dev.tsv) to show the rules 
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import pytest
@@ -426,16 +425,3 @@ def test_pure() -> None:
     assert RulesJudge().judge(story, language="en") == first
     assert 0.0 <= first.p_complete <= 1.0
 
-
-def test_fast() -> None:
-    story = [Line("caller", "I need three things."), Line("bot", "mm-hm"), Line("caller", "The quote."),
-             Line("bot", "mm-hm"), Line("caller", "The invoice, and the one for the garage as well."),
-             Line("caller", "My number is three three three, four five six.")]
-    calls = 300
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for i in range(calls):
-            JUDGE.judge(story[: 1 + i % len(story)], language="en" if i % 2 else "it")
-        best = min(best, (time.perf_counter() - start) / calls)
-    assert best < 0.2e-3, f"{best * 1e6:.0f} µs per call"

@@ -3,6 +3,7 @@ the `rules` judge and espeak-ng, under the reference latency profile and with no
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,10 @@ def test_never_speaks_into_a_wait_pause_and_answers_every_complete(shared: Path,
         summary = run(shared, name, tmp_path / name, PROFILES[profile])
         phrases = read_transcript(shared / "scenarios" / f"{name}.tsv")
         starts = [b["start_s"] for b in summary["bot_turns"] if b["start_s"] is not None]
-        for before, after in zip(phrases, phrases[1:], strict=False):
+        for before, after in itertools.pairwise(phrases):
             if before.label == "WAIT":
                 inside = [s for s in starts if before.end_s <= s < after.start_s]
-                assert not inside, f"{name}: the bot spoke at {inside} in the pause after {before.text!r}"
+                assert not inside, f"{name}: the bot spoke at {inside} after {before.text!r}"
         for p in phrases:
             spoke_over = [s for s in starts if p.start_s < s < p.end_s - 0.05]
             assert not spoke_over, f"{name}: the bot started at {spoke_over} while the caller said {p.text!r}"
@@ -48,7 +49,8 @@ def test_never_speaks_into_a_wait_pause_and_answers_every_complete(shared: Path,
             until = phrases[i + 1].start_s if i + 1 < len(phrases) else float("inf")
             answers = [s for s in starts if p.end_s <= s < until]
             assert answers, f"{name}: no answer after {p.text!r}"
-            assert answers[0] - p.end_s < 1.5, f"{name}: answered {p.text!r} only after {answers[0] - p.end_s:.2f}s"
+            late = answers[0] - p.end_s
+            assert late < 1.5, f"{name}: answered {p.text!r} only after {late:.2f}s"
         assert not summary["barge_ins"], f"{name}: the caller had to interrupt the bot"
 
 
