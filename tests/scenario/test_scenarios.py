@@ -57,5 +57,6 @@ def test_never_speaks_into_a_wait_pause_and_answers_every_complete(shared: Path,
 def test_fragments_match_the_phrases(shared: Path, tmp_path: Path) -> None:
     summary = run(shared, "trailing_thought", tmp_path, {})
     texts = [f["text"] for f in summary["caller_fragments"]]
-    assert texts == ["So, I wanted to leave a message for Marco.", "The meeting tomorrow moved to three o'clock."]
+    assert texts == ["So, I wanted to leave a message for Marco.",
+                     "The meeting tomorrow moved to three o'clock."]
     assert summary["story"].splitlines()[:2] == [f"Caller: {t}" for t in texts]
