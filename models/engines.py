@@ -4,6 +4,9 @@ Every engine is blocking and runs in a worker thread owned by the runtime; none 
 event loop. Engines are shared between calls unless they say otherwise (VAD keeps state per call, so
 the runtime asks the VAD model for a fresh stream per call).
 
+An engine may also offer `warm_up() -> None`, one throwaway inference run when the service starts so the
+first caller pays no loading or compilation cost.
+
 Audio crossing these interfaces is numpy: float32 in [-1, 1] going in (STT, VAD), int16 coming out (TTS).
 Times are seconds on the call's timeline where an engine needs them (the `transcript` STT does).
 """
