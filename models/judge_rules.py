@@ -18,6 +18,8 @@ verdict's `reason`. In priority order:
 9.  number-sequence        ends in a digit group or a run of numbers, not a time       WAIT
                            ("my number is three three nine"; "at ten" is a time)
 10. greeting               only a greeting, as the caller's first line ("hello.")     WAIT, unsure
+    introduction           only who is calling, as the first line ("this is Anna        WAIT, unsure
+                           from the bakery.", "sono Paolo"): the reason comes next
 11. closing                thanks or goodbye in the last sentence                      COMPLETE
 12. short-answer           the last sentence is "yes", "okay", "va bene", ...          COMPLETE
 13. period-after-<class>   as 7 but with a period, unless the word before makes it a   WAIT, unsure
@@ -65,6 +67,8 @@ P_QUESTION_WORDS = 0.6
 P_UNPUNCTUATED = 0.4
 P_LIST_ITEM = 0.4  # "second, ...": a list goes on, but this may be its last item
 P_GREETING = 0.35
+P_INTRODUCTION = 0.3
+_NAME = r"[A-ZÀ-ÖØ-Þ][\w'-]*(?: [A-ZÀ-ÖØ-Þ][\w'-]*){0,2}"
 P_PERIOD_AFTER = 0.3
 P_LIST_OPENER = 0.18
 P_DANGLING = 0.15
@@ -138,6 +142,7 @@ class Lexicon:
         list_items: Iterable[str],  # a first clause that goes on with one ("second, ...")
         accent_fixes: Mapping[str, str] | None = None,  # "e'" -> "è"
         split_elision: bool = False,  # "l'ordine" is two words
+        introductions: Iterable[str] = (),  # a whole first sentence that only says who is calling
     ) -> None:
         self.accent_fixes = dict(accent_fixes or {})
         self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
@@ -169,6 +174,9 @@ class Lexicon:
         self.list_enders = self._phrase_table(list_enders)
         self.list_opener_re = re.compile("|".join(f"(?:{p})" for p in list_openers))
         self.list_item_re = re.compile("|".join(f"(?:{p})" for p in list_items))
+        # Matched against the caller's own text: a name is a capitalised word (or two) in a transcript.
+        self.introduction_re = re.compile(
+            "|".join(f"(?:{p})".replace("{NAME}", _NAME) for p in introductions) or r"(?!)")
         self.short_answer_cover = _cover(self.short_answers)
         self.greeting_cover = _cover(self.greetings)
         # words stripped from the start of a clause before matching it ("okay, so, hold on")
@@ -278,6 +286,10 @@ ENGLISH = Lexicon(
         r"(?: (?:thing|one|point|question|problem|issue))?",
         r"(?:the|my) (?:second|third|fourth|fifth|next) (?:thing|one|point|question|problem|issue|item)\b.*",
     ),
+    introductions=(
+        r"(?i:this is|it's|it is|i'm|i am|my name is|here's|here is) {NAME}"
+        r"(?: (?i:from|at|of|with|calling from) [^.!?]{1,40})?(?: (?i:here|calling))?",
+    ),
 )
 
 ITALIAN = Lexicon(
@@ -370,6 +382,10 @@ ITALIAN = Lexicon(
     accent_fixes={"e'": "è", "perche'": "perché", "pero'": "però", "piu'": "più", "gia'": "già",
                   "cosi'": "così", "puo'": "può", "si'": "sì", "pò": "po'"},
     split_elision=True,
+    introductions=(
+        r"(?i:sono|mi chiamo|qui è|qui parla|il mio nome è|parla) {NAME}"
+        r"(?: (?i:da|di|del|della|dello|dalla|dal|dallo|dell'|dall'|per) ?[^.!?]{1,40})?",
+    ),
 )
 
 LEXICONS: dict[str, Lexicon] = {"en": ENGLISH, "it": ITALIAN}
@@ -520,8 +536,10 @@ class RulesJudge:
         if not tokens:
             return Verdict(P_EMPTY, "empty")
         context = _context(story, last)
-        return _judge_line(text, tokens, lex, context, first=not any(
-            line.role == "caller" and line.text.strip() for line in story[:last]))
+        first = not any(line.role == "caller" and line.text.strip() for line in story[:last])
+        if first and _introduces(story[last].text, lex):
+            return Verdict(P_INTRODUCTION, "introduction")
+        return _judge_line(text, tokens, lex, context, first=first)
 
 
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool) -> Verdict:
@@ -588,6 +606,20 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
             return Verdict(P_QUESTION_WORDS, "question-words")
         return Verdict(P_UNPUNCTUATED, "unpunctuated")
     return Verdict(P_STATEMENT, "statement")
+
+
+def _introduces(line: str, lex: Lexicon) -> bool:
+    """The line only says who is calling, greetings aside ("Hi, this is Anna from the bakery.")."""
+    text = " ".join(unicodedata.normalize("NFC", line).translate(_CHARS).split())
+    rest = _SENTENCE_END.split(text)[-1].rstrip(".!")
+    while True:
+        words = lex.tokenize(rest.lower())
+        lead = next((g for g in lex.greetings if words[:len(g.split())] == g.split()), None)
+        if lead is None:
+            break
+        rest = re.sub(r"^\W*" + r"\W+".join(map(re.escape, lead.split())) + r"[\s,.!]*", "", rest,
+                      flags=re.IGNORECASE)
+    return bool(lex.introduction_re.fullmatch(rest))
 
 
 def _strip_lead(tokens: list[str], lex: Lexicon) -> list[str]:

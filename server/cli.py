@@ -30,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--out", type=Path, required=True, help="folder for the call's files")
     sim.set_defaults(func=_simulate)
 
+    demo = sub.add_parser("demo", help="a demo call: an espeak-ng caller leaves a message, standin answers",
+                          description="Make a caller with espeak-ng, run the call, write its files to --out.")
+    demo.add_argument("--config", type=Path, help="a standin TOML file")
+    demo.add_argument("--out", type=Path, default=Path("calls/demo"), help="folder for the call's files")
+    demo.set_defaults(func=_demo)
+
     judge = sub.add_parser("judge", help="judge caller lines (one per input line) as COMPLETE or WAIT",
                            description="Print VERDICT<TAB>p_complete for each caller line read from stdin.")
     judge.add_argument("--config", type=Path, help="a standin TOML file")
@@ -59,6 +65,15 @@ def _simulate(args: argparse.Namespace) -> int:
     engines = build_engines(config, transcript=args.transcript)
     result = simulate(caller, engines, config, args.out, meta={"caller_file": args.caller.name})
     _print_summary(result.summary, args.out)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from server.demo import run_demo
+
+    summary = run_demo(load(args.config), args.out)
+    _print_summary(summary, args.out)
+    print(f"the caller: {args.out / 'caller.wav'}; listen to the call: play {args.out / 'call.wav'}")
     return 0
 
 

@@ -4,7 +4,8 @@ A job is a function that yields results (once for STT or the judge, a stream for
 runners share the worker threads and differ only in when a result counts as having arrived:
 - `ThreadedJobs` (live calls): when the worker hands it to the event loop.
 - `VirtualJobs` (simulation): at the call time the engine would have needed, i.e. the job's start plus
-  the measured compute time, or plus an injected latency, queueing behind the engine's earlier jobs.
+  the measured compute time, or plus an injected latency (then for all of the job's results, so the run
+  is the same however busy the machine is), queueing behind the engine's earlier jobs.
 A job that raises, or stays silent past its timeout, ends with a `Failed` result; a stalled worker is
 replaced so the engine keeps serving later jobs.
 """
@@ -196,13 +197,10 @@ class VirtualJobs:
             results = [(Failed(f"{engine} gave nothing for {timeout_s:g}s"), timeout_s)]
         start = max(t, self._busy_until.get(engine, 0.0))
         injected = self.latency_s.get(engine)
-        first_elapsed = results[0][1] if results else 0.0
         at = start
         for item, elapsed in results:
-            if injected is not None and not isinstance(item, Failed):
-                at = start + injected + max(0.0, elapsed - first_elapsed)
-            else:
-                at = start + elapsed
+            # An injected latency makes the run independent of how busy this machine is.
+            at = start + (injected if injected is not None and not isinstance(item, Failed) else elapsed)
             heapq.heappush(self._due, _Due(at, next(self._seq), job, item))
         self._busy_until[engine] = at
         self._engine_of[job] = engine

@@ -357,7 +357,7 @@ class Conversation:
         self._turn = turn = _Turn(self.story.version, self._quiet_since)
         if self._quiet_since is None:
             return  # already speaking again: the next pause decides
-        if asks_question(self.story.last_caller_text()):
+        if self.options.turns.question_shortcut and asks_question(self.story.last_caller_text()):
             self._grant(turn, "shortcut")
             return
         turn.judge_job = self._new_job(_Job("judge", version=turn.version))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 class TurnOptions:
     speculate_ms: int = 64  # pause after which the open fragment is transcribed speculatively
     threshold: float = 0.5
+    question_shortcut: bool = True
     min_gap_ms: int = 200  # the bot never starts talking sooner after the caller stops
     unsure_gap_ms: int = 400  # ... nor sooner than this when the judge's COMPLETE is not sure
     sure_complete_p: float = 0.9

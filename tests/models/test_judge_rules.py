@@ -425,3 +425,23 @@ def test_pure() -> None:
     assert RulesJudge().judge(story, language="en") == first
     assert 0.0 <= first.p_complete <= 1.0
 
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), [
+    ("en", "Hi, this is Anna from the bakery.", "WAIT"),
+    ("en", "Good morning, it's Luca from the garage.", "WAIT"),
+    ("en", "My name is Paolo Rossi.", "WAIT"),
+    ("en", "This is urgent.", "COMPLETE"),
+    ("en", "I'm sorry.", "COMPLETE"),
+    ("it", "Ciao, sono Anna del panificio.", "WAIT"),
+    ("it", "Buongiorno, sono Marta dell'ufficio.", "WAIT"),
+    ("it", "Sono in ritardo.", "COMPLETE"),
+])
+def test_a_caller_who_only_says_who_they_are_is_not_done(language: str, text: str, expected: str) -> None:
+    verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
+    assert ("COMPLETE" if verdict.p_complete >= 0.5 else "WAIT") == expected
+
+
+def test_an_introduction_later_in_the_call_is_judged_as_a_statement() -> None:
+    story = [Line("caller", "Is Marco there?"), Line("bot", "He is out."), Line("caller", "This is Anna.")]
+    assert JUDGE.judge(story, language="en").reason != "introduction"

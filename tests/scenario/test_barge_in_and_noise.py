@@ -16,6 +16,7 @@ from server.config import load
 from server.engines import build_engines
 from server.simulate import simulate
 
+FIXED = {"stt": 100, "judge": 10, "llm": 100, "tts": 50}  # the same timing however busy the machine is
 LONG_REPLY = ("The parcel is confirmed for Tuesday, at ten in the morning, and the driver will call you "
               "about twenty minutes before arriving at your door.")
 
@@ -48,7 +49,7 @@ def run_call(tmp_path: Path, caller: np.ndarray, phrases: list[tuple[float, floa
     tsv = tmp_path / "caller.tsv"
     tsv.write_text("start_s\tend_s\tlabel\ttext\n" + "".join(
         f"{a:.3f}\t{b:.3f}\tCOMPLETE\t{text}\n" for a, b, text in phrases))
-    config = load(None, {"call": {"greeting": ""},
+    config = load(None, {"call": {"greeting": ""}, "simulate": {"latency_ms": FIXED},
                          "llm": {"replies": [LONG_REPLY, "Understood, I will tell them."]}})
     return simulate(caller, build_engines(config, transcript=tsv), config, tmp_path / "call").summary
 
@@ -87,7 +88,7 @@ def test_a_real_interruption_stops_the_bot_at_a_word_and_the_story_is_exact(shar
         assert np.sqrt(np.mean(span.astype(np.float64) ** 2)) > 300, f"{w['text']!r} is not on the line"
     replies = [b for b in s["bot_turns"] if b["kind"] == "reply"]
     following = replies[1]["start_s"] if len(replies) > 1 else len(bot) / 16000
-    quiet = bot[int(barge["silent_s"] * 16000) + 1:int(following * 16000) - 1]
+    quiet = bot[int(barge["silent_s"] * 16000) + 17:int(following * 16000) - 1]  # times are in ms
     assert len(quiet) and np.abs(quiet).max() == 0
 
 
@@ -109,7 +110,7 @@ def test_a_spoken_okay_lets_the_bot_finish_its_sentence(tmp_path: Path) -> None:
 def test_noise_is_not_a_caller(shared: Path, tmp_path: Path, noise: str) -> None:
     tsv = tmp_path / "empty.tsv"
     tsv.write_text("start_s\tend_s\tlabel\ttext\n")
-    config = load(None, {"call": {"greeting": ""}})
+    config = load(None, {"call": {"greeting": ""}, "simulate": {"latency_ms": FIXED}})
     caller = read_audio(shared / "audio" / "noise" / f"{noise}.wav")
     s = simulate(caller, build_engines(config, transcript=tsv), config, tmp_path / "call").summary
     assert s["caller_fragments"] == []

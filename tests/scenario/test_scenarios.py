@@ -16,7 +16,8 @@ from server.config import load
 from server.engines import build_engines
 from server.simulate import simulate
 
-PROFILES = {"reference": {"stt": 150, "judge": 20, "llm": 150, "tts": 80}, "instant": {}}
+PROFILES = {"reference": {"stt": 150, "judge": 20, "llm": 150, "tts": 80},
+            "instant": {"stt": 0, "judge": 0, "llm": 0, "tts": 0}}
 
 
 def scenarios(shared: Path) -> list[str]:

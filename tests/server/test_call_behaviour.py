@@ -23,7 +23,8 @@ def call(tmp_path: Path, phrases: list[tuple[float, float, str]], *, length_s: f
          judge: FnJudge | None = None, stt: SpanStt | None = None, llm: LinesLlm | None = None,
          tts: ToneTts | None = None, extra_vad: tuple[tuple[float, float], ...] = (),
          config: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    tables: dict[str, dict[str, Any]] = {"call": {"greeting": ""}}
+    tables: dict[str, dict[str, Any]] = {
+        "call": {"greeting": ""}, "simulate": {"latency_ms": {"stt": 0, "judge": 0, "llm": 0, "tts": 0}}}
     for name, values in (config or {}).items():
         tables.setdefault(name, {}).update(values)
     options = load(None, tables)
@@ -99,7 +100,7 @@ def test_barge_in_stops_at_a_word_boundary_and_the_story_keeps_what_was_heard(tm
     assert f"Bot: {first['text_heard']} ... [cut off]" in s["story"].splitlines()
     # Nothing of the cancelled reply reaches the line after the fade.
     bot = recording(tmp_path / "call")[:, 1]
-    after_fade = bot[int(barge["silent_s"] * 16000) + 1:int(second["start_s"] * 16000) - 1]
+    after_fade = bot[int(barge["silent_s"] * 16000) + 17:int(second["start_s"] * 16000) - 1]  # ms times
     assert len(after_fade) > 0 and np.abs(after_fade).max() == 0
 
 
