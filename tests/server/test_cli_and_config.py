@@ -1,0 +1,91 @@
+"""The command line and the configuration: clear errors, never a stack trace, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from server.cli import main
+from server.config import ConfigError, load
+
+
+def standin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_simulate_writes_the_three_files(shared: Path, tmp_path: Path) -> None:
+    s = shared / "scenarios"
+    result = standin("simulate", str(s / "quick_question.wav"), "--transcript", str(s / "quick_question.tsv"),
+                     "--out", str(tmp_path / "call"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "call" / "summary.json").read_text())
+    assert summary["caller_fragments"][0]["text"] == "Hi, is Marco there?"
+    assert summary["decisions"][-1] == {**summary["decisions"][-1], "verdict": "COMPLETE", "by": "shortcut"}
+    audio, rate = soundfile.read(tmp_path / "call" / "call.wav")
+    assert rate == 16000 and audio.shape[1] == 2
+    trace = [json.loads(line) for line in (tmp_path / "call" / "trace.jsonl").read_text().splitlines()]
+    assert {"CallStarted", "VadWindow", "TranscriptReady", "Play"} <= {r["type"] for r in trace}
+
+
+def test_an_unreadable_recording_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "caller.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    code = main(["simulate", str(bad), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(bad) in err and "Traceback" not in err
+
+
+def test_a_malformed_transcript_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wav = tmp_path / "caller.wav"
+    soundfile.write(wav, np.zeros(16000, np.int16), 16000)
+    tsv = tmp_path / "caller.tsv"
+    tsv.write_text("start_s\tend_s\tlabel\ttext\n0.5\tsoon\tWAIT\thello\n")
+    code = main(["simulate", str(wav), "--transcript", str(tsv), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tsv}:2" in err and "numbers" in err
+
+
+def test_the_transcript_engine_needs_a_transcript(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wav = tmp_path / "caller.wav"
+    soundfile.write(wav, np.zeros(16000, np.int16), 16000)
+    assert main(["simulate", str(wav), "--out", str(tmp_path / "out")]) == 2
+    assert "--transcript" in capsys.readouterr().err
+
+
+def test_judge_prints_a_verdict_per_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "server.cli", "judge"], input="Is Marco there?\nI need\n",
+                            capture_output=True, text=True, timeout=60, check=True)
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [v for v, _ in lines] == ["COMPLETE", "WAIT"] and all(0 <= float(p) <= 1 for _, p in lines)
+
+
+def test_config_reads_every_table_and_refuses_what_it_does_not_know(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[call]\ngreeting = ""\n[turns]\nbackstop_ms = 2500\n[stt]\nlanguage = "it"\n'
+                    '[simulate]\nlatency_ms = {stt = 150, judge = 20, llm = 150, tts = 80}\n')
+    config = load(good)
+    assert config.call.greeting == "" and config.turns.backstop_ms == 2500 and config.language == "it"
+    assert config.simulate.latency_ms["llm"] == 150
+    cases = {
+        "[turns]\nbackstop_msec = 1\n": "unknown key 'backstop_msec'",
+        "[tunrs]\n": "unknown table [tunrs]",
+        "[turns]\nbackstop_ms = \"long\"\n": "expected a whole number",
+        "[llm]\nengine = \"gpt\"\n": "not available",
+        "[segmenter]\nstart_p = 0.2\nend_p = 0.4\n": "thresholds",
+        "[simulate]\nlatency_ms = {sst = 1}\n": "latency_ms",
+        "[call\n": "not valid TOML",
+    }
+    for text, message in cases.items():
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+            load(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "missing.toml")
