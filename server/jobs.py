@@ -44,7 +44,8 @@ def describe(exc: BaseException) -> str:
 
 
 class Deliver(Protocol):
-    def __call__(self, job: int, item: Any, t: float) -> None: ...
+    def __call__(self, job: int, item: Any, t: float, elapsed: float) -> None:
+        """`item` of `job` arrived at call time `t`, `elapsed` seconds of engine time after it started."""
 
 
 class JobRunner(Protocol):
@@ -116,7 +117,7 @@ class ThreadedJobs:
         cancelled = self._cancelled[job] = threading.Event()
 
         def emit(item: Any, elapsed: float) -> None:
-            self._loop.call_soon_threadsafe(self._arrive, job, engine, item, timeout_s)
+            self._loop.call_soon_threadsafe(self._arrive, job, engine, item, timeout_s, elapsed)
 
         self._workers.pool(engine).submit(_drain, work, cancelled, emit)
         self._arm(job, engine, timeout_s)
@@ -127,7 +128,7 @@ class ThreadedJobs:
             old.cancel()
         self._watchdogs[job] = self._loop.call_later(timeout_s, self._stalled, job, engine, timeout_s)
 
-    def _arrive(self, job: int, engine: str, item: Any, timeout_s: float) -> None:
+    def _arrive(self, job: int, engine: str, item: Any, timeout_s: float, elapsed: float) -> None:
         cancelled = self._cancelled.get(job)
         if cancelled is None or cancelled.is_set():
             return
@@ -135,7 +136,7 @@ class ThreadedJobs:
             self._forget(job)
         else:
             self._arm(job, engine, timeout_s)
-        self._deliver(job, item, self._clock())
+        self._deliver(job, item, self._clock(), elapsed)
 
     def _stalled(self, job: int, engine: str, timeout_s: float) -> None:
         if job not in self._cancelled:
@@ -143,7 +144,7 @@ class ThreadedJobs:
         self._cancelled[job].set()
         self._forget(job)
         self._workers.replace(engine)
-        self._deliver(job, Failed(f"{engine} gave nothing for {timeout_s:g}s"), self._clock())
+        self._deliver(job, Failed(f"{engine} gave nothing for {timeout_s:g}s"), self._clock(), timeout_s)
 
     def _forget(self, job: int) -> None:
         self._cancelled.pop(job, None)
@@ -169,6 +170,7 @@ class _Due:
     seq: int
     job: int = field(compare=False)
     item: Any = field(compare=False)
+    elapsed: float = field(compare=False)
 
 
 class VirtualJobs:
@@ -201,7 +203,7 @@ class VirtualJobs:
         for item, elapsed in results:
             # An injected latency makes the run independent of how busy this machine is.
             at = start + (injected if injected is not None and not isinstance(item, Failed) else elapsed)
-            heapq.heappush(self._due, _Due(at, next(self._seq), job, item))
+            heapq.heappush(self._due, _Due(at, next(self._seq), job, item, at - start))
         self._busy_until[engine] = at
         self._engine_of[job] = engine
         self._last_t[job] = at
@@ -219,13 +221,13 @@ class VirtualJobs:
     def next_due(self) -> float | None:
         return self._due[0].t if self._due else None
 
-    def pop_due(self, until: float) -> tuple[int, Any, float] | None:
+    def pop_due(self, until: float) -> tuple[int, Any, float, float] | None:
         if self._due and self._due[0].t <= until:
             d = heapq.heappop(self._due)
             if isinstance(d.item, Finished | Failed):
                 self._engine_of.pop(d.job, None)
                 self._last_t.pop(d.job, None)
-            return d.job, d.item, d.t
+            return d.job, d.item, d.t, d.elapsed
         return None
 
     def pending(self) -> bool:

@@ -110,6 +110,8 @@ class CallRuntime:
         self._utterance_of: dict[int, int] = {}  # tts job -> utterance
         self._started_audio: set[int] = set()  # utterances whose first audio is in
         self._jobs: dict[int, str] = {}  # job -> engine, while it runs
+        self._answered: set[int] = set()  # jobs whose first result is in
+        self._reply_asked: dict[int, float] = {}  # utterance -> when its reply was asked for
         self._rec_in: deque[np.ndarray] = deque()
         self._rec_out: deque[np.ndarray] = deque()
         self.now = 0.0
@@ -197,10 +199,14 @@ class CallRuntime:
             self._submit(c.job, "judge", lambda: iter([self.engines.judge.judge(
                 lines, language=self.options.language)]), t)
         elif isinstance(c, ev.Reply):
+            self._reply_asked[c.utterance] = t
             lines = _lines(c.story)
             self._submit(c.job, "llm", lambda: self.engines.llm.reply(lines, self.options.context), t)
         elif isinstance(c, ev.Synthesize):
             self._utterance_of[c.job] = c.utterance
+            asked = self._reply_asked.pop(c.utterance, None)
+            if asked is not None:
+                self._latency("llm_first_clause_ms", t - asked, t)
             text = c.text
             self._submit(c.job, "tts", lambda: self.engines.tts.synthesize(
                 text, language=self.options.language), t)
@@ -225,12 +231,15 @@ class CallRuntime:
         self._jobs[job] = engine
         self.jobs.submit(job, engine, work, self.options.timeouts_s.get(engine, 20.0), t)
 
-    def on_result(self, job: int, item: Any, t: float) -> None:
-        """A job's result (or its end) arrived at call time `t`."""
+    def on_result(self, job: int, item: Any, t: float, elapsed: float = 0.0) -> None:
+        """A job's result (or its end) arrived at call time `t`, `elapsed` engine seconds after it began."""
         engine = self._jobs.get(job)
         if engine is None:
             return  # cancelled meanwhile
         self.advance(t)
+        if job not in self._answered and not isinstance(item, Failed | Finished):
+            self._answered.add(job)
+            self._latency(_FIRST_RESULT[engine], elapsed, t)
         if isinstance(item, Failed):
             del self._jobs[job]
             log.warning("%s engine failed: %s", engine, item.error)
@@ -253,6 +262,10 @@ class CallRuntime:
             self._handle(ev.ReplyDone(t, job, item.end_call))
         elif isinstance(item, SpeechChunk):
             self._speech(job, item, t)
+
+    def _latency(self, name: str, seconds: float, t: float) -> None:
+        if self.trace is not None:
+            self.trace.latency(name, seconds * 1000, t)
 
     def _speech(self, job: int, chunk: SpeechChunk, t: float) -> None:
         utterance = self._utterance_of[job]
@@ -294,6 +307,10 @@ class CallRuntime:
             self.recorder.write(left, right)
 
 
+_FIRST_RESULT = {"stt": "stt_ms", "judge": "judge_ms", "llm": "llm_first_token_ms",
+                 "tts": "tts_first_audio_ms"}
+
+
 def _lines(story: tuple[ev.StoryLine, ...]) -> tuple[Line, ...]:
     return tuple(Line("bot" if s.role == "bot" else "caller", s.text) for s in story)
 
@@ -332,7 +349,7 @@ class LiveCall:
     async def run(self, transport: Transport) -> CallRuntime:
         loop = asyncio.get_running_loop()
         # The runtime needs the runner and the runner delivers to the runtime: bind late.
-        jobs = ThreadedJobs(loop, lambda job, item, t: runtime.on_result(job, item, t), self._clock)  # noqa: PLW0108
+        jobs = ThreadedJobs(loop, lambda *result: runtime.on_result(*result), self._clock)  # noqa: PLW0108
         runtime = self.runtime = self._make_runtime(jobs)
 
         def pull() -> np.ndarray:

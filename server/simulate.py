@@ -88,8 +88,7 @@ def _run_until(runtime: CallRuntime, jobs: VirtualJobs, t: float) -> None:
         if due is not None and due <= t and (timer is None or due <= timer):
             item = jobs.pop_due(t)
             assert item is not None
-            job, result, at = item
-            runtime.on_result(job, result, at)
+            runtime.on_result(*item)
         elif timer is not None and timer <= t:
             runtime.advance(timer)
         else:

@@ -481,7 +481,7 @@ class Conversation:
     def _start_reply(self, release: bool) -> Utterance:
         u = self._utterance(Kind.REPLY)
         u.reply_job = self._new_job(_Job("reply", version=self.story.version, utterance=u.id))
-        self._emit(ev.Reply(u.reply_job, self.story.lines()))
+        self._emit(ev.Reply(u.reply_job, u.id, self.story.lines()))
         if release:
             self._release(u)
         return u

@@ -163,7 +163,10 @@ class Judge:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """Generate the bot's next line for `story`; its text becomes `utterance`."""
+
     job: int
+    utterance: int
     story: tuple[StoryLine, ...]
 
 

@@ -68,7 +68,7 @@ def test_a_stalled_engine_is_abandoned_and_its_worker_replaced() -> None:
     async def scenario() -> list[object]:
         got: list[object] = []
         loop = asyncio.get_running_loop()
-        jobs = ThreadedJobs(loop, lambda job, item, t: got.append((job, item)), lambda: 0.0)
+        jobs = ThreadedJobs(loop, lambda job, item, t, elapsed: got.append((job, item)), lambda: 0.0)
         release = threading.Event()
 
         def stuck():  # type: ignore[no-untyped-def]
