@@ -1,0 +1,315 @@
+"""Speech to text with faster-whisper (Whisper converted to CTranslate2), one fragment at a time.
+
+The model is a local directory as `ct2-transformers-converter` writes it: `model.bin`, `config.json`,
+`vocabulary.json` (or `.txt`), `tokenizer.json`, and `preprocessor_config.json` for models with 128 mel
+bins (large-v3, turbo). Every required file is checked before faster-whisper sees the directory: it would
+fetch a missing `tokenizer.json` from the Hugging Face hub, and nothing is downloaded at run time
+(`standin models pull` fetches models). faster-whisper is only ever given a directory, with
+`local_files_only`, so it never has a name it could look up on the hub.
+
+Each fragment is decoded greedily in the call's language (never detected), without timestamps, without
+conditioning on earlier text and without faster-whisper's own VAD (the runtime cut the fragment with
+Silero already). Then the known silence hallucinations go:
+
+1. a segment goes when Whisper thinks it is silence (`no_speech_prob` above the threshold while its
+   average log-probability is low), when its average log-probability is below the floor, when it repeats
+   itself (gzip compression ratio above the ceiling), or when it is a subtitle credit line ("Sottotitoli a
+   cura di ...", "Subtitles by the Amara.org community"): Whisper learnt those from the end of videos;
+2. the whole transcript goes when it is nothing but a stock phrase of the language ("Thank you.",
+   "Grazie per la visione"): said alone, in a fragment, it is almost always Whisper filling silence.
+
+The names in `hints` (the owner, places, companies) bias the decoder as faster-whisper's `hotwords` (an
+`initial_prompt` for versions without them), cut to a short prompt.
+
+One `WhisperModel` serves every call: its `transcribe` may run in several threads at once (CTranslate2
+queues the work; `num_workers` > 1 lets calls run in parallel). Its segments come from a generator that
+decodes while it is iterated, so `transcribe` consumes it before returning. Nothing here logs what was
+said.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+
+import numpy as np
+
+from models.engines import EngineError, ModelMissingError, Transcript
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+__all__ = ["WhisperOptions", "WhisperStt", "build_prompt", "confidence", "filter_segments",
+           "is_stock_phrase", "normalize_phrase"]
+
+_LOG = logging.getLogger(__name__)
+
+PULL_HINT = "run `standin models pull` to fetch the speech-to-text model"
+INSTALL_HINT = "pip install faster-whisper"
+SAMPLE_RATE = 16000
+
+_COMPUTE_TYPES = frozenset({"default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
+                            "int16", "float16", "bfloat16", "float32"})
+_REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
+_VOCABULARIES = ("vocabulary.json", "vocabulary.txt")
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperOptions:
+    """How the model is loaded and how a fragment is decoded and filtered. A threshold set to None is off."""
+
+    device: Literal["cpu", "cuda", "auto"] = "auto"  # auto: CUDA when CTranslate2 sees a GPU
+    compute_type: str | None = None  # None: int8 on CPU, float16 on CUDA (int8_float16 saves memory)
+    device_index: int = 0
+    cpu_threads: int = 0  # 0: CTranslate2's default (OMP_NUM_THREADS, else 4)
+    num_workers: int = 1  # model replicas that decode concurrent calls in parallel
+    beam_size: int = 1  # greedy
+    temperatures: tuple[float, ...] = (0.0,)  # more values: faster-whisper's fallback loop
+    # silence: no_speech_prob above this while avg_logprob is below silence_logprob
+    no_speech_threshold: float | None = 0.6
+    silence_logprob: float | None = -1.0
+    min_avg_logprob: float | None = -1.5  # a segment this unsure is dropped outright
+    max_compression_ratio: float | None = 2.4  # gzip ratio: higher means Whisper is repeating itself
+    drop_stock_phrases: bool = True
+    max_prompt_chars: int = 120  # hints beyond this are left out of the prompt
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"whisper device must be 'cpu', 'cuda' or 'auto', not {self.device!r}")
+        if self.compute_type is not None and self.compute_type not in _COMPUTE_TYPES:
+            raise ValueError(f"whisper compute_type {self.compute_type!r} is not one of "
+                             f"{', '.join(sorted(_COMPUTE_TYPES))}")
+        if self.beam_size < 1 or self.num_workers < 1 or self.cpu_threads < 0 or self.device_index < 0:
+            raise ValueError("whisper beam_size and num_workers must be >= 1, cpu_threads and "
+                             "device_index >= 0")
+        if not self.temperatures or any(t < 0 for t in self.temperatures):
+            raise ValueError(f"whisper temperatures must be one or more values >= 0, "
+                             f"not {self.temperatures!r}")
+        if self.max_prompt_chars < 0:
+            raise ValueError("whisper max_prompt_chars must be >= 0")
+
+
+# --------------------------------------------------------------------------- hallucination filter
+
+
+class SegmentLike(Protocol):
+    """What the filter reads of a segment (faster-whisper's `Segment` has all of it)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def avg_logprob(self) -> float: ...
+    @property
+    def no_speech_prob(self) -> float: ...
+    @property
+    def compression_ratio(self) -> float: ...
+
+
+S = TypeVar("S", bound=SegmentLike)
+
+# Whole transcripts that, alone, are Whisper filling silence (normalised: see `normalize_phrase`).
+_STOCK_PHRASES: dict[str, frozenset[str]] = {
+    "en": frozenset({"you", "thank you", "thank you very much", "thanks for watching",
+                     "thank you for watching", "thank you so much for watching", "please subscribe",
+                     "like and subscribe"}),
+    "it": frozenset({"grazie per la visione", "grazie a tutti", "grazie per aver guardato",
+                     "grazie per aver guardato il video", "iscriviti al canale", "ciao a tutti",
+                     "sottotitoli"}),
+    "de": frozenset({"danke furs zuschauen", "vielen dank furs zuschauen", "bis zum nachsten mal"}),
+    "fr": frozenset({"merci davoir regarde", "merci davoir regarde cette video", "abonnez vous"}),
+    "es": frozenset({"gracias por ver", "gracias por ver el video", "suscribete al canal"}),
+}
+# Subtitle credit lines, matched as the start of a segment in any language.
+_CREDIT_PREFIXES: tuple[str, ...] = (
+    "sottotitoli a cura di", "sottotitoli creati dalla comunita amara org", "sottotitoli e revisione",
+    "sottotitoli di", "sottotitolato da", "a cura di qtss",
+    "subtitles by", "subtitled by", "transcription by", "captions by", "translated by",
+    "untertitel der amara org community", "untertitel im auftrag", "untertitelung",
+    "sous titres realises par", "sous titrage", "subtitulos realizados por", "subtitulado por",
+    "amara org",
+)
+_APOSTROPHES = re.compile(r"['’‘`´]")
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
+def normalize_phrase(text: str) -> str:
+    """Lower case, no accents, no apostrophes, other punctuation and symbols as single spaces."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    bare = _APOSTROPHES.sub("", bare).replace("_", " ")
+    return _NOT_WORD.sub(" ", bare).strip()
+
+
+def _is_credit_line(normalized: str) -> bool:
+    return any(normalized == p or normalized.startswith(p + " ") for p in _CREDIT_PREFIXES)
+
+
+def is_stock_phrase(text: str, language: str) -> bool:
+    """Whether `text`, as a whole transcript, is a known silence hallucination: a stock phrase of
+    `language` or of English (Whisper falls back to English ones), a credit line, or no word at all."""
+    normalized = normalize_phrase(text)
+    if not normalized or _is_credit_line(normalized):
+        return True
+    phrases = _STOCK_PHRASES.get(language, frozenset()) | _STOCK_PHRASES["en"]
+    return normalized in phrases
+
+
+def filter_segments(segments: Iterable[S], options: WhisperOptions) -> list[S]:
+    """The segments worth keeping (see the module docstring, step 1), in order."""
+    kept: list[S] = []
+    for s in segments:
+        silent = (options.no_speech_threshold is not None and s.no_speech_prob > options.no_speech_threshold
+                  and (options.silence_logprob is None or s.avg_logprob < options.silence_logprob))
+        unsure = options.min_avg_logprob is not None and s.avg_logprob < options.min_avg_logprob
+        looping = (options.max_compression_ratio is not None
+                   and s.compression_ratio > options.max_compression_ratio)
+        credit = options.drop_stock_phrases and _is_credit_line(normalize_phrase(s.text))
+        if not (silent or unsure or looping or credit):
+            kept.append(s)
+    return kept
+
+
+def confidence(segments: Sequence[SegmentLike]) -> float:
+    """exp(average token log-probability), averaged over segments weighted by duration; 0 when none."""
+    if not segments:
+        return 0.0
+    weights = [max(s.end - s.start, 0.0) for s in segments]
+    if sum(weights) <= 0.0:
+        weights = [1.0] * len(segments)
+    mean = sum(w * math.exp(min(s.avg_logprob, 0.0)) for w, s in zip(weights, segments, strict=True))
+    return min(max(mean / sum(weights), 0.0), 1.0)
+
+
+def build_prompt(hints: Sequence[str], max_chars: int) -> str | None:
+    """The hints as one short comma-separated prompt: blanks and repeats dropped, whole names only."""
+    seen: set[str] = set()
+    parts: list[str] = []
+    length = 0
+    for hint in hints:
+        name = " ".join(str(hint).split())
+        if not name or name.casefold() in seen:
+            continue
+        extra = len(name) + (2 if parts else 0)
+        if length + extra > max_chars:
+            break
+        seen.add(name.casefold())
+        parts.append(name)
+        length += extra
+    return ", ".join(parts) or None
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def check_model_dir(model_dir: Path) -> None:
+    """Raise `ModelMissingError` naming the first file faster-whisper needs that `model_dir` lacks."""
+    if not model_dir.is_dir():
+        raise ModelMissingError(f"whisper model directory {str(model_dir)!r} does not exist; {PULL_HINT}")
+    for name in _REQUIRED_FILES:
+        if not (model_dir / name).is_file():
+            raise ModelMissingError(f"whisper model file {str(model_dir / name)!r} is missing; {PULL_HINT}")
+    if not any((model_dir / name).is_file() for name in _VOCABULARIES):
+        raise ModelMissingError(f"whisper model file {str(model_dir / _VOCABULARIES[0])!r} is missing; "
+                                f"{PULL_HINT}")
+
+
+class WhisperStt:
+    """`SpeechToText` backed by one faster-whisper model, shared by every call."""
+
+    def __init__(self, model_dir: str | os.PathLike[str], options: WhisperOptions | None = None) -> None:
+        self.options = options = options or WhisperOptions()
+        self.model_dir = path = Path(model_dir)
+        check_model_dir(path)
+        try:
+            import ctranslate2
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise EngineError(f"faster-whisper is not installed ({exc}); {INSTALL_HINT}") from exc
+
+        device = options.device
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        compute_type = options.compute_type or ("float16" if device == "cuda" else "int8")
+        try:
+            model = WhisperModel(str(path), device=device, device_index=options.device_index,
+                                 compute_type=compute_type, cpu_threads=options.cpu_threads,
+                                 num_workers=options.num_workers, local_files_only=True)
+        except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for many unrelated causes
+            raise EngineError(f"whisper model {str(path)!r} could not be loaded on {device} as "
+                              f"{compute_type} ({exc}); check the device and compute_type, or fetch the "
+                              f"model again: {PULL_HINT}") from exc
+        mels = model.feature_extractor.mel_filters.shape[0]
+        if model.model.n_mels != mels:
+            raise ModelMissingError(f"whisper model {str(path)!r} takes {model.model.n_mels} mel bins but "
+                                    f"its preprocessor_config.json is missing or says {mels}; {PULL_HINT}")
+        self.model: WhisperModel = model
+        self.device, self.compute_type = device, compute_type
+        tokenizer = model.hf_tokenizer  # a 99-language model lacks <|yue|>, which faster-whisper lists
+        self.languages = frozenset(c for c in model.supported_languages
+                                   if not model.model.is_multilingual
+                                   or tokenizer.token_to_id(f"<|{c}|>") is not None)
+        self._hotwords = "hotwords" in inspect.signature(model.transcribe).parameters
+
+    def warm_up(self) -> None:
+        """Decode one second of silence, so the first caller pays no first-run cost."""
+        self.transcribe(np.zeros(SAMPLE_RATE, dtype=np.float32), start_s=0.0, language="en")
+
+    def transcribe(self, audio: np.ndarray, *, start_s: float, language: str,
+                   hints: Sequence[str] = ()) -> Transcript:
+        """Transcribe float32 mono 16 kHz `audio` in `language` (an ISO 639-1 code; "it-IT" reads as
+        "it"). `start_s` is not needed: segment times are not reported."""
+        del start_s
+        lang = self._language(language)
+        samples = _as_samples(audio)
+        if samples.size == 0:
+            return Transcript(text="", confidence=0.0)
+        o = self.options
+        prompt = build_prompt(hints, o.max_prompt_chars)
+        bias = {"hotwords": prompt} if self._hotwords else {"initial_prompt": prompt}
+        segments, _info = self.model.transcribe(
+            samples, language=lang, task="transcribe", beam_size=o.beam_size,
+            temperature=list(o.temperatures), compression_ratio_threshold=o.max_compression_ratio,
+            log_prob_threshold=o.silence_logprob, no_speech_threshold=o.no_speech_threshold,
+            condition_on_previous_text=False, without_timestamps=True, word_timestamps=False,
+            vad_filter=False, suppress_blank=True, suppress_tokens=[-1], log_progress=False, **bias)
+        decoded = list(segments)  # the generator decodes as it is iterated: finish here, in this thread
+        kept = filter_segments(decoded, o)
+        text = " ".join(" ".join(s.text.split()) for s in kept).strip()
+        if text and o.drop_stock_phrases and is_stock_phrase(text, lang):
+            kept, text = [], ""
+        if not text:
+            kept = []
+        _LOG.debug("whisper: %.2f s of audio, %d segment(s), %d kept", samples.size / SAMPLE_RATE,
+                   len(decoded), len(kept))
+        return Transcript(text=text, confidence=confidence(kept))
+
+    def _language(self, language: str) -> str:
+        code = re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower()
+        if code in self.languages:
+            return code
+        if self.languages == {"en"}:
+            raise EngineError(f"whisper model {str(self.model_dir)!r} is English-only and cannot transcribe "
+                              f"{language!r}; configure a multilingual model")
+        raise EngineError(f"whisper does not know the language {language!r}; use an ISO 639-1 code it "
+                          f"supports, e.g. 'en', 'it', 'de'")
+
+
+def _as_samples(audio: np.ndarray) -> np.ndarray:
+    if audio.ndim != 1:
+        raise ValueError(f"whisper takes mono audio (a 1-D array), got shape {audio.shape}")
+    if audio.dtype.kind != "f":
+        raise ValueError(f"whisper takes float audio in [-1, 1], got dtype {audio.dtype}; convert int16 "
+                         f"with x / 32768")
+    return np.ascontiguousarray(audio, dtype=np.float32)
