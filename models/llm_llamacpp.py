@@ -1,0 +1,107 @@
+"""Replies from a llama.cpp model in this process (llama-cpp-python), streamed as tokens come.
+
+The prompt is the model's chat template over `models.prompts.build_messages`, or a plain transcript
+when the GGUF has no template. The model ends the call by writing `END_CALL_MARKER`, which the reply
+templates teach: llama-cpp-python renders tools into a template but does not parse the calls a model
+writes back, and each model family writes them differently. The marker never reaches the spoken text.
+
+The model's lock is held while tokens are generated; closing the reply generator closes the token
+stream, so generation stops at once and the lock is released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
+from models.llama import LlamaModel, LlamaOptions, common_prefix, load_llama
+from models.prompts import MarkerFilter, build_messages
+
+__all__ = ["LlamaCppReplies", "LlamaCppRepliesOptions"]
+
+_PLAIN_ROLES = {"user": "Caller", "assistant": "You"}
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaCppRepliesOptions:
+    max_tokens: int = 200
+    temperature: float = 0.6
+    template_dir: str | None = None  # the owner's reply templates; None: the shipped ones
+
+
+class LlamaCppReplies:
+    """A `ReplyModel` on a `LlamaModel` (which the turn judge may share)."""
+
+    def __init__(self, model: LlamaModel, options: LlamaCppRepliesOptions = LlamaCppRepliesOptions()) -> None:
+        self.model = model
+        self.options = options
+
+    @classmethod
+    def load(cls, model_path: str | Path, *, llama: LlamaOptions | None = None,
+             options: LlamaCppRepliesOptions = LlamaCppRepliesOptions()) -> LlamaCppReplies:
+        return cls(load_llama(model_path, llama or LlamaOptions()), options)
+
+    def warm_up(self) -> None:
+        messages = build_messages([Line("caller", "Hello?")], CallContext(), self.options.template_dir)
+        for _ in self._stream(messages, max_tokens=1):
+            pass
+
+    def reply(self, story: Sequence[Line], context: CallContext) -> Iterator[ReplyEvent]:
+        messages = build_messages(story, context, self.options.template_dir)
+        return self._stream(messages, self.options.max_tokens)
+
+    def _stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[ReplyEvent]:
+        tokens, keep, stop = self._prompt(messages, max_tokens)
+        markers = MarkerFilter()
+        llm = self.model.llm
+        with self.model.lock:
+            if keep and common_prefix(llm.input_ids[:llm.n_tokens], tokens) < keep:
+                # Bring back the system prompt (a copy when cached); llama-cpp-python's own prefix
+                # matching then evaluates only the rest.
+                self.model.eval_prompt(tokens[:keep], keep=keep)
+            stream = llm.create_completion(tokens, max_tokens=max_tokens, stop=stop, stream=True,
+                                           temperature=self.options.temperature)
+            try:
+                for chunk in stream:
+                    text = markers.feed(chunk["choices"][0]["text"])
+                    if text:
+                        yield ReplyDelta(text)
+                    if markers.seen:
+                        break
+            finally:
+                stream.close()
+        tail = markers.flush()
+        if tail:
+            yield ReplyDelta(tail)
+        yield ReplyEnd(end_call=markers.seen)
+
+    def _prompt(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[int], int, list[str]]:
+        """(tokens, tokens of the fixed system prompt at their start, stop strings). The oldest story
+        messages are left out while the prompt and the reply would not fit the context."""
+        room = self.model.llm.n_ctx() - max_tokens
+        while True:
+            text, prefix, stop = self._render(messages)
+            tokens = self.model.tokenize(text)
+            if len(tokens) <= room or len(messages) <= 2:
+                break
+            messages = [messages[0], *messages[2:]]
+        if len(tokens) > room:
+            raise EngineError(f"the reply prompt ({len(tokens)} tokens) and max_tokens ({max_tokens}) do "
+                              f"not fit n_ctx {self.model.llm.n_ctx()}; raise n_ctx or shorten the template")
+        keep = common_prefix(self.model.tokenize(prefix), tokens) if prefix else 0
+        return tokens, keep, stop
+
+    def _render(self, messages: Sequence[Mapping[str, str]]) -> tuple[str, str, list[str]]:
+        """(prompt, its system part, stop strings)."""
+        model = self.model
+        if model.has_chat_template:
+            try:
+                prefix = model.chat_prompt(messages[:1], generation_prompt=False)
+            except Exception:  # templates may refuse a system message alone; then nothing is kept aside
+                prefix = ""
+            return model.chat_prompt(messages), prefix, [model.eos_text] if model.eos_text else []
+        prefix = messages[0]["content"] + "\n\n"
+        turns = "".join(f"{_PLAIN_ROLES[m['role']]}: {m['content']}\n" for m in messages[1:])
+        return f"{prefix}{turns}You:", prefix, ["\nCaller:", "\nYou:"]
