@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     judge = sub.add_parser("judge", help="judge caller lines (one per input line) as COMPLETE or WAIT",
                            description="Print VERDICT<TAB>p_complete for each caller line read from stdin.")
     judge.add_argument("--config", type=Path, help="a standin TOML file")
+    judge.add_argument("--engine", choices=("rules", "llm"), help="override the config's [judge] engine")
     judge.add_argument("--language", help="language of the lines (default: the config's)")
     judge.set_defaults(func=_judge)
 
@@ -91,14 +92,16 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 def _judge(args: argparse.Namespace) -> int:
     from models.engines import Line
-    from models.judge_rules import RulesJudge
+    from server.engines import build_judge
 
-    config: Config = load(args.config)
+    config: Config = load(args.config, {"judge": {"engine": args.engine}} if args.engine else None)
     language = args.language or config.language
-    judge = RulesJudge()
+    judge = build_judge(config)
+    warm_up = getattr(judge, "warm_up", None)
+    if warm_up is not None:
+        warm_up()
     for raw in sys.stdin:
-        text = raw.rstrip("\n")
-        verdict = judge.judge((Line("caller", text),), language=language)
+        verdict = judge.judge((Line("caller", raw.rstrip("\n")),), language=language)
         label = "COMPLETE" if verdict.p_complete >= config.turns.threshold else "WAIT"
         print(f"{label}\t{verdict.p_complete:.3f}", flush=True)
     return 0

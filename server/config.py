@@ -25,6 +25,12 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class ModelsConfig:
+    dir: str = ""  # where model files live; relative model paths below start here ("" = the default)
+    set: str = "cpu"  # the manifest set `standin models pull` fetches: cpu | gpu
+
+
+@dataclass(frozen=True, slots=True)
 class VadConfig:
     engine: str = "silero"
     model: str = ""  # path to an ONNX file; empty: the one shipped in the silero-vad package
@@ -32,19 +38,20 @@ class VadConfig:
 
 @dataclass(frozen=True, slots=True)
 class SttConfig:
-    engine: str = "transcript"
-    model: str = ""
-    language: str = "en"
-    device: str = "cpu"
-    transcript: str = ""  # for engine "transcript": the timed transcript to answer from
+    engine: str = "transcript"  # transcript | whisper
+    model: str = ""  # whisper: the CTranslate2 model folder
+    language: str = "en"  # the owner's language: speech is heard, judged and spoken in it
+    device: str = "auto"  # whisper: auto | cpu | cuda
+    compute_type: str = ""  # whisper: "" = int8 on CPU, float16 on CUDA
+    transcript: str = ""  # transcript: the timed transcript to answer from
     hints: tuple[str, ...] = ()  # names and words to expect (the owner's, places, companies)
     timeout_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
 class JudgeConfig:
-    engine: str = "rules"
-    model: str = ""
+    engine: str = "rules"  # rules | llm
+    model: str = ""  # llm: a GGUF file (may be the one [llm] uses)
     timeout_s: float = 5.0
 
 
@@ -56,18 +63,25 @@ DEFAULT_REPLIES = (
 
 @dataclass(frozen=True, slots=True)
 class LlmConfig:
-    engine: str = "script"
-    model: str = ""
-    replies: tuple[str, ...] = DEFAULT_REPLIES  # for engine "script"
+    engine: str = "script"  # script | llama_cpp | openai
+    model: str = ""  # llama_cpp: a GGUF file; openai: the model name the server serves
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai: vLLM, llama.cpp's server, Ollama, ...
+    api_key_env: str = ""  # openai: the environment variable holding the key, if the server wants one
+    prompts: str = ""  # a folder with the owner's reply templates; "" = the shipped ones
+    replies: tuple[str, ...] = DEFAULT_REPLIES  # script: the lines, in order
     max_tokens: int = 200
+    temperature: float = 0.6
+    n_ctx: int = 4096  # llama_cpp (and an llm judge on the same file)
+    gpu_layers: int = -1  # llama_cpp: -1 = all, when the build has a GPU backend
     timeout_s: float = 20.0  # longest wait for the next piece of a reply
 
 
 @dataclass(frozen=True, slots=True)
 class TtsConfig:
-    engine: str = "espeak"
-    voice: str = ""  # empty: the engine's voice for the call's language
-    rate: int = 175  # words per minute
+    engine: str = "espeak"  # espeak | piper
+    voice: str = ""  # espeak: a voice name ("" = the call's language); piper: the .onnx voice file
+    rate: int = 175  # espeak: words per minute
+    length_scale: float = 1.0  # piper: > 1 speaks slower
     timeout_s: float = 15.0
 
 
@@ -80,6 +94,7 @@ class SimulateConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     call: CallOptions = field(default_factory=CallOptions)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
     turns: TurnOptions = field(default_factory=TurnOptions)
@@ -105,10 +120,10 @@ class Config:
 
 _ENGINES = {
     "vad": ("silero",),
-    "stt": ("transcript",),
-    "judge": ("rules",),
-    "llm": ("script",),
-    "tts": ("espeak",),
+    "stt": ("transcript", "whisper"),
+    "judge": ("rules", "llm"),
+    "llm": ("script", "llama_cpp", "openai"),
+    "tts": ("espeak", "piper"),
 }
 _LATENCY_KEYS = ("stt", "judge", "llm", "tts")
 
@@ -150,6 +165,8 @@ def _build(tables: dict[str, Any], source: str) -> Config:
         if engine not in allowed:
             raise ConfigError(f"{source}: [{stage}] engine = {engine!r} is not available; "
                               f"choose one of: {', '.join(allowed)}")
+    if config.models.set not in ("cpu", "gpu"):
+        raise ConfigError(f"{source}: [models] set must be 'cpu' or 'gpu', not {config.models.set!r}")
     for key, value in config.simulate.latency_ms.items():
         if key not in _LATENCY_KEYS or not isinstance(value, int | float) or value < 0:
             raise ConfigError(f"{source}: [simulate] latency_ms takes non-negative numbers for "
