@@ -269,22 +269,12 @@ class CallRuntime:
 
     def _speech(self, job: int, chunk: SpeechChunk, t: float) -> None:
         utterance = self._utterance_of[job]
-        pcm = audio.resample(chunk.audio, chunk.sample_rate, self.rate)
-        scale = self.rate / chunk.sample_rate
-        words = [ev.Word(w.text, round(w.start * scale), round(w.end * scale)) for w in chunk.words]
-        if utterance not in self._started_audio:
-            # Leading silence only delays the answer: start at the first audible sample.
-            loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > self.options.trim_level)
-            cut = int(loud[0]) if len(loud) else len(pcm)
-            if words:
-                cut = min(cut, words[0].start)
-            pcm = pcm[cut:]
-            words = [ev.Word(w.text, max(0, w.start - cut), max(0, w.end - cut)) for w in words]
-            if len(pcm):
-                self._started_audio.add(utterance)
-        words = [ev.Word(w.text, min(w.start, len(pcm)), min(w.end, len(pcm))) for w in words]
+        first = utterance not in self._started_audio
+        pcm, words = prepare_speech(chunk, self.rate, trim_level=self.options.trim_level if first else None)
+        if len(pcm):
+            self._started_audio.add(utterance)
         self.playout.add(utterance, pcm)
-        self._handle(ev.SpeechReady(t, job, len(pcm), tuple(words)))
+        self._handle(ev.SpeechReady(t, job, len(pcm), words))
 
     # ------------------------------------------------------------------ recording
 
@@ -305,6 +295,24 @@ class CallRuntime:
             left = self._rec_in.popleft() if self._rec_in else silence
             right = self._rec_out.popleft() if self._rec_out else silence
             self.recorder.write(left, right)
+
+
+def prepare_speech(chunk: SpeechChunk, rate: int,
+                   trim_level: int | None = None) -> tuple[np.ndarray, tuple[ev.Word, ...]]:
+    """TTS audio as the line plays it: at the call rate, its words' spans moved along; with
+    `trim_level`, leading samples quieter than that are cut (they only delay an answer's start)."""
+    pcm = audio.resample(chunk.audio, chunk.sample_rate, rate)
+    scale = rate / chunk.sample_rate
+    words = [ev.Word(w.text, round(w.start * scale), round(w.end * scale)) for w in chunk.words]
+    if trim_level is not None:
+        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > trim_level)
+        cut = int(loud[0]) if len(loud) else len(pcm)
+        if words:
+            cut = min(cut, words[0].start)
+        pcm = pcm[cut:]
+        words = [ev.Word(w.text, max(0, w.start - cut), max(0, w.end - cut)) for w in words]
+    n = len(pcm)
+    return pcm, tuple(ev.Word(w.text, min(w.start, n), min(w.end, n)) for w in words)
 
 
 _FIRST_RESULT = {"stt": "stt_ms", "judge": "judge_ms", "llm": "llm_first_token_ms",
