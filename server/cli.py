@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     judge.add_argument("--language", help="language of the lines (default: the config's)")
     judge.set_defaults(func=_judge)
 
+    from models.manager import add_cli
+
+    add_cli(sub)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -3,21 +3,16 @@ box without llama.cpp or piper runs fine on the engines it has."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from models.engines import EngineError, ReplyModel, SpeechToText, TextToSpeech, TurnJudge
 from server.config import Config
 from server.runtime import Engines
 
-DEFAULT_MODELS_DIR = "/var/lib/standin/models"
-
-
 def models_dir(config: Config) -> Path:
-    if config.models.dir:
-        return Path(config.models.dir).expanduser()
-    env = os.environ.get("STANDIN_MODELS")
-    return Path(env) if env else Path(DEFAULT_MODELS_DIR)
+    from models.manager import default_models_dir
+
+    return Path(config.models.dir).expanduser() if config.models.dir else default_models_dir()
 
 
 def model_path(config: Config, value: str, what: str) -> Path:

@@ -89,3 +89,18 @@ def test_config_reads_every_table_and_refuses_what_it_does_not_know(tmp_path: Pa
             load(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu"])
+def test_the_shipped_configs_load_and_name_what_to_fetch(name: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = Path(__file__).resolve().parents[2] / "config" / f"{name}.toml"
+    config = load(path, {"models": {"dir": str(tmp_path)}})
+    assert config.models.set == name and config.stt.engine == "whisper" and config.tts.engine == "piper"
+    wav = tmp_path / "caller.wav"
+    soundfile.write(wav, np.zeros(16000, np.int16), 16000)
+    monkeypatch.setenv("STANDIN_MODELS", str(tmp_path))  # an empty models folder
+    code = main(["simulate", str(wav), "--config", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "standin models pull" in err and "Traceback" not in err
