@@ -9,6 +9,7 @@ from models.engines import EngineError, ReplyModel, SpeechToText, TextToSpeech, 
 from server.config import Config
 from server.runtime import Engines
 
+
 def models_dir(config: Config) -> Path:
     from models.manager import default_models_dir
 
