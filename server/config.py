@@ -11,9 +11,11 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from models.engines import CallContext
 from server.core.conversation import CallOptions, ConversationOptions
 from server.core.segmenter import SegmenterOptions
 from server.core.speech import SpeechOptions
@@ -68,6 +70,7 @@ class LlmConfig:
     base_url: str = "http://127.0.0.1:8000/v1"  # openai: vLLM, llama.cpp's server, Ollama, ...
     api_key_env: str = ""  # openai: the environment variable holding the key, if the server wants one
     prompts: str = ""  # a folder with the owner's reply templates; "" = the shipped ones
+    owner_name: str = ""  # how the prompts name the person standin answers for
     replies: tuple[str, ...] = DEFAULT_REPLIES  # script: the lines, in order
     max_tokens: int = 200
     temperature: float = 0.6
@@ -113,6 +116,12 @@ class Config:
     def timeouts(self) -> dict[str, float]:
         return {"stt": self.stt.timeout_s, "judge": self.judge.timeout_s, "llm": self.llm.timeout_s,
                 "tts": self.tts.timeout_s}
+
+    def context(self, caller_number: str = "", caller_name: str = "") -> CallContext:
+        """What the reply prompt may say about a call starting now."""
+        return CallContext(language=self.language, caller_number=caller_number, caller_name=caller_name,
+                           owner_name=self.llm.owner_name,
+                           started_at=datetime.now().astimezone().isoformat(timespec="minutes"))
 
     def conversation(self) -> ConversationOptions:
         return ConversationOptions(self.call, self.segmenter, self.turns, self.speech)

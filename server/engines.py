@@ -33,6 +33,14 @@ def build_engines(config: Config, transcript: Path | None = None) -> Engines:
                    llm=build_llm(config), tts=build_tts(config))
 
 
+def warm_up(engines: Engines) -> None:
+    """One throwaway inference per engine that offers it, so the first caller waits for nothing."""
+    for engine in (engines.stt, engines.judge, engines.llm, engines.tts):
+        warm = getattr(engine, "warm_up", None)
+        if warm is not None:
+            warm()
+
+
 def build_stt(config: Config, transcript: Path | None = None) -> SpeechToText:
     c = config.stt
     if c.engine == "whisper":

@@ -41,7 +41,7 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
     files = CallFiles(out_dir)
     runtime = CallRuntime(Conversation(config.conversation()), engines, jobs,
                           options=RuntimeOptions(language=config.language, hints=config.stt.hints,
-                                                 timeouts_s=config.timeouts()),
+                                                 context=config.context(), timeouts_s=config.timeouts()),
                           trace=files.trace, recorder=files.recorder)
     hangup_after = config.simulate.hangup_after_s
     limit = len(caller) / audio.CALL_RATE + config.call.max_duration_s + 30.0
