@@ -313,7 +313,7 @@ class Conversation:
 
     def _caller_went_on(self) -> None:
         """Voice came back inside the open fragment: what was said so far is not the whole line."""
-        self.story.withdraw_open()
+        self.story.withdraw_pending()
         self._abandon_turn()
 
     # ------------------------------------------------------------------ transcripts and turns
@@ -347,7 +347,7 @@ class Conversation:
         if final:
             self.story.commit_caller(frag.id, text)
         else:
-            self.story.set_open(frag.id, text)
+            self.story.set_pending(frag.id, text)
         if text and self.story.version != self._decided_version:
             self._abandon_turn()
             self._decide()

@@ -26,39 +26,39 @@ class Story:
     def __init__(self) -> None:
         self.version = 0
         self._lines: list[_Line] = []
-        self._open: _Line | None = None  # the caller's fragment still being spoken
+        self._pending: _Line | None = None  # the caller's fragment still being spoken
 
     def lines(self) -> tuple[StoryLine, ...]:
-        lines = self._lines + ([self._open] if self._open else [])
+        lines = self._lines + ([self._pending] if self._pending else [])
         return tuple(StoryLine(line.role, line.text) for line in lines)
 
     def render(self) -> str:
         return "\n".join(f"{line.role.capitalize()}: {line.text}" for line in self.lines())
 
     @property
-    def open_fragment(self) -> int | None:
-        return self._open.fragment if self._open else None
+    def pending_fragment(self) -> int | None:
+        return self._pending.fragment if self._pending else None
 
-    def set_open(self, fragment: int, text: str) -> None:
+    def set_pending(self, fragment: int, text: str) -> None:
         """The caller's fragment `fragment` says `text` so far (empty: nothing intelligible)."""
         if not text:
-            self.withdraw_open()
+            self.withdraw_pending()
             return
-        if self._open and self._open.fragment == fragment and self._open.text == text:
+        if self._pending and self._pending.fragment == fragment and self._pending.text == text:
             return
-        self._open = _Line("caller", text, fragment)
+        self._pending = _Line("caller", text, fragment)
         self.version += 1
 
-    def withdraw_open(self) -> None:
-        if self._open is not None:
-            self._open = None
+    def withdraw_pending(self) -> None:
+        if self._pending is not None:
+            self._pending = None
             self.version += 1
 
     def commit_caller(self, fragment: int, text: str) -> None:
         """Fragment `fragment` is final. An open line for it becomes permanent, changed only if its
         text differs, so work done on the speculative text stays current."""
-        if self._open and self._open.fragment == fragment:
-            line, self._open = self._open, None
+        if self._pending and self._pending.fragment == fragment:
+            line, self._pending = self._pending, None
             if not text:
                 self.version += 1
                 return
@@ -80,7 +80,7 @@ class Story:
         self.version += 1
 
     def last_caller_text(self) -> str:
-        for line in reversed(self._lines + ([self._open] if self._open else [])):
+        for line in reversed(self._lines + ([self._pending] if self._pending else [])):
             if line.role == "caller":
                 return line.text
         return ""

@@ -5,13 +5,13 @@ from server.core.story import Story
 
 def test_every_change_bumps_the_version_and_equal_text_does_not() -> None:
     story = Story()
-    story.set_open(1, "I need")
+    story.set_pending(1, "I need")
     v = story.version
-    story.set_open(1, "I need")
+    story.set_pending(1, "I need")
     assert story.version == v
-    story.withdraw_open()
+    story.withdraw_pending()
     assert story.version == v + 1 and story.lines() == ()
-    story.set_open(1, "I need three things.")
+    story.set_pending(1, "I need three things.")
     v = story.version
     story.commit_caller(1, "I need three things.")
     assert story.version == v, "committing the text already judged keeps work done on it current"
@@ -21,7 +21,7 @@ def test_every_change_bumps_the_version_and_equal_text_does_not() -> None:
 
 def test_an_open_caller_line_stays_after_the_bot_line_it_cut_off() -> None:
     story = Story()
-    story.set_open(2, "No, Wednesday")
+    story.set_pending(2, "No, Wednesday")
     story.add_bot("It is on Tuesday", cut_off=True)
     assert [line.role for line in story.lines()] == ["bot", "caller"]
 
