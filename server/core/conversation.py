@@ -16,12 +16,12 @@ caller's fragment make the stop final (cut off), silence or a backchannel lets i
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from server.core import events as ev
+from server.core.mouth import Desk, Job, Mouth
 from server.core.segmenter import (
     Fragment,
     FragmentClosed,
@@ -33,7 +33,7 @@ from server.core.segmenter import (
     VoiceStarted,
     VoiceStopped,
 )
-from server.core.speech import ClauseSplitter, Kind, SpeechOptions, State, Utterance
+from server.core.speech import Kind, SpeechOptions, State, Utterance
 from server.core.story import Story
 from server.core.turns import (
     BACKCHANNELS,
@@ -71,16 +71,6 @@ class ConversationOptions:
 
 
 @dataclass(slots=True)
-class _Job:
-    kind: str  # stt | judge | reply | tts
-    fragment: int = 0
-    revision: int = 0
-    speculative: bool = False
-    version: int = 0
-    utterance: int = 0
-
-
-@dataclass(slots=True)
 class _Turn:
     """The decision about the caller's turn as it stands at one story version."""
 
@@ -112,16 +102,12 @@ class Conversation:
         self.story = Story()
         self.t = 0.0
         self.ended: str | None = None
-        self._out: list[ev.Command] = []
-        self._ids = itertools.count(1)
-        self._jobs: dict[int, _Job] = {}
+        self._desk = Desk()
+        self._mouth = Mouth(self._desk, o.speech)
         self._fragments: dict[int, Fragment] = {}
         self._texts: dict[tuple[int, int], str] = {}  # (fragment, revision) -> transcript
         self._asked: set[tuple[int, int]] = set()  # (fragment, revision) sent to STT, not failed
         self._in_flight: set[tuple[int, int]] = set()
-        self._utterances: dict[int, Utterance] = {}
-        self._splitters: dict[int, ClauseSplitter] = {}
-        self._line: list[Utterance] = []  # released, in playout order
         self._turn: _Turn | None = None
         self._barge: _Barge | None = None
         self._quiet_since: float | None = 0.0  # caller silent since (None while voiced)
@@ -156,43 +142,21 @@ class Conversation:
     # ------------------------------------------------------------------ entry point
 
     def handle(self, event: ev.Event) -> list[ev.Command]:
-        self._out = []
+        self._desk.out = []
         if event.t < self.t - 1e-9:
             raise ValueError(f"event at {event.t:.3f}s arrived after {self.t:.3f}s: time must not run back")
         self.t = event.t
         if self.ended is None or isinstance(event, ev.PlayoutProgress | ev.PlayoutStopped):
             self._handlers[type(event)](event)
-        return self._out
+        return self._desk.out
 
     # ------------------------------------------------------------------ helpers
-
-    def _emit(self, command: ev.Command) -> None:
-        self._out.append(command)
-
-    def _note(self, kind: str, **data: object) -> None:
-        self._emit(ev.Note(kind, tuple(data.items())))
-
-    def _new_job(self, job: _Job) -> int:
-        job_id = next(self._ids)
-        self._jobs[job_id] = job
-        return job_id
-
-    def _cancel(self, job_id: int | None) -> None:
-        if job_id is not None and self._jobs.pop(job_id, None) is not None:
-            self._emit(ev.Cancel(job_id))
 
     def _secs(self, samples: int) -> float:
         return samples / self.rate
 
     def _timer(self, name: str, at: float) -> None:
-        self._emit(ev.StartTimer(name, at))
-
-    @property
-    def _front(self) -> Utterance | None:
-        return self._line[0] if self._line else None
-
-    def _bot_audible(self) -> bool:
-        return any(u.on_line for u in self._line)
+        self._desk.emit(ev.StartTimer(name, at))
 
     # ------------------------------------------------------------------ call start and end
 
@@ -202,41 +166,41 @@ class Conversation:
         self._timer("max_duration", e.t + c.max_duration_s)
         self._timer("silence", e.t + c.silence_timeout_s)
         if c.greeting.strip():
-            self._say(Kind.GREETING, c.greeting)
+            self._mouth.say(Kind.GREETING, c.greeting)
 
     def _on_hangup(self, e: ev.CallerHungUp) -> None:
         self._end("caller hung up", hang_up=False)
 
     def _end(self, reason: str, hang_up: bool = True) -> None:
-        for u in list(self._line):
+        for u in list(self._mouth.line):
             if u.on_line:
                 self._cut_off(u)
-        for job_id in list(self._jobs):
-            self._cancel(job_id)
+        for job_id in list(self._desk.jobs):
+            self._desk.cancel(job_id)
         if self.seg.fragment is not None:
             self._on_segment(self.seg.close(round(self.t * self.rate)))
         self.ended = reason
-        self._note("call_ended", reason=reason)
+        self._desk.note("call_ended", reason=reason)
         if hang_up:
-            self._emit(ev.Hangup(reason))
+            self._desk.emit(ev.Hangup(reason))
 
     def _say_goodbye(self, reason: str) -> None:
-        if any(u.kind is Kind.GOODBYE for u in self._line):
+        if any(u.kind is Kind.GOODBYE for u in self._mouth.line):
             return
         self._abandon_turn()
-        for u in list(self._line):
+        for u in list(self._mouth.line):
             if u.on_line:
                 self._cut_off(u)
             else:
-                self._drop(u)
-        self._note("goodbye", reason=reason)
+                self._mouth.drop(u)
+        self._desk.note("goodbye", reason=reason)
         self._goodbye_reason = reason
-        goodbye = self._say(Kind.GOODBYE, self.options.call.goodbye, interruptible=False)
+        goodbye = self._mouth.say(Kind.GOODBYE, self.options.call.goodbye, interruptible=False)
         if goodbye is None:
             self._end(reason)
 
     def _on_dtmf(self, e: ev.Dtmf) -> None:
-        self._note("dtmf", digit=e.digit)
+        self._desk.note("dtmf", digit=e.digit)
         self._last_activity = e.t
 
     # ------------------------------------------------------------------ caller audio
@@ -262,14 +226,14 @@ class Conversation:
             self._quiet_since = None
             if s.resumed:
                 self._caller_went_on()
-            elif self._bot_audible() and self._front is not None and self._front.interruptible:
-                u = self._front
+            elif self._mouth.audible() and self._mouth.front is not None and self._mouth.front.interruptible:
+                u = self._mouth.front
                 self._barge = _Barge(u, s.fragment.id, self._secs(s.at))
         elif isinstance(s, Onset):
             if self._barge is not None:
                 self._barge.confirmed = True
                 self._barge_tick()
-            elif self._line and not self._bot_audible():
+            elif self._mouth.line and not self._mouth.audible():
                 # The caller started again before the bot's answer reached the line: hold it back.
                 self._abandon_turn()
         elif isinstance(s, VoiceStopped):
@@ -283,7 +247,7 @@ class Conversation:
         elif isinstance(s, FragmentClosed):
             self._close_fragment(s.fragment)
         elif isinstance(s, FragmentDropped):
-            self._note("fragment_dropped", speech_ms=round(self.seg.ms(s.fragment.speech)))
+            self._desk.note("fragment_dropped", speech_ms=round(self.seg.ms(s.fragment.speech)))
             b = self._barge
             if b is not None and b.fragment == s.fragment.id:
                 self._resume(b, "noise")
@@ -292,8 +256,8 @@ class Conversation:
         self._asked.add((frag.id, frag.revision))
         self._in_flight.add((frag.id, frag.revision))
         end = round(self.t * self.rate) if speculative else frag.end
-        job = self._new_job(_Job("stt", frag.id, frag.revision, speculative))
-        self._emit(ev.Transcribe(job, frag.start, end, speculative))
+        job = self._desk.new_job(Job("stt", frag.id, frag.revision, speculative))
+        self._desk.emit(ev.Transcribe(job, frag.start, end, speculative))
 
     def _close_fragment(self, frag: Fragment) -> None:
         self._fragments[frag.id] = frag
@@ -319,7 +283,7 @@ class Conversation:
     # ------------------------------------------------------------------ transcripts and turns
 
     def _on_transcript(self, e: ev.TranscriptReady) -> None:
-        job = self._jobs.pop(e.job, None)
+        job = self._desk.jobs.pop(e.job, None)
         if job is None:
             return
         self._in_flight.discard((job.fragment, job.revision))
@@ -360,14 +324,14 @@ class Conversation:
         if self.options.turns.question_shortcut and asks_question(self.story.last_caller_text()):
             self._grant(turn, "shortcut")
             return
-        turn.judge_job = self._new_job(_Job("judge", version=turn.version))
-        self._emit(ev.Judge(turn.judge_job, self.story.lines()))
+        turn.judge_job = self._desk.new_job(Job("judge", version=turn.version))
+        self._desk.emit(ev.Judge(turn.judge_job, self.story.lines()))
         if self.options.turns.draft_while_judging:
-            turn.draft = self._start_reply(release=False)
+            turn.draft = self._mouth.reply(self.story.lines(), self.story.version, release=False)
         self._timer("ack", self._quiet_since + self.options.turns.ack_after_ms / 1000)
 
     def _on_verdict(self, e: ev.VerdictReady) -> None:
-        job = self._jobs.pop(e.job, None)
+        job = self._desk.jobs.pop(e.job, None)
         turn = self._turn
         if job is None or turn is None or turn.version != job.version or turn.judge_job != e.job:
             return
@@ -391,15 +355,15 @@ class Conversation:
         if p is not None:
             record["p_complete"] = round(p, 3)
         self.decisions.append(record)
-        self._note("decision", verdict=verdict, by=by, p_complete=p)
+        self._desk.note("decision", verdict=verdict, by=by, p_complete=p)
 
     def _grant(self, turn: _Turn, by: str, p: float | None = None) -> None:
         self._decision("COMPLETE", by, p)
         turn.granted = True
-        self._cancel(turn.judge_job)
+        self._desk.cancel(turn.judge_job)
         turn.judge_job = None
         if turn.draft is None or turn.draft.state is not State.HELD:
-            turn.draft = self._start_reply(release=False)
+            turn.draft = self._mouth.reply(self.story.lines(), self.story.version, release=False)
         quiet = turn.quiet_since if turn.quiet_since is not None else self.t
         turn.release_at = quiet + gap_ms(self.options.turns, by, p) / 1000
         if self.t >= turn.release_at - 1e-9:
@@ -413,16 +377,16 @@ class Conversation:
         if not draft.generating and not draft.text:
             self._empty_reply(draft)
         elif draft.state is State.HELD:
-            self._release(draft)
+            self._mouth.release(draft)
 
     def _abandon_turn(self) -> None:
         """Whatever was being prepared for the caller's last words is no longer wanted."""
         turn, self._turn = self._turn, None
         if turn is None:
             return
-        self._cancel(turn.judge_job)
+        self._desk.cancel(turn.judge_job)
         if turn.draft is not None and not turn.draft.on_line and turn.draft.state is State.HELD:
-            self._drop(turn.draft)
+            self._mouth.drop(turn.draft)
 
     def _on_timer(self, e: ev.TimerFired) -> None:
         turn = self._turn
@@ -435,13 +399,13 @@ class Conversation:
         elif e.name == "backstop" and pending and turn is not None and turn.judge_job is None:
             self._grant(turn, "backstop", turn.p_complete)
         elif e.name == "ack" and pending and turn is not None and turn.judge_job is not None:
-            if not turn.acked and not self._line:
+            if not turn.acked and not self._mouth.line:
                 turn.acked = True
-                self._say(Kind.ACK, self.options.call.ack)
-        elif e.name == "backchannel" and pending and not self._line:
+                self._mouth.say(Kind.ACK, self.options.call.ack)
+        elif e.name == "backchannel" and pending and not self._mouth.line:
             if self.t - self._last_backchannel >= self.options.turns.backchannel_every_ms / 1000:
                 self._last_backchannel = self.t
-                self._say(Kind.BACKCHANNEL, self.options.call.backchannel)
+                self._mouth.say(Kind.BACKCHANNEL, self.options.call.backchannel)
         elif e.name == "silence":
             self._on_silence_timer()
         elif e.name == "max_duration":
@@ -451,7 +415,7 @@ class Conversation:
 
     def _on_silence_timer(self) -> None:
         limit = self.options.call.silence_timeout_s
-        busy = self._line or self.seg.voiced or (self._turn is not None and not self._turn.granted)
+        busy = self._mouth.line or self.seg.voiced or (self._turn is not None and not self._turn.granted)
         if not busy and self.t - self._last_activity >= limit - 1e-6:
             self._say_goodbye("silence")
         else:
@@ -459,108 +423,42 @@ class Conversation:
 
     # ------------------------------------------------------------------ the bot's utterances
 
-    def _utterance(self, kind: Kind, interruptible: bool = True) -> Utterance:
-        u = Utterance(next(self._ids), kind, interruptible)
-        self._utterances[u.id] = u
-        self._splitters[u.id] = ClauseSplitter(self.options.speech)
-        return u
-
-    def _say(self, kind: Kind, text: str, interruptible: bool = True) -> Utterance | None:
-        if not text.strip():
-            return None
-        u = self._utterance(kind, interruptible)
-        u.text = text
-        splitter = self._splitters[u.id]
-        for clause in [*splitter.feed(text), splitter.flush()]:
-            if clause:
-                self._synthesize(u, clause)
-        u.generating = False
-        self._release(u)
-        return u
-
-    def _start_reply(self, release: bool) -> Utterance:
-        u = self._utterance(Kind.REPLY)
-        u.reply_job = self._new_job(_Job("reply", version=self.story.version, utterance=u.id))
-        self._emit(ev.Reply(u.reply_job, u.id, self.story.lines()))
-        if release:
-            self._release(u)
-        return u
-
-    def _synthesize(self, u: Utterance, text: str) -> None:
-        job = self._new_job(_Job("tts", utterance=u.id))
-        u.tts_jobs.append(job)
-        self._emit(ev.Synthesize(job, u.id, text))
-
-    def _release(self, u: Utterance) -> None:
-        u.released = True
-        self._line.append(u)
-        self._emit(ev.Play(u.id))
-
-    def _drop(self, u: Utterance) -> None:
-        """Stop everything about `u`; what it has not played never will."""
-        self._cancel(u.reply_job)
-        u.reply_job = None
-        for job in u.tts_jobs:
-            self._cancel(job)
-        u.tts_jobs.clear()
-        u.generating = False
-        if u.released:
-            self._emit(ev.Drop(u.id))
-        if u in self._line:
-            self._line.remove(u)
-        if u.state is State.HELD:
-            u.state = State.CANCELLED
-
     def _on_reply_text(self, e: ev.ReplyText) -> None:
-        job = self._jobs.get(e.job)
-        if job is None:
-            return
-        u = self._utterances[job.utterance]
-        u.text += e.text
-        for clause in self._splitters[u.id].feed(e.text):
-            self._synthesize(u, clause)
+        job = self._desk.jobs.get(e.job)
+        if job is not None:
+            self._mouth.reply_text(job, e.text)
 
     def _on_reply_done(self, e: ev.ReplyDone) -> None:
-        job = self._jobs.pop(e.job, None)
+        job = self._desk.jobs.pop(e.job, None)
         if job is None:
             return
-        u = self._utterances[job.utterance]
-        u.reply_job = None
-        if clause := self._splitters[u.id].flush():
-            self._synthesize(u, clause)
-        u.generating = False
-        u.text = u.text.strip()
-        u.end_call = e.end_call
+        u = self._mouth.reply_done(job, e.end_call)
         if not u.text and u.released:
             self._empty_reply(u)
         self._maybe_finished(u)
 
     def _empty_reply(self, u: Utterance) -> None:
         """The LLM had nothing to say; if it also wants to end the call, the goodbye says it."""
-        self._drop(u)
+        self._mouth.drop(u)
         u.state = State.CANCELLED
         if u.end_call:
             self._say_goodbye("bot ended the call")
 
     def _on_speech(self, e: ev.SpeechReady) -> None:
-        job = self._jobs.get(e.job)
+        job = self._desk.jobs.get(e.job)
         if job is not None:
-            self._utterances[job.utterance].add_audio(e.samples, e.words)
+            self._mouth.speech(job, e.samples, e.words)
 
     def _on_synthesis_done(self, e: ev.SynthesisDone) -> None:
-        job = self._jobs.pop(e.job, None)
-        if job is None:
-            return
-        u = self._utterances[job.utterance]
-        if e.job in u.tts_jobs:
-            u.tts_jobs.remove(e.job)
-        self._maybe_finished(u)
+        job = self._desk.jobs.pop(e.job, None)
+        if job is not None:
+            self._maybe_finished(self._mouth.synthesis_done(e.job, job))
 
     def _on_failed(self, e: ev.JobFailed) -> None:
-        job = self._jobs.pop(e.job, None)
+        job = self._desk.jobs.pop(e.job, None)
         if job is None:
             return
-        self._note("engine_failed", engine=job.kind, error=e.error)
+        self._desk.note("engine_failed", engine=job.kind, error=e.error)
         if job.kind == "stt":
             key = (job.fragment, job.revision)
             self._in_flight.discard(key)
@@ -578,28 +476,23 @@ class Conversation:
                 turn.judge_job = None
                 self._wait(turn)
         else:
-            u = self._utterances[job.utterance]
-            self._drop(u) if not u.on_line else self._stop_generating(u)
+            u = self._mouth.utterances[job.utterance]
+            if u.on_line:
+                self._mouth.stop_generating(u)
+                self._maybe_finished(u)
+            else:
+                self._mouth.drop(u)
             if u.kind is not Kind.APOLOGY:
                 self._apologise()
 
-    def _stop_generating(self, u: Utterance) -> None:
-        self._cancel(u.reply_job)
-        u.reply_job = None
-        for job in u.tts_jobs:
-            self._cancel(job)
-        u.tts_jobs.clear()
-        u.generating = False
-        self._maybe_finished(u)
-
     def _apologise(self) -> None:
         self._abandon_turn()
-        self._say(Kind.APOLOGY, self.options.call.apology)
+        self._mouth.say(Kind.APOLOGY, self.options.call.apology)
 
     # ------------------------------------------------------------------ playout and the word clock
 
     def _on_progress(self, e: ev.PlayoutProgress) -> None:
-        u = self._utterances.get(e.utterance)
+        u = self._mouth.utterances.get(e.utterance)
         if u is None or u.state in (State.DONE, State.CUT_OFF, State.CANCELLED):
             return
         if u.state is State.HELD:
@@ -617,9 +510,9 @@ class Conversation:
         if u.state is not State.PLAYING or not u.complete or u.played < u.samples:
             return
         u.state = State.DONE
-        self._emit(ev.Drop(u.id))
-        if u in self._line:
-            self._line.remove(u)
+        self._desk.emit(ev.Drop(u.id))
+        if u in self._mouth.line:
+            self._mouth.line.remove(u)
         if self._barge is not None and self._barge.utterance is u:
             self._barge = None  # it ended on its own before the caller's words counted
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
@@ -638,14 +531,14 @@ class Conversation:
             at = u.stop_point(s, self.rate)
             u.stop_at = at
             u.state = State.PAUSED
-            self._emit(ev.Stop(u.id, at, self.seg.samples(s.fade_ms)))
+            self._desk.emit(ev.Stop(u.id, at, self.seg.samples(s.fade_ms)))
             b.record = {"onset_s": round(b.onset_t, 3), "utterance": u.kind.value}
             self.barge_ins.append(b.record)
         if b.confirmed and self.seg.run_speech >= self.seg.samples(s.backchannel_max_ms):
             self._commit_barge(b)
 
     def _on_stopped(self, e: ev.PlayoutStopped) -> None:
-        u = self._utterances.get(e.utterance)
+        u = self._mouth.utterances.get(e.utterance)
         if u is None:
             return
         u.stop_at = e.at
@@ -661,49 +554,37 @@ class Conversation:
         at = u.resume_point()
         u.rewind(at)
         b.record["resumed"] = why
-        self._note("resume", why=why, at=at)
-        self._emit(ev.Resume(u.id, at))
+        self._desk.note("resume", why=why, at=at)
+        self._desk.emit(ev.Resume(u.id, at))
         self._maybe_finished(u)
 
     def _commit_barge(self, b: _Barge) -> None:
         self._barge = None
         b.record["resumed"] = False
-        for u in list(self._line):
+        for u in list(self._mouth.line):
             if u is b.utterance:
                 self._cut_off(u)
             else:
-                self._drop(u)
+                self._mouth.drop(u)
         self._abandon_turn()
 
     def _cut_off(self, u: Utterance) -> None:
         until = u.stop_at if u.stop_at is not None else u.played
         heard = u.heard(until)
-        self._drop(u)
+        self._mouth.drop(u)
         u.state = State.CUT_OFF
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
             self.story.add_bot(" ".join(heard), cut_off=True)
-        self._note("cut_off", utterance=u.id, words_heard=len(heard), words_meant=len(u.words))
+        self._desk.note("cut_off", utterance=u.id, words_heard=len(heard), words_meant=len(u.words))
 
     # ------------------------------------------------------------------ report
 
     def report(self) -> dict[str, Any]:
         """What happened in the call, for summary.json (times in seconds on the call's timeline)."""
-        turns = []
-        for u in self.spoken:
-            heard_until = u.stop_at if u.state is State.CUT_OFF and u.stop_at is not None else u.played
-            turns.append({
-                "kind": u.kind.value,
-                "start_s": None if u.start_t is None else round(u.start_t, 3),
-                "end_s": None if u.end_t is None else round(u.end_t, 3),
-                "text_intended": u.text,
-                "text_heard": " ".join(u.heard(heard_until)),
-                "interrupted": u.state is State.CUT_OFF,
-                "words": u.words_report(),
-            })
         return {
             "caller_fragments": [{k: v for k, v in f.items() if k != "id"} for f in self.fragments],
             "decisions": self.decisions,
-            "bot_turns": turns,
+            "bot_turns": [u.report() for u in self.spoken],
             "barge_ins": self.barge_ins,
             "story": self.story.render(),
             "story_lines": [{"role": line.role, "text": line.text} for line in self.story.lines()],

@@ -180,6 +180,20 @@ class Utterance:
     def heard(self, until: int) -> list[str]:
         return [w.text for w in self.words if w.end <= until]
 
+    def report(self) -> dict[str, object]:
+        """The utterance as summary.json tells it: times in seconds on the call's timeline."""
+        cut = self.state is State.CUT_OFF and self.stop_at is not None
+        heard_until = self.stop_at if cut and self.stop_at is not None else self.played
+        return {
+            "kind": self.kind.value,
+            "start_s": None if self.start_t is None else round(self.start_t, 3),
+            "end_s": None if self.end_t is None else round(self.end_t, 3),
+            "text_intended": self.text,
+            "text_heard": " ".join(self.heard(heard_until)),
+            "interrupted": self.state is State.CUT_OFF,
+            "words": self.words_report(),
+        }
+
     def words_report(self) -> list[dict[str, object]]:
         return [
             {"text": w.text, "start_s": round(self.word_start_t[i], 3), "end_s": round(self.word_end_t[i], 3)}
