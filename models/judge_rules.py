@@ -34,19 +34,20 @@ verdict's `reason`. In priority order:
     unpunctuated           no end punctuation otherwise (speech cut mid-phrase?)       WAIT, unsure
 19. statement              anything else: a period is not proof of an end              COMPLETE, ~0.7
 
-Words and phrases live in one `Lexicon` per language (`LEXICONS`, keyed by ISO 639-1 code); an
-unknown language uses the English one (the punctuation rules 2, 3, 17, 18 and 19 need no words at
-all). A pure function of its input: no I/O, no clock, no state between calls.
+Words and phrases live in one `Lexicon` per language (`LEXICONS`, keyed by ISO 639-1 code), in
+`models.judge_lexicons`; an unknown language uses the English one (the punctuation rules 2, 3, 17, 18
+and 19 need no words at all). A pure function of its input: no I/O, no clock, no state between calls.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.engines import Line, Verdict
+from models.judge_lexicons import ENGLISH, LEXICONS, Lexicon
 
 __all__ = ["LEXICONS", "Lexicon", "RulesJudge"]
 
@@ -68,7 +69,6 @@ P_UNPUNCTUATED = 0.4
 P_LIST_ITEM = 0.4  # "second, ...": a list goes on, but this may be its last item
 P_GREETING = 0.35
 P_INTRODUCTION = 0.3
-_NAME = r"[A-ZÀ-ÖØ-Þ][\w'-]*(?: [A-ZÀ-ÖØ-Þ][\w'-]*){0,2}"
 P_PERIOD_AFTER = 0.3
 P_LIST_OPENER = 0.18
 P_DANGLING = 0.15
@@ -80,315 +80,6 @@ P_TRAILING_FILLER = 0.09
 P_TRAILING_PUNCTUATION = 0.08
 P_TRAILING_WORD = 0.05
 P_PREAMBLE = 0.05
-
-_TAIL = r"(?: \S+){0,4}"  # a few more words allowed after a preamble ("... for Marco")
-
-
-# --------------------------------------------------------------------------- word tables
-
-
-# A word: digits, or letters with inner apostrophes or hyphens ("that's", "bye-bye") and perhaps one
-# at the end ("po'"). Where elision is split, "dell'ordine" is two words: "dell'" and "ordine".
-_TOKEN = re.compile(r"\d+|[^\W\d_]+(?:['-][^\W\d_]+)*'?")
-_ELIDED_TOKEN = re.compile(r"\d+|[^\W\d_]+'|[^\W\d_]+(?:-[^\W\d_]+)*")
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-def _cover(phrases: Iterable[str]) -> list[list[str]]:
-    """Phrases as word lists, longest first, for `_covered`."""
-    return sorted((p.split() for p in phrases), key=len, reverse=True)
-
-
-def _phrases(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split("|") if p.strip())
-
-
-class Lexicon:
-    """The word tables of one language, compiled once. Word tables are space-separated, phrase tables
-    "|"-separated (phrases go through the same tokenizer as caller text). `preambles` and
-    `list_openers` are regular expressions matched against a whole clause: lower-case words joined by
-    single spaces, without punctuation, elided words split where the language does ("c' è")."""
-
-    def __init__(
-        self,
-        *,
-        trailing: Mapping[str, str],  # class name -> words after which a sentence cannot end
-        dangling: Mapping[str, str],  # class name -> words that seldom end a sentence
-        resolvers: str,  # a dangling word right after one of these is a whole sentence
-        wh_words: str,  # a sentence with one of these may end in a preposition or auxiliary
-        hesitations: str,
-        fillers: str,  # discourse fillers: whole-line fillers, stripped at the start of a clause
-        preambles: Iterable[str],
-        numbers: str,  # regex matching one number word
-        number_contexts: str,
-        time_words: str,  # a number right after one of these is a time, not a digit group
-        closings: str,
-        short_answers: str,
-        requests: str,
-        request_starts: str,
-        question_starts: str,  # an unpunctuated line starting so is probably a question
-        urgency: str,
-        greetings: str,
-        list_counts: Mapping[str, int],
-        list_nouns: str,
-        list_joiners: str,
-        list_glue: str,  # words that carry no item ("the first ONE is")
-        ordinals: Mapping[str, int],
-        list_enders: str,
-        list_openers: Iterable[str],  # a first sentence that starts a list ("first, ...")
-        list_items: Iterable[str],  # a first clause that goes on with one ("second, ...")
-        accent_fixes: Mapping[str, str] | None = None,  # "e'" -> "è"
-        split_elision: bool = False,  # "l'ordine" is two words
-        introductions: Iterable[str] = (),  # a whole first sentence that only says who is calling
-    ) -> None:
-        self.accent_fixes = dict(accent_fixes or {})
-        self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
-        self.trailing = {w: cls for cls, ws in trailing.items() for w in ws.split()}
-        self.dangling = {w: cls for cls, ws in dangling.items() for w in ws.split()}
-        self.resolvers = _words(resolvers)
-        self.wh_words = _words(wh_words)
-        self.hesitations = _words(hesitations)
-        self.fillers = _words(fillers) | self.hesitations
-        self.preamble_re = re.compile("|".join(f"(?:{p})" for p in preambles))
-        self.number_re = re.compile(rf"\d+|{numbers}")
-        self.number_contexts = _words(number_contexts)
-        self.time_words = _words(time_words)
-        self.closings = self._phrase_table(closings)
-        self.short_answers = self._phrase_table(short_answers)
-        self.requests = self._phrase_table(requests)
-        self.request_starts = self._phrase_table(request_starts)
-        self.question_starts = self._phrase_table(question_starts)
-        self.urgency = self._phrase_table(urgency)
-        self.greetings = self._phrase_table(greetings)
-        self.list_counts = dict(list_counts)
-        counts = "|".join(re.escape(c) for c in sorted(list_counts, key=len, reverse=True))
-        nouns = "|".join(_words(list_nouns))
-        self.announce_re = re.compile(
-            rf"(?<![\w'])(?P<count>{counts}) (?:[^\W\d_]+ ){{0,2}}?(?:{nouns})(?![\w'])")
-        self.list_split_re = re.compile(rf"[,;:.!?]|(?<![\w'])(?:{'|'.join(_words(list_joiners))})(?![\w'])")
-        self.list_glue = _words(list_glue)
-        self.ordinals = dict(ordinals)
-        self.list_enders = self._phrase_table(list_enders)
-        self.list_opener_re = re.compile("|".join(f"(?:{p})" for p in list_openers))
-        self.list_item_re = re.compile("|".join(f"(?:{p})" for p in list_items))
-        # Matched against the caller's own text: a name is a capitalised word (or two) in a transcript.
-        self.introduction_re = re.compile(
-            "|".join(f"(?:{p})".replace("{NAME}", _NAME) for p in introductions) or r"(?!)")
-        self.short_answer_cover = _cover(self.short_answers)
-        self.greeting_cover = _cover(self.greetings)
-        # words stripped from the start of a clause before matching it ("okay, so, hold on")
-        self.lead_words = (self.fillers | _words(list_joiners)
-                           | {p for p in (*self.short_answers, *self.greetings) if " " not in p})
-        self.no_content = (self.fillers | self.list_glue | set(self.trailing) | set(self.dangling)
-                           | set(self.ordinals) | _words(" ".join(self.list_enders)))
-
-    def tokenize(self, text: str) -> list[str]:
-        """The words of normalised `text`, accents fixed."""
-        fixes = self.accent_fixes
-        return [fixes.get(t, t) for t in self._token_re.findall(text)]
-
-    def _phrase_table(self, text: str) -> tuple[str, ...]:
-        return tuple(" ".join(self.tokenize(p)) for p in _phrases(text))
-
-
-ENGLISH = Lexicon(
-    trailing={
-        "article": "the a an",
-        "possessive": "my your our their its",
-        "conjunction": "and but or nor because cause cos although unless whereas than if whether since plus",
-        "preposition": "of at into onto between among towards toward until till via per regarding"
-                       " concerning including except versus",
-        "relative": "whose",
-        "determiner": "every each",
-    },
-    dangling={
-        "relative": "that which who whom where when",
-        "conjunction": "so as",
-        "preposition": "to for with from about like through without",
-        "auxiliary": "is are was were am be been being will would can could should shall may might"
-                     " must do does did have has had",
-        "possessive": "his",
-        "determiner": "this these those some any another",
-        "adverb": "also then too",
-        "pronoun": "i we he she they",
-    },
-    resolvers="i you he she it we they there this that what who where when why how which it's that's"
-              " me him her them us think hope guess believe suppose say said told know knew sure want"
-              " wanted like love need needed have has had going ought used able try trying supposed got"
-              " not yes no",
-    wh_words="what who whom which where that how when why whether",
-    hesitations="um umm uh uhh uhm er erm ah ahh hmm hm mm mmm eh",
-    fillers="oh well so like anyway actually basically listen look",
-    preambles=(
-        r"(?:(?:i|we) (?:just )?(?:wanted|want|wanna|would like|need|needed|was hoping|were hoping)"
-        r"|(?:i'd|we'd) (?:just )?like|can i|could i|may i) to leave (?:him |her |you |them )?(?:a )?"
-        rf"(?:quick |short |little )?message{_TAIL}",
-        rf"(?:i'm|i am|we're|we are|i was|this is) (?:just )?(?:calling|ringing|phoning)"
-        rf"(?: (?:about|regarding|concerning|from|for|on behalf of|in regards? to|with regard to){_TAIL})?",
-        r"(?:so )?(?:the|my|our) (?:reason|thing|point|problem|issue|question|deal|story|situation)"
-        r" (?:is|was)(?: that)?",
-        r"the reason (?:why )?(?:i'm|i am|we're|we are) calling(?: is)?",
-        r"here's the (?:thing|deal|situation|story|problem)",
-        rf"(?:let me|lemme|let's) (?:just )?(?:see|think|check|look|find|get|grab|pull up){_TAIL}",
-        r"(?:hold|hang) on(?: (?:a|one|just a) (?:second|sec|moment|minute|min|tick))?(?: please)?",
-        r"(?:just |wait |give me |gimme )?(?:a|one|1) (?:second|sec|moment|minute|min|mo|tick)(?: please)?",
-        r"wait(?: a (?:second|sec|moment|minute))?(?: please)?|bear with me",
-        r"(?:i have|i've got|i got|there's|there is|i've) (?:a|one|another) (?:quick |small |little |short "
-        r"|more |last |other )?"
-        r"(?:question|message|request|problem|issue|thing)(?: for (?:you|him|her|\S+))?",
-        r"(?:and )?one (?:more|last|other) (?:thing|question|point)",
-        rf"(?:i have|i've got|i got|there's|there is) (?:something|some news|news){_TAIL}",
-        r"(?:i|we) (?:just )?(?:wanted|want|need|needed|would like|had) to (?:tell|ask|let|say|remind|update"
-        r"|inform|mention|check)(?: \S+){0,2}",
-        r"(?:i'd|we'd) (?:just )?like to (?:tell|ask|let|say|remind|update|inform|mention|check)"
-        r"(?: \S+){0,2}",
-    ),
-    numbers=r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six"
-            r"|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
-            r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|hundred|thousand|double|triple",
-    number_contexts="number numbers phone mobile cell telephone code extension pin account iban zip"
-                    " postcode reference digits",
-    time_words="at by until till from around before after past to half quarter",
-    closings="thanks|thank you|thank|bye|bye-bye|goodbye|good bye|that's all|that is all|that's it"
-             "|that's everything|nothing else|have a nice day|have a good day|have a good one|take care"
-             "|cheers|see you|talk to you later|talk soon|wrong number|never mind|much appreciated",
-    short_answers="yes|yeah|yep|yup|no|nope|nah|okay|ok|sure|right|alright|all right|fine|correct"
-                  "|exactly|absolutely|definitely|perfect|great|good|of course|got it|no problem"
-                  "|sounds good|that's right|that's fine|that's correct|not really|i see|understood"
-                  "|please|indeed|certainly|will do|of course not|not at all|sure thing|me too",
-    requests="please|tell him|tell her|ask him|ask her|let him know|let her know|have him|have her"
-             "|get him to|get her to|remind him|remind her|make sure|call me back|call me|get back to me"
-             "|ring me|text me|give him|give her|pass it on|pass on|pass along|pass that on|let me know",
-    request_starts="can you|could you|would you|will you|can he|could he|tell|ask|remind|call",
-    question_starts="is|are|was|were|can|could|would|will|do|does|did|has|have|should|may|who|what|when"
-                    "|where|why|how|which|whose|isn't|aren't|don't|doesn't|didn't|can't|won't",
-    urgency="urgent|urgently|emergency|asap|as soon as possible|immediately|right away|straight away",
-    greetings="hi|hello|hey|hiya|good morning|good afternoon|good evening|hi there|hello there|yes hello",
-    list_counts={"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-                 "ten": 10, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6, "a couple of": 2, "couple of": 2,
-                 "a couple": 2, "a few": 2, "several": 2, "some": 2},
-    list_nouns="things questions problems issues points items messages requests matters reasons changes"
-               " details topics favours favors updates notes errands",
-    list_joiners="and also then plus",
-    list_glue="one thing item point question is was the number",
-    ordinals={"first": 1, "firstly": 1, "second": 2, "secondly": 2, "third": 3, "thirdly": 3, "fourth": 4,
-              "fifth": 5},
-    list_enders="finally|lastly|last|last one|last thing|and last",
-    list_openers=(
-        r"(?:first|firstly|first of all|first off|to start with|to begin with|for starters)\b.*",
-        r"the first (?:thing|one|point|question|problem|issue|item)\b.*",
-    ),
-    list_items=(
-        r"(?:second|secondly|third|thirdly|fourth|fifth|next)"
-        r"(?: (?:thing|one|point|question|problem|issue))?",
-        r"(?:the|my) (?:second|third|fourth|fifth|next) (?:thing|one|point|question|problem|issue|item)\b.*",
-    ),
-    introductions=(
-        r"(?i:this is|it's|it is|i'm|i am|my name is|here's|here is) {NAME}"
-        r"(?: (?i:from|at|of|with|calling from) [^.!?]{1,40})?(?: (?i:here|calling))?",
-    ),
-)
-
-ITALIAN = Lexicon(
-    trailing={
-        "article": "il lo la i gli le un uno una l' un'",
-        "preposition": "di a da in con su per tra fra del dello della dei degli delle al allo alla ai agli"
-                       " alle dal dallo dalla dai dagli dalle nel nello nella nei negli nelle sul sullo"
-                       " sulla sui sugli sulle col coi verso entro fino dell' all' dall' nell' sull' d'",
-        "conjunction": "e ed ma o od oppure né ovvero siccome poiché affinché benché sebbene mentre se"
-                       " qualora nonché cioè dunque",
-        "relative": "che cui",
-        "determiner": "ogni qualche quest' quell'",
-    },
-    dangling={
-        "conjunction": "perché perche quindi quando dove come",
-        "auxiliary": "è sono era erano sarà sarebbe ha ho hai hanno abbiamo avete sta sto stava stanno"
-                     " deve devo può posso vuole voglio vorrei volevo dovrebbe potrebbe",
-        "relative": "quale quali",
-        "adverb": "anche poi inoltre pure però pero allora",
-    },
-    resolvers="chi cosa come dove quando quanto quale che lo la l' ci ne non io tu lui lei noi voi loro so"
-              " sa sai sapere capisco ecco chiedo sì si no dov' com' cos' c' n' quand'",
-    wh_words="chi cosa come dove quando quanto quale",
-    hesitations="ehm eh ehh mmm mm hmm uhm uh ah oh",
-    fillers="beh be' boh mah allora senta senti cioè dunque insomma praticamente diciamo guardi ascolti"
-            " ascolta niente",
-    preambles=(
-        rf"(?:volevo|vorrei|voglio|devo|dovevo|posso|potrei) (?:lasciare|lasciargli|lasciarle|lasciarti)"
-        rf" (?:un )?(?:messaggio|messaggino){_TAIL}",
-        rf"(?:(?:la|ti|vi|lo|le) )?(?:chiamo|sto chiamando|telefono)(?: (?:per|perché|riguardo|a proposito"
-        rf"|da parte|dalla|dal|da|circa|in merito){_TAIL})?",
-        r"(?:il|la) (?:fatto|punto|problema|questione|cosa|motivo|storia) è(?: che)?",
-        r"il motivo (?:per cui|della) (?:la |ti )?(?:chiamo|chiamata)(?: è)?",
-        r"vediamo(?: un po'?| un attimo| un momento| un secondo)?",
-        r"(?:mi faccia|fammi|mi lasci|lasci|lasciami) (?:solo )?(?:vedere|pensare|controllare|guardare"
-        rf"|cercare|trovare|verificare|prendere){_TAIL}",
-        r"(?:(?:solo |aspetti |aspetta |attenda |mi dia |un )?un )?(?:attimo|attimino|momento|secondo"
-        r"|istante)(?: solo)?(?: per favore| per cortesia)?",
-        r"(?:aspetti|aspetta|attenda|un attimo)(?: per favore)?",
-        r"(?:ho|avrei|c' è) (?:una|un|un' altra|un altro) (?:domanda|richiesta|problema|messaggio|cosa"
-        r"|questione)(?: \S+){0,2}",
-        r"(?:e )?(?:un' altra|ancora una|un' ultima) (?:cosa|domanda)",
-        r"(?:volevo|vorrei|devo|dovevo) (?:dirle|dirgli|dirti|chiederle|chiedergli|chiederti|dire|chiedere"
-        r"|sapere|avvisarla|avvisarlo|avvisare|informarla|informarlo|segnalare)(?: \S+){0,2}",
-    ),
-    numbers=r"(?:venti?|trenta?|quaranta?|cinquanta?|sessanta?|settanta?|ottanta?|novanta?)(?:uno|due|tré"
-            r"|tre|quattro|cinque|sei|sette|otto|nove)|zero|uno|due|tre|quattro|cinque|sei|sette|otto|nove"
-            r"|dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette|diciotto|diciannove"
-            r"|venti|trenta|quaranta|cinquanta|sessanta|settanta|ottanta|novanta|cento|mille|doppio|doppia",
-    number_contexts="numero numeri telefono cellulare cell codice interno pin conto iban cap cifre fisso",
-    time_words="alle all' ore dalle verso entro le l' fino tra fra",
-    closings="grazie|grazie mille|arrivederci|arrivederla|buona giornata|buona serata|buonanotte|a presto"
-             "|è tutto|basta così|nient'altro|tutto qui|la ringrazio|ti ringrazio|saluti|numero sbagliato"
-             "|ciao|buon lavoro|a dopo|alla prossima|non importa|lasci stare",
-    short_answers="sì|si|no|ok|okay|va bene|vabbè|vabbene|certo|certamente|esatto|esattamente|giusto"
-                  "|perfetto|d'accordo|benissimo|bene|sicuro|assolutamente|appunto|ottimo|capito|come no"
-                  "|per favore|non proprio|neanche|nemmeno|infatti|proprio così|volentieri|nessun problema"
-                  "|ci mancherebbe",
-    requests="per favore|per cortesia|gli dica|le dica|dica a|gli chieda|le chieda|gli riferisca"
-             "|le riferisca|mi richiami|richiamarmi|mi faccia richiamare|mi chiami|mi faccia sapere"
-             "|gli faccia sapere|le faccia sapere|mi raccomando|gli ricordi|le ricordi|gli dia|le dia"
-             "|mi ricontatti|ricontattarmi",
-    request_starts="può|potrebbe|puoi|potresti|dica|chieda|riferisca|richiamatemi",
-    question_starts="chi|cosa|che cosa|quando|dove|come|quanto|quanta|quanti|quante|quale|quali|c'è|è|può"
-                    "|potrebbe|posso|sa|mi sa|avete|ci sono",
-    urgency="urgente|urgenza|urgentemente|emergenza|subito|al più presto|il prima possibile|prima possibile"
-            "|appena possibile|appena può|immediatamente",
-    greetings="buongiorno|buonasera|salve|ciao|pronto|buon pomeriggio|sì buongiorno|sì pronto",
-    list_counts={"due": 2, "tre": 3, "quattro": 4, "cinque": 5, "sei": 6, "sette": 7, "otto": 8, "nove": 9,
-                 "dieci": 10, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6, "un paio di": 2, "alcune": 2,
-                 "alcuni": 2, "qualche": 2, "diverse": 2, "diversi": 2, "varie": 2, "vari": 2},
-    list_nouns="cose cosette domande problemi punti questioni messaggi richieste motivi modifiche dettagli"
-               " informazioni favori novità argomenti commissioni cosa domanda problema punto questione"
-               " richiesta informazione",
-    list_joiners="e ed poi anche inoltre",
-    list_glue="cosa punto domanda è la il numero",
-    ordinals={"primo": 1, "prima": 1, "innanzitutto": 1, "anzitutto": 1, "secondo": 2, "seconda": 2,
-              "secondariamente": 2, "terzo": 3, "terza": 3, "quarto": 4, "quarta": 4, "quinto": 5},
-    list_enders="infine|per ultimo|per ultima|per finire|l'ultima cosa|ultima cosa|l'ultimo|ultimo punto",
-    list_openers=(
-        r"(?:prima di tutto|innanzitutto|anzitutto|per prima cosa|primo|per cominciare|per iniziare)\b.*",
-        r"(?:la prima|il primo) (?:cosa|punto|domanda|problema|questione)\b.*",
-    ),
-    list_items=(
-        r"(?:secondo|seconda|secondariamente|terzo|terza|quarto|quarta|quinto|quinta)"
-        r"(?: (?:cosa|punto|domanda|problema|questione))?",
-        r"(?:il|la) (?:secondo|seconda|terzo|terza|quarto|quarta|quinto|quinta) (?:cosa|punto|domanda"
-        r"|problema|questione)\b.*",
-    ),
-    accent_fixes={"e'": "è", "perche'": "perché", "pero'": "però", "piu'": "più", "gia'": "già",
-                  "cosi'": "così", "puo'": "può", "si'": "sì", "pò": "po'"},
-    split_elision=True,
-    introductions=(
-        r"(?i:sono|mi chiamo|qui è|qui parla|il mio nome è|parla) {NAME}"
-        r"(?: (?i:da|di|del|della|dello|dalla|dal|dallo|dell'|dall'|per) ?[^.!?]{1,40})?",
-    ),
-)
-
-LEXICONS: dict[str, Lexicon] = {"en": ENGLISH, "it": ITALIAN}
 
 
 # --------------------------------------------------------------------------- text
@@ -427,7 +118,8 @@ def _has(phrase: str, joined: str) -> bool:
 
 
 def _covered(tokens: Sequence[str], cover: Sequence[list[str]], extra: frozenset[str] = frozenset()) -> bool:
-    """Whether `tokens` are nothing but phrases of `cover` (see `_cover`) and single words of `extra`."""
+    """Whether `tokens` are nothing but phrases of `cover` (see `judge_lexicons._cover`) and single words
+    of `extra`."""
     i = 0
     while i < len(tokens):
         for words in cover:
