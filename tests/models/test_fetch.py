@@ -6,7 +6,6 @@ digest mismatches, imports, and a disk that is or becomes full.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +21,11 @@ from tests.models.model_server import (
     FileServer,
     blob,
     pull,
-    serve_files,
     sha256,
     states,
     test_set,
     write_manifest,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with serve_files() as srv:
-        yield srv
-
-
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
-    return tmp_path / "models"
-
 
 # --------------------------------------------------------------------------- downloads
 

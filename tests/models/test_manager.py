@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,10 @@ from tests.models.model_server import (
     FILES,
     FileServer,
     pull,
-    serve_files,
     states,
     test_set,
     write_manifest,
 )
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with serve_files() as srv:
-        yield srv
-
-
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
-    return tmp_path / "models"
-
 
 # --------------------------------------------------------------------------- status and pull
 

@@ -15,12 +15,6 @@ import pytest
 from models import manifest
 from tests.models.model_server import blob, states, test_set, write_manifest
 
-
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
-    return tmp_path / "models"
-
-
 # --------------------------------------------------------------------------- manifests
 
 
