@@ -251,6 +251,8 @@ class Conversation:
             b = self._barge
             if b is not None and b.fragment == s.fragment.id:
                 self._resume(b, "noise")
+            elif self.story.version != self._decided_version and self.story.last_caller_text():
+                self._decide()  # words came in while a noise was taken for more speech
 
     def _transcribe(self, frag: Fragment, speculative: bool) -> None:
         self._asked.add((frag.id, frag.revision))
@@ -317,10 +319,10 @@ class Conversation:
             self._decide()
 
     def _decide(self) -> None:
+        if self._quiet_since is None:
+            return  # speaking again: the next transcript decides, or the noise that was no words
         self._decided_version = self.story.version
         self._turn = turn = _Turn(self.story.version, self._quiet_since)
-        if self._quiet_since is None:
-            return  # already speaking again: the next pause decides
         if self.options.turns.question_shortcut and asks_question(self.story.last_caller_text()):
             self._grant(turn, "shortcut")
             return

@@ -168,3 +168,12 @@ def test_the_bot_hangs_up_when_its_script_ends(tmp_path: Path) -> None:
     s = call(tmp_path, phrases, llm=LinesLlm(["He is out."]), length_s=14,
              judge=FnJudge(lambda text: 0.95))
     assert s["ended"] in ("bot said goodbye", "bot ended the call", "caller hung up")
+
+
+def test_a_noise_after_the_caller_stops_does_not_leave_them_without_an_answer(tmp_path: Path) -> None:
+    # The transcript of the question lands while a short noise (too little speech to be a fragment) is
+    # going on; once the noise is known to be nothing, the question still gets its answer.
+    s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], extra_vad=((2.1, 2.25),),
+             config={"simulate": {"latency_ms": {"stt": 600, "judge": 0, "llm": 0, "tts": 0}}})
+    [reply] = replies(s)
+    assert reply["text_heard"] == REPLIES[0]
