@@ -412,8 +412,6 @@ class Conversation:
             self._on_silence_timer()
         elif e.name == "max_duration":
             self._say_goodbye("max duration")
-        elif e.name == "hangup":
-            self._end("bot said goodbye")
 
     def _on_silence_timer(self) -> None:
         limit = self.options.call.silence_timeout_s
@@ -511,10 +509,7 @@ class Conversation:
     def _maybe_finished(self, u: Utterance) -> None:
         if u.state is not State.PLAYING or not u.complete or u.played < u.samples:
             return
-        u.state = State.DONE
-        self._desk.emit(ev.Drop(u.id))
-        if u in self._mouth.line:
-            self._mouth.line.remove(u)
+        self._mouth.done(u)
         if self._barge is not None and self._barge.utterance is u:
             self._barge = None  # it ended on its own before the caller's words counted
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):

@@ -124,6 +124,13 @@ class Mouth:
         if u.state is State.HELD:
             u.state = State.CANCELLED
 
+    def done(self, u: Utterance) -> None:
+        """`u` has said all it had to say: the line moves on to the next utterance."""
+        u.state = State.DONE
+        self.desk.emit(ev.Drop(u.id))
+        if u in self.line:
+            self.line.remove(u)
+
     def reply_text(self, job: Job, text: str) -> None:
         u = self.utterances[job.utterance]
         u.text += text
