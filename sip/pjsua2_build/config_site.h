@@ -1,0 +1,10 @@
+/*
+ * pjproject build settings for standin's pjsua2 Python binding (sip/build_pjsua2.sh copies this
+ * file to pjlib/include/pj/config_site.h). Audio only, no sound device: standin uses pjsua's
+ * null audio device and moves audio in and out through AudioMediaPort.
+ */
+#define PJMEDIA_HAS_VIDEO                   0
+
+/* The conference bridge and AudioMediaPort frames: 16 kHz, 20 ms (pjsua's defaults). */
+#define PJSUA_DEFAULT_CLOCK_RATE            16000
+#define PJSUA_DEFAULT_AUDIO_FRAME_PTIME     20
