@@ -20,6 +20,7 @@ from server.core.conversation import CallOptions, ConversationOptions
 from server.core.segmenter import SegmenterOptions
 from server.core.speech import SpeechOptions
 from server.core.turns import TurnOptions
+from server.echo import EchoOptions
 
 
 class ConfigError(ValueError):
@@ -92,6 +93,7 @@ class TtsConfig:
 class SimulateConfig:
     latency_ms: dict[str, float] = field(default_factory=dict)  # stt, judge, llm, tts
     hangup_after_s: float = 2.0  # once the caller's audio ends and the bot is done
+    echo: dict[str, float] = field(default_factory=dict)  # the bot heard back: {delay_ms, gain_db}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
     turns: TurnOptions = field(default_factory=TurnOptions)
+    echo: EchoOptions = field(default_factory=EchoOptions)
     speech: SpeechOptions = field(default_factory=SpeechOptions)
     stt: SttConfig = field(default_factory=SttConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -174,6 +177,11 @@ def _build(tables: dict[str, Any], source: str) -> Config:
         if engine not in allowed:
             raise ConfigError(f"{source}: [{stage}] engine = {engine!r} is not available; "
                               f"choose one of: {', '.join(allowed)}")
+    echo = config.simulate.echo
+    if set(echo) - {"delay_ms", "gain_db"} or not all(isinstance(v, int | float) for v in echo.values()) \
+            or echo.get("delay_ms", 0) < 0:
+        raise ConfigError(f"{source}: [simulate] echo takes delay_ms (>= 0) and gain_db, as numbers; "
+                          f"got {echo!r}")
     if config.models.set not in ("cpu", "gpu"):
         raise ConfigError(f"{source}: [models] set must be 'cpu' or 'gpu', not {config.models.set!r}")
     for key, value in config.simulate.latency_ms.items():

@@ -35,6 +35,7 @@ from models.engines import (
 from server import audio
 from server.core import events as ev
 from server.core.conversation import Conversation
+from server.echo import EchoGate, EchoOptions
 from server.jobs import Failed, Finished, JobRunner, ThreadedJobs
 from server.playout import Playout
 from server.trace import Trace
@@ -59,6 +60,7 @@ class RuntimeOptions:
     timeouts_s: dict[str, float] = field(
         default_factory=lambda: {"stt": 15.0, "judge": 5.0, "llm": 20.0, "tts": 15.0})
     trim_level: int = 40  # leading TTS samples below this (int16) are silence, cut for a faster start
+    echo: EchoOptions = field(default_factory=EchoOptions)
     caller_memory_s: float = 120.0  # caller audio kept for transcription
 
 
@@ -102,6 +104,7 @@ class CallRuntime:
         self.rate = conversation.rate
         self.playout = Playout(self.rate, audio.FRAME * self.rate // audio.CALL_RATE)
         self.vad = engines.vad.stream(self.rate)
+        self.echo = EchoGate(self.options.echo, self.rate)
         self.hangup: str | None = None
         self._caller = _Ring(int(self.options.caller_memory_s * self.rate))
         self._pending = np.zeros(0, np.int16)  # caller samples not yet in a VAD window
@@ -131,8 +134,10 @@ class CallRuntime:
         n = len(pcm) // w * w
         first = self._caller.end - len(pcm)
         for i in range(0, n, w):
-            p = self.vad.probability(audio.to_float(pcm[i:i + w]))
-            self._handle(ev.VadWindow(t, first + i, first + i + w, p))
+            x = audio.to_float(pcm[i:i + w])
+            p = self.vad.probability(x)
+            echo = self.echo.is_echo(x, first + i + w)
+            self._handle(ev.VadWindow(t, first + i, first + i + w, p, echo))
         self._pending = pcm[n:].copy()
 
     def pull(self, t: float) -> np.ndarray:
@@ -140,7 +145,7 @@ class CallRuntime:
         self.advance(t)
         frame, notes = self.playout.pull(t)
         self.on_playout(notes)
-        self._record(self._rec_out, frame)
+        self.played(frame)
         return frame
 
     def on_playout(self, notes: list[ev.PlayoutProgress | ev.PlayoutStopped]) -> None:
@@ -278,8 +283,9 @@ class CallRuntime:
 
     # ------------------------------------------------------------------ recording
 
-    def record_out(self, frame: np.ndarray) -> None:
-        """Bot audio that went to the line; the recording pairs it with the caller's frame."""
+    def played(self, frame: np.ndarray) -> None:
+        """Bot audio that went to the line, in order: for the echo gate and the recording."""
+        self.echo.played(frame)
         self._record(self._rec_out, frame)
 
     def _record(self, side: deque[np.ndarray], frame: np.ndarray) -> None:
@@ -366,7 +372,7 @@ class LiveCall:
             frame, notes = runtime.playout.pull(t)
             if notes:
                 loop.call_soon_threadsafe(runtime.on_playout, notes)
-            loop.call_soon_threadsafe(runtime.record_out, frame)
+            loop.call_soon_threadsafe(runtime.played, frame)
             return frame
 
         runtime.start(0.0)

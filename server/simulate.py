@@ -41,8 +41,10 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
     files = CallFiles(out_dir)
     runtime = CallRuntime(Conversation(config.conversation()), engines, jobs,
                           options=RuntimeOptions(language=config.language, hints=config.stt.hints,
-                                                 context=config.context(), timeouts_s=config.timeouts()),
+                                                 context=config.context(), timeouts_s=config.timeouts(),
+                                                 echo=config.echo),
                           trace=files.trace, recorder=files.recorder)
+    echo = EchoPath(**config.simulate.echo) if config.simulate.echo else None
     hangup_after = config.simulate.hangup_after_s
     limit = len(caller) / audio.CALL_RATE + config.call.max_duration_s + 30.0
     silence = np.zeros(audio.FRAME, np.int16)
@@ -56,8 +58,10 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
             t = k * FRAME_S
             _run_until(runtime, jobs, t)
             if previous is not None:
-                runtime.feed(previous, t)
-            runtime.pull(t)
+                runtime.feed(echo.add(previous) if echo else previous, t)
+            bot = runtime.pull(t)
+            if echo:
+                echo.played(bot)
             previous = caller[k * audio.FRAME:(k + 1) * audio.FRAME]
             if len(previous) < audio.FRAME:
                 previous = np.concatenate([previous, silence[len(previous):]])
@@ -78,6 +82,26 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
         summary = files.finish(runtime.core, meta={**(meta or {}), "error": error,
                                                    "duration_s": round(runtime.now, 3)})
     return SimulationResult(summary, out_dir)
+
+
+class EchoPath:
+    """The bot's voice coming back into the caller's audio, `delay_ms` late and `gain_db` quieter, the
+    way a speakerphone or a PSTN hybrid returns it."""
+
+    def __init__(self, delay_ms: float = 120.0, gain_db: float = -15.0) -> None:
+        self.delay = round(delay_ms * audio.CALL_RATE / 1000)
+        self.gain = 10 ** (gain_db / 20)
+        self._bot = np.zeros(self.delay, np.float32)  # echo still to come, oldest first
+
+    def played(self, frame: np.ndarray) -> None:
+        self._bot = np.concatenate([self._bot, frame.astype(np.float32) * self.gain])
+
+    def add(self, caller: np.ndarray) -> np.ndarray:
+        """`caller`'s next frame with the echo that falls on it."""
+        n = len(caller)
+        echo, self._bot = self._bot[:n], self._bot[n:]
+        mixed = caller.astype(np.float32) + np.pad(echo, (0, n - len(echo)))
+        return np.clip(mixed, -32768, 32767).astype(np.int16)
 
 
 def _run_until(runtime: CallRuntime, jobs: VirtualJobs, t: float) -> None:

@@ -206,7 +206,7 @@ class Conversation:
     # ------------------------------------------------------------------ caller audio
 
     def _on_vad(self, e: ev.VadWindow) -> None:
-        for s in self.seg.push(e.start, e.end, e.p):
+        for s in self.seg.push(e.start, e.end, e.p, masked=e.echo):
             self._on_segment(s)
         frag = self.seg.fragment
         t = self.options.turns

@@ -20,12 +20,14 @@ class CallStarted:
 
 @dataclass(frozen=True, slots=True)
 class VadWindow:
-    """Speech probability of caller samples [start, end)."""
+    """Speech probability of caller samples [start, end); `echo` when the bot's own voice coming back
+    explains them, so they can tell nothing about the caller."""
 
     t: float
     start: int
     end: int
     p: float
+    echo: bool = False
 
 
 @dataclass(frozen=True, slots=True)

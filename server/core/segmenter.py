@@ -8,6 +8,8 @@ Rules, in the order they apply to each VAD window:
    `cut_ms`, ending `postroll_ms` after the voice stopped. Voice inside the pause resumes the fragment
    and bumps its revision, so work done on an older revision can be recognised as stale.
 5. A closed fragment holding less than `min_speech_ms` of speech is dropped as noise.
+6. A window masked by the bot's echo tells nothing: a voiced run neither grows nor ends in it, and a
+   pause goes on.
 """
 
 from __future__ import annotations
@@ -104,10 +106,14 @@ class Segmenter:
         """Speech samples of the current voiced run (0 when not voiced)."""
         return self._run_speech if self.voiced else 0
 
-    def push(self, start: int, end: int, p: float) -> list[SegmentEvent]:
+    def push(self, start: int, end: int, p: float, masked: bool = False) -> list[SegmentEvent]:
         o = self.options
         self._now = end
         out: list[SegmentEvent] = []
+        if masked:
+            if self.voiced:
+                return out
+            p = 0.0
         is_speech = p >= o.start_p
         if not self.voiced and is_speech:
             self.voiced = True

@@ -117,3 +117,46 @@ def test_noise_is_not_a_caller(shared: Path, tmp_path: Path, noise: str) -> None
     # The only thing the bot may say to a line with nobody on it is goodbye, after the silence timeout.
     assert [b["kind"] for b in s["bot_turns"]] in ([], ["goodbye"])
     assert s["decisions"] == []
+
+
+def echo_call(tmp_path: Path, caller: np.ndarray, phrases: list[tuple[float, float, str]],
+              echo: dict[str, float]) -> dict[str, Any]:
+    tsv = tmp_path / "caller.tsv"
+    tsv.write_text("start_s\tend_s\tlabel\ttext\n" + "".join(
+        f"{a:.3f}\t{b:.3f}\tCOMPLETE\t{text}\n" for a, b, text in phrases))
+    config = load(None, {"call": {"greeting": "Hello, you have reached Marco's phone. How can I help?"},
+                         "simulate": {"latency_ms": FIXED, "echo": echo},
+                         "llm": {"replies": [LONG_REPLY, "Understood, I will tell them."]}})
+    return simulate(caller, build_engines(config, transcript=tsv), config, tmp_path / "call").summary
+
+
+@pytest.mark.parametrize("gain_db", [-15.0, -6.0])
+def test_the_bot_never_barges_in_on_its_own_echo(tmp_path: Path, gain_db: float) -> None:
+    question = espeak("When will the parcel arrive?")
+    caller = np.zeros(16000 * 20, np.int16)
+    place(caller, question, 5.5)
+    q_end = 5.5 + len(question) / 16000
+    s = echo_call(tmp_path, caller, [(5.5, q_end, "When will the parcel arrive?")],
+                  {"delay_ms": 120, "gain_db": gain_db})
+    assert s["barge_ins"] == []
+    spoken = [b for b in s["bot_turns"] if b["kind"] in ("greeting", "reply")]
+    assert [b["kind"] for b in spoken] == ["greeting", "reply"]
+    assert not any(b["interrupted"] for b in spoken)
+    assert spoken[1]["text_heard"] == LONG_REPLY
+
+
+def test_a_caller_still_cuts_in_through_the_echo(shared: Path, tmp_path: Path) -> None:
+    question = espeak("When will the parcel arrive?")
+    interruption = read_audio(shared / "audio" / "speech" / "spk1_snt1.wav")
+    caller = np.zeros(16000 * 20, np.int16)
+    place(caller, question, 5.5)
+    q_end = 5.5 + len(question) / 16000
+    cut_in = q_end + 2.6
+    place(caller, interruption, cut_in)
+    s = echo_call(tmp_path, caller, [(5.5, q_end, "When will the parcel arrive?"),
+                                     (cut_in, cut_in + len(interruption) / 16000, "No, the other parcel.")],
+                  {"delay_ms": 120, "gain_db": -15.0})
+    reply = next(b for b in s["bot_turns"] if b["kind"] == "reply")
+    assert reply["interrupted"] and s["barge_ins"]
+    onset = cut_in + speech_start(interruption)
+    assert s["barge_ins"][-1]["fade_start_s"] - onset <= 0.45

@@ -1,0 +1,79 @@
+"""The echo gate on real speech: the bot's voice coming back is recognised; a caller is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from server.audio import read_audio, to_float
+from server.echo import EchoGate, EchoOptions
+
+W = 512
+
+
+def run(gate: EchoGate, bot: np.ndarray, mic: np.ndarray) -> list[bool]:
+    """Feed 20 ms of bot audio and the matching caller windows, as the runtime does."""
+    verdicts = []
+    pending = 0
+    for i in range(0, len(bot) - 320, 320):
+        gate.played(bot[i:i + 320])
+        while pending + W <= i + 320:
+            verdicts.append(gate.is_echo(to_float(mic[pending:pending + W]), pending + W))
+            pending += W
+    return verdicts
+
+
+def echo_of(bot: np.ndarray, delay_ms: int, gain_db: float) -> np.ndarray:
+    d = delay_ms * 16
+    out = np.zeros_like(bot, dtype=np.float32)
+    out[d:] = bot[:-d] * 10 ** (gain_db / 20)
+    return out
+
+
+def voiced(x: np.ndarray) -> np.ndarray:
+    """Which windows of `x` carry sound worth judging."""
+    frames = to_float(x[: len(x) // W * W]).reshape(-1, W)
+    return np.sqrt(np.mean(frames**2, axis=1)) > 0.003
+
+
+def test_the_bots_own_voice_coming_back_is_echo(shared: Path) -> None:
+    bot = read_audio(shared / "audio" / "speech" / "jfk.wav")
+    mic = echo_of(bot, 150, -12).astype(np.int16)
+    verdicts = np.array(run(EchoGate(EchoOptions()), bot, mic))
+    loud = voiced(mic)[: len(verdicts)]
+    assert verdicts[loud].mean() > 0.95
+
+
+def test_a_caller_on_a_clean_line_is_never_echo(shared: Path) -> None:
+    bot = read_audio(shared / "audio" / "speech" / "jfk.wav")
+    caller = read_audio(shared / "audio" / "speech" / "quilter.wav")
+    mic = np.zeros_like(bot)
+    mic[: len(caller)] = caller
+    verdicts = np.array(run(EchoGate(EchoOptions()), bot, mic))
+    assert not verdicts[voiced(mic)[: len(verdicts)]].any()
+
+
+def test_a_caller_talking_over_the_echo_gets_through(shared: Path) -> None:
+    bot = read_audio(shared / "audio" / "speech" / "jfk.wav")
+    caller = read_audio(shared / "audio" / "speech" / "quilter.wav").astype(np.float32)
+    mic = echo_of(bot, 150, -12)
+    at = 3 * 16000  # the echo path is learnt in the first seconds, then the caller speaks too
+    mic[at:at + len(caller)] += caller * 2
+    verdicts = np.array(run(EchoGate(EchoOptions()), bot, mic.clip(-32768, 32767).astype(np.int16)))
+    windows = np.arange(len(verdicts)) * W
+    talking = (windows >= at) & (windows < at + len(caller)) & voiced(caller_padded(caller, at, len(mic)))[
+        : len(verdicts)]
+    assert verdicts[talking].mean() < 0.2
+
+
+def caller_padded(caller: np.ndarray, at: int, length: int) -> np.ndarray:
+    out = np.zeros(length, np.int16)
+    out[at:at + len(caller)] = caller.clip(-32768, 32767).astype(np.int16)
+    return out
+
+
+def test_nothing_is_echo_while_the_bot_is_silent() -> None:
+    gate = EchoGate(EchoOptions())
+    noise = (np.random.default_rng(1).normal(0, 3000, 16000)).astype(np.int16)
+    assert not any(run(gate, np.zeros(16000, np.int16), noise))
