@@ -30,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--out", type=Path, required=True, help="folder for the call's files")
     sim.set_defaults(func=_simulate)
 
+    serve = sub.add_parser("serve", help="answer phone calls over SIP",
+                           description="Register to the SIP trunk (or listen directly) and answer calls; "
+                                       "each call's files go to [storage] calls_dir.")
+    serve.add_argument("--config", type=Path, help="a standin TOML file")
+    serve.set_defaults(func=_serve)
+
     demo = sub.add_parser("demo", help="a demo call: an espeak-ng caller leaves a message, standin answers",
                           description="Make a caller with espeak-ng, run the call, write its files to --out.")
     demo.add_argument("--config", type=Path, help="a standin TOML file")
@@ -71,6 +77,25 @@ def _simulate(args: argparse.Namespace) -> int:
     warm_up(engines)
     result = simulate(caller, engines, config, args.out, meta={"caller_file": args.caller.name})
     _print_summary(result.summary, args.out)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from server.serve import serve
+    from sip.endpoint import SipUnavailable
+    from sip.options import SipConfigError
+
+    config = load(args.config)
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.INFO)
+    try:
+        asyncio.run(serve(config))
+    except SipConfigError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from exc
+    except SipUnavailable as exc:
+        raise EngineError(str(exc)) from exc
     return 0
 
 

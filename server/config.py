@@ -90,6 +90,11 @@ class TtsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    calls_dir: str = "calls"  # every call's files (call.wav, trace.jsonl, summary.json) in a folder here
+
+
+@dataclass(frozen=True, slots=True)
 class SimulateConfig:
     latency_ms: dict[str, float] = field(default_factory=dict)  # stt, judge, llm, tts
     hangup_after_s: float = 2.0  # once the caller's audio ends and the bot is done
@@ -110,6 +115,8 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    sip: dict[str, Any] = field(default_factory=dict)  # checked by sip.options.SipOptions.from_mapping
     source: str = "defaults"
 
     @property
@@ -170,7 +177,7 @@ def _build(tables: dict[str, Any], source: str) -> Config:
         table = tables.get(name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
-        parts[name] = _options(hints[name], table, f"{source}: [{name}]")
+        parts[name] = dict(table) if name == "sip" else _options(hints[name], table, f"{source}: [{name}]")
     config = Config(**parts, source=source)
     for stage, allowed in _ENGINES.items():
         engine = getattr(config, stage).engine

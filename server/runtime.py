@@ -357,13 +357,18 @@ class LiveCall:
         self._frames = 0
         self._pulled = 0
 
-    def _clock(self) -> float:
+    def now(self) -> float:
+        """The call's time: the caller's audio received so far."""
         return self._frames * audio.FRAME / audio.CALL_RATE
+
+    def dtmf(self, digit: str) -> None:
+        if self.runtime is not None:
+            self.runtime.dtmf(digit, self.now())
 
     async def run(self, transport: Transport) -> CallRuntime:
         loop = asyncio.get_running_loop()
         # The runtime needs the runner and the runner delivers to the runtime: bind late.
-        jobs = ThreadedJobs(loop, lambda *result: runtime.on_result(*result), self._clock)  # noqa: PLW0108
+        jobs = ThreadedJobs(loop, lambda *result: runtime.on_result(*result), self.now)  # noqa: PLW0108
         runtime = self.runtime = self._make_runtime(jobs)
 
         def pull() -> np.ndarray:
@@ -380,12 +385,12 @@ class LiveCall:
         try:
             async for frame in transport.frames():
                 self._frames += 1
-                runtime.feed(frame, self._clock())
+                runtime.feed(frame, self.now())
                 if runtime.hangup is not None:
                     await transport.hang_up(runtime.hangup)
                     break
             else:
-                runtime.caller_hung_up(self._clock())
+                runtime.caller_hung_up(self.now())
         finally:
             runtime.close()
         return runtime
