@@ -8,9 +8,10 @@ caller talking over the bot breaks the match and gets through. The test does not
 echo is.
 
 Speech matches other speech at some delay now and then, so a match anywhere must be near perfect
-(`sure_match`). Such matches reveal the echo path's delay and gain, which do not change during a call;
-once they are known, the echo is subtracted and what is left decides: a window is echo when the echo
-explains at least `min_match` of its energy, so a caller as loud as the echo still gets through.
+(`sure_match`). Such matches reveal the echo path's delay, which barely moves during a call; at that
+delay a looser match (`min_match`: the echo explains that share of the window's energy) is enough, so
+a caller as loud as the echo still gets through. Only shapes are compared, never levels, so a gain
+changing on the way (the caller's phone, level normalisation) does not matter.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ class EchoOptions:
     enabled: bool = True
     max_delay_ms: int = 400  # the longest echo path expected (network + phone)
     sure_match: float = 0.85  # correlation² that makes a window echo at any delay
-    min_match: float = 0.75  # share of a window's energy the learnt echo path must explain
-    delay_tolerance_ms: float = 2.0
-    full_search_every: int = 8  # once the delay is known, search every delay only this often
+    min_match: float = 0.75  # ... at the echo path's delay, once learnt
+    delay_tolerance_ms: float = 4.0  # jitter buffers move the delay a little
     silence_level: float = 1e-7  # mean square (full scale 1) below which there is nothing to match
     hangover: int = 4  # quiet windows after echo that still count as echo (the VAD's memory of it)
 
@@ -41,10 +41,8 @@ class EchoGate:
         self._bot_end = 0  # call sample index one past the newest bot sample
         self._keep = self.max_delay + 4096
         self._hangover = 0
-        self._delays: deque[int] = deque(maxlen=15)  # the delays of sure matches, in samples
-        self._gains: deque[float] = deque(maxlen=15)  # ... and their gains
+        self._delays: deque[int] = deque(maxlen=5)  # the delays of the latest sure matches, in samples
         self._tolerance = round(options.delay_tolerance_ms * rate / 1000)
-        self._windows = 0
         self.echo_windows = 0
 
     def played(self, frame: np.ndarray) -> None:
@@ -69,25 +67,28 @@ class EchoGate:
         if len(bot) < n:
             self._hangover = 0
             return False
-        slices = len(bot) - n + 1
-        self._windows += 1
-        if len(self._delays) >= 3 and self._windows % o.full_search_every:
-            # The echo path is known: look only near its delay (a few dot products, no FFT).
-            k = slices - 1 - int(np.median(self._delays))
-            lo, hi = max(0, k - self._tolerance), min(slices, k + self._tolerance + 1)
-            if lo >= hi:
-                echo = False
-            else:
-                views = np.lib.stride_tricks.sliding_window_view(bot[lo:hi + n - 1], n)
-                echo = self._explained(views @ window, np.einsum("ij,ij->i", views, views), mic_energy, n)
-        else:
-            echo = self._search(bot, window, mic_energy)
+        echo = self._at_known_delay(bot, window, mic_energy) or self._search(bot, window, mic_energy)
         self._hangover = o.hangover if echo else 0
         self.echo_windows += echo
         return echo
 
+    def _at_known_delay(self, bot: np.ndarray, window: np.ndarray, mic_energy: float) -> bool:
+        """Match the window near the learnt delay only: a few dot products, no FFT."""
+        if len(self._delays) < 3:
+            return False
+        n = len(window)
+        slices = len(bot) - n + 1
+        k = slices - 1 - int(np.median(self._delays))
+        lo, hi = max(0, k - self._tolerance), min(slices, k + self._tolerance + 1)
+        if lo >= hi:
+            return False
+        views = np.lib.stride_tricks.sliding_window_view(bot[lo:hi + n - 1], n)
+        energy = np.maximum(np.einsum("ij,ij->i", views, views), self.options.silence_level * n)
+        match = (views @ window) ** 2 / (energy * mic_energy)
+        return bool(match.max() >= self.options.min_match)
+
     def _search(self, bot: np.ndarray, window: np.ndarray, mic_energy: float) -> bool:
-        """Match the window against the bot's audio at every delay; learn the path from sure matches."""
+        """Match the window against the bot's audio at every delay; a sure match teaches the delay."""
         o, n = self.options, len(window)
         squares = np.concatenate([[0.0], np.cumsum(bot.astype(np.float64) ** 2)])
         bot_energy = squares[n:] - squares[:-n]  # of each n-sample slice
@@ -98,20 +99,7 @@ class EchoGate:
         corr = corr[:len(bot) - n + 1]
         match = corr**2 / (np.maximum(bot_energy, o.silence_level * n) * mic_energy)
         best = int(np.argmax(match))
-        if match[best] >= o.sure_match:
-            self._delays.append(len(match) - 1 - best)  # how far back in the bot's audio it lies
-            self._gains.append(float(corr[best] / bot_energy[best]))
-            return True
-        if len(self._delays) < 3:
+        if match[best] < o.sure_match:
             return False
-        k = len(match) - 1 - int(np.median(self._delays))
-        lo, hi = max(0, k - self._tolerance), min(len(match), k + self._tolerance + 1)
-        return lo < hi and self._explained(corr[lo:hi], bot_energy[lo:hi], mic_energy, n)
-
-    def _explained(self, corr: np.ndarray, bot_energy: np.ndarray, mic_energy: float, n: int) -> bool:
-        """Whether the learnt echo path, at one of these nearby delays, explains the window."""
-        if bot_energy.max() < self.options.silence_level * n:
-            return False
-        g = float(np.median(self._gains))
-        left = mic_energy - 2 * g * corr + g * g * bot_energy  # energy left once the echo is taken out
-        return bool(left.min() <= (1 - self.options.min_match) * mic_energy)
+        self._delays.append(len(match) - 1 - best)  # how far back in the bot's audio it lies
+        return True

@@ -77,3 +77,13 @@ def test_nothing_is_echo_while_the_bot_is_silent() -> None:
     gate = EchoGate(EchoOptions())
     noise = (np.random.default_rng(1).normal(0, 3000, 16000)).astype(np.int16)
     assert not any(run(gate, np.zeros(16000, np.int16), noise))
+
+
+def test_echo_is_found_through_a_changing_gain_and_a_delay_that_moves(shared: Path) -> None:
+    bot = read_audio(shared / "audio" / "speech" / "jfk.wav")
+    half = len(bot) // 2
+    mic = np.concatenate([echo_of(bot, 150, -15)[:half], echo_of(bot, 160, -15)[half:]])
+    mic *= np.linspace(1.0, 2.5, len(mic), dtype=np.float32)  # a level normaliser at work
+    verdicts = np.array(run(EchoGate(EchoOptions()), bot, mic.astype(np.int16)))
+    loud = voiced(mic.astype(np.int16))[: len(verdicts)]
+    assert verdicts[loud].mean() > 0.9
