@@ -60,6 +60,10 @@ while [ $# -gt 0 ]; do
         *) echo "build_pjsua2.sh: unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
+# The build runs in other folders: every path given must hold from there too.
+VENV="$(realpath -m "$VENV")"
+[ -n "$SOURCE_DIR" ] && SOURCE_DIR="$(realpath -m "$SOURCE_DIR")"
+case "$TARBALL" in ""|http://*|https://*|ftp://*) ;; *) TARBALL="$(realpath -m "$TARBALL")" ;; esac
 
 # --------------------------------------------------------------------------------------------
 # Progress and failure reporting

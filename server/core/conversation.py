@@ -251,7 +251,7 @@ class Conversation:
             b = self._barge
             if b is not None and b.fragment == s.fragment.id:
                 self._resume(b, "noise")
-            elif self.story.version != self._decided_version and self.story.last_caller_text():
+            elif self.story.version != self._decided_version and self.story.caller_has_last_word():
                 self._decide()  # words came in while a noise was taken for more speech
 
     def _transcribe(self, frag: Fragment, speculative: bool) -> None:

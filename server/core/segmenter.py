@@ -9,7 +9,8 @@ Rules, in the order they apply to each VAD window:
    and bumps its revision, so work done on an older revision can be recognised as stale.
 5. A closed fragment holding less than `min_speech_ms` of speech is dropped as noise.
 6. A window masked by the bot's echo tells nothing: a voiced run neither grows nor ends in it, and a
-   pause goes on.
+   pause goes on; but `masked_hold_ms` of masked windows in a row end a voiced run, so lone windows
+   of echo that slipped through cannot add up to an onset.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class SegmenterOptions:
     preroll_ms: int = 200
     postroll_ms: int = 150
     min_speech_ms: int = 300
+    masked_hold_ms: int = 128
 
     def __post_init__(self) -> None:
         if not 0.0 < self.end_p <= self.start_p < 1.0:
@@ -89,6 +91,7 @@ class Segmenter:
         self._onset_sent = False
         self._next_id = 1
         self._now = 0
+        self._masked = 0  # masked windows in a row
 
     def ms(self, samples: int) -> float:
         return samples * 1000 / self.rate
@@ -110,8 +113,9 @@ class Segmenter:
         o = self.options
         self._now = end
         out: list[SegmentEvent] = []
+        self._masked = self._masked + 1 if masked else 0
         if masked:
-            if self.voiced:
+            if self.voiced and self._masked * (end - start) < self.samples(o.masked_hold_ms):
                 return out
             p = 0.0
         is_speech = p >= o.start_p

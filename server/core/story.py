@@ -79,6 +79,10 @@ class Story:
         self._lines.append(_Line("bot", text))
         self.version += 1
 
+    def caller_has_last_word(self) -> bool:
+        lines = self.lines()
+        return bool(lines) and lines[-1].role == "caller"
+
     def last_caller_text(self) -> str:
         for line in reversed(self._lines + ([self._pending] if self._pending else [])):
             if line.role == "caller":

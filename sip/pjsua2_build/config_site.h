@@ -8,3 +8,9 @@
 /* The conference bridge and AudioMediaPort frames: 16 kHz, 20 ms (pjsua's defaults). */
 #define PJSUA_DEFAULT_CLOCK_RATE            16000
 #define PJSUA_DEFAULT_AUDIO_FRAME_PTIME     20
+
+/* Calls at once: pjsua 2.12 defaults to 4 and refuses the rest with 486 whatever max_calls says.
+ * Each call costs a conference slot, two RTP ports and a media transport. */
+#define PJSUA_MAX_CALLS                     32
+#define PJSUA_MAX_ACC                       4
+#define PJSUA_MAX_CONF_PORTS                (3 * PJSUA_MAX_CALLS)
