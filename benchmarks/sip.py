@@ -369,72 +369,6 @@ async def bridge_overhead(served: Served, endpoint: Any, shared: Path, work: Pat
 # ---------------------------------------------------------------------------- 2. concurrent calls
 
 
-SIPP_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="speak, then listen to the bot">
-  <send retrans="500">
-    <![CDATA[
-
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Caller" <sip:+1555000[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [auto_media_port] RTP/AVP 8 101
-      a=rtpmap:8 PCMA/8000
-      a=rtpmap:101 telephone-event/8000
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send>
-    <![CDATA[
-
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Caller" <sip:+1555000[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop><action><exec play_pcap_audio="pcap/g711a.pcap"/></action></nop>
-  <pause milliseconds="{pause_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: "Caller" <sip:+1555000[call_number]@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-</scenario>
-"""
 
 
 async def run_sipp(target: str, calls: int, work: Path, timeout_s: float) -> tuple[int, str, float | None]:
@@ -567,12 +501,14 @@ async def one_step(calls: int, per_process: int, work: Path) -> dict[str, Any]:
 
 
 async def concurrent_calls(steps: list[int], per_process: int, work: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))  # the tests' SIPp scenarios
+    from tests.sip.sipp import pcap_call
+
     if not (SIPP_SHARE / "g711a.pcap").is_file():
         raise RuntimeError(f"{SIPP_SHARE / 'g711a.pcap'} is missing (apt-get install sip-tester)")
     (work / "pcap").mkdir(parents=True, exist_ok=True)
     shutil.copy(SIPP_SHARE / "g711a.pcap", work / "pcap" / "g711a.pcap")
-    (work / "caller.xml").write_text(SIPP_SCENARIO.replace(
-        "{pause_ms}", str(int(PCAP_SPEECH_S * 1000) + HOLD_MS)))
+    (work / "caller.xml").write_text(pcap_call(int(PCAP_SPEECH_S * 1000) + HOLD_MS))
     (work / "pcap.tsv").write_text(PCAP_TSV)
     rows: list[dict[str, Any]] = []
     for calls in steps:  # on to one step past the first that was not on time, to show the trend

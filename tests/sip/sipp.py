@@ -122,6 +122,18 @@ def answered_call(hold_ms: int) -> str:
             + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n")
 
 
+def pcap_call(pause_ms: int) -> str:
+    """Like `answered_call`, offering PCMA and playing SIPp's pcap/g711a.pcap (A-law speech) into the
+    call, then `pause_ms` more (the pcap plays on while the scenario pauses) before the BYE."""
+    invite = _INVITE.replace("RTP/AVP 0 101", "RTP/AVP 8 101").replace("rtpmap:0 PCMU", "rtpmap:8 PCMA")
+    invite = invite.replace("m=audio [media_port]", "m=audio [auto_media_port]")
+    return (_HEAD.format(name="pcap call") + invite
+            + '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+            + '  <recv response="200" rtd="true"/>\n' + _ACK_2XX
+            + '  <nop><action><exec play_pcap_audio="pcap/g711a.pcap"/></action></nop>\n'
+            + f'  <pause milliseconds="{pause_ms}"/>\n' + _BYE + "</scenario>\n")
+
+
 _BYE_RECEIVED = """  <recv request="BYE" timeout="10000"/>
   <send>
     <![CDATA[
