@@ -122,6 +122,22 @@ def answered_call(hold_ms: int) -> str:
             + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n")
 
 
+PCAP_TRANSCRIPT = "start_s\tend_s\tlabel\ttext\n0.6\t7.6\tCOMPLETE\tCould you take a message?\n"
+
+
+def pcap_folder(cwd: Path) -> Path:
+    """Lay out SIPp's sample pcaps as `-sn uac_pcap` expects them in its working folder, and write a
+    timed transcript of the speech in g711a.pcap for the `transcript` STT; returns the transcript."""
+    if not (SIPP_SHARE / "g711a.pcap").is_file():
+        pytest.skip("SIPp's g711a.pcap is missing: apt-get install sip-tester")
+    (cwd / "pcap").mkdir(exist_ok=True)
+    for name in ("g711a.pcap", "dtmf_2833_1.pcap"):
+        shutil.copy(SIPP_SHARE / name, cwd / "pcap" / name)
+    transcript = cwd / "caller.tsv"
+    transcript.write_text(PCAP_TRANSCRIPT)
+    return transcript
+
+
 def pcap_call(pause_ms: int) -> str:
     """Like `answered_call`, offering PCMA and playing SIPp's pcap/g711a.pcap (A-law speech) into the
     call, then `pause_ms` more (the pcap plays on while the scenario pauses) before the BYE."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from server.config import Config, load
 from server.engines import build_engines, warm_up
 from server.serve import answer
 from tests.sip.endpoint_kit import RATE, loopback_options, require_pjsua2
-from tests.sip.sipp import SIPP_SHARE, free_port, free_rtp_range, refused_call, run_sipp
+from tests.sip.sipp import free_port, free_rtp_range, pcap_folder, refused_call, run_sipp
 from tests.sip.sipp import scenario as sipp_scenario
 
 pytestmark = pytest.mark.slow
@@ -342,13 +341,7 @@ def echo_path(bot: np.ndarray, caller: np.ndarray, max_delay_s: float = 0.5) -> 
 
 def test_ten_concurrent_calls_all_complete(tmp_path: Path) -> None:
     require_pjsua2()
-    if not (SIPP_SHARE / "g711a.pcap").is_file():
-        pytest.skip("SIPp's g711a.pcap is missing: apt-get install sip-tester")
-    (tmp_path / "pcap").mkdir()
-    for name in ("g711a.pcap", "dtmf_2833_1.pcap"):
-        shutil.copy(SIPP_SHARE / name, tmp_path / "pcap" / name)
-    transcript = tmp_path / "caller.tsv"
-    transcript.write_text("start_s\tend_s\tlabel\ttext\n0.6\t7.6\tCOMPLETE\tCould you take a message?\n")
+    transcript = pcap_folder(tmp_path)
     config = load(None, {"call": {"greeting": "Hello, this is standin."},
                          "stt": {"transcript": str(transcript)}})
     calls_dir = tmp_path / "calls"

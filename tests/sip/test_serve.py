@@ -5,30 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import soundfile
 
 from server.config import load
 from server.engines import build_engines
 from server.serve import answer
 from tests.sip.endpoint_kit import loopback_options, require_pjsua2
-from tests.sip.sipp import SIPP_SHARE, free_port, run_sipp
+from tests.sip.sipp import free_port, pcap_folder, run_sipp
 
 
 def test_a_sipp_call_is_answered_heard_and_stored(tmp_path: Path) -> None:
     require_pjsua2()
-    if not (SIPP_SHARE / "g711a.pcap").is_file():
-        pytest.skip("SIPp's g711a.pcap is missing: apt-get install sip-tester")
-    (tmp_path / "pcap").mkdir()
-    for name in ("g711a.pcap", "dtmf_2833_1.pcap"):
-        shutil.copy(SIPP_SHARE / name, tmp_path / "pcap" / name)
-    transcript = tmp_path / "caller.tsv"
-    transcript.write_text("start_s\tend_s\tlabel\ttext\n0.6\t7.6\tCOMPLETE\tCould you take a message?\n")
+    transcript = pcap_folder(tmp_path)
     config = load(None, {"call": {"greeting": "Hello, this is standin."},
                          "stt": {"transcript": str(transcript)}})
     engines = build_engines(config)
