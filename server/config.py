@@ -92,6 +92,34 @@ class TtsConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     calls_dir: str = "calls"  # every call's files (call.wav, trace.jsonl, summary.json) in a folder here
+    database: str = "sqlite:///standin.db"  # a SQLAlchemy URL: SQLite (WAL) or postgresql+psycopg://...
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    listen: str = "127.0.0.1:8080"  # host:port of the dashboard and API; "" = none
+    api_tokens: tuple[str, ...] = ()  # bearer tokens for the API; STANDIN_API_TOKENS (comma-separated) adds
+    password_file: str = "web-password"  # the owner's argon2 hash, written by `standin passwd`
+    secret_file: str = "web-secret"  # session signing key, made (mode 0600) on first start
+    secure_cookies: bool = False  # true when the dashboard is reached over HTTPS
+    login_attempts: int = 5  # failed logins per address ...
+    login_window_s: float = 300.0  # ... within this window, then 429 until it passes
+    session_hours: float = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    urls: tuple[str, ...] = ()  # apprise URLs, one per channel; STANDIN_NOTIFY_URLS and urls_file add more
+    urls_file: str = ""  # a file with one apprise URL a line (keeps channel secrets out of the config)
+    first_retry_s: float = 30.0  # a failed delivery is retried after this, doubling each time ...
+    max_retry_s: float = 3600.0  # ... up to this
+    max_attempts: int = 48  # then the delivery is marked failed and shown on the dashboard
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsConfig:
+    vcard: str = ""  # a .vcf file: numbers to names; CATEGORIES name a profile ("blocked" blocks)
+    default_profile: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +144,9 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    contacts: ContactsConfig = field(default_factory=ContactsConfig)
     sip: dict[str, Any] = field(default_factory=dict)  # checked by sip.options.SipOptions.from_mapping
     source: str = "defaults"
 
