@@ -8,7 +8,7 @@ mid-call leaves the caller's words behind and the next start turns them into a m
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -51,7 +51,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: dict[Any, Any] = {datetime: UtcDateTime, dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime, dict[str, Any]: JSON}
 
 
 class Profile(Base):
@@ -209,7 +209,8 @@ class Delivery(Base):
     """One message to one notification channel, retried with backoff until sent or given up."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("message_id", "channel"), Index("ix_deliveries_due", "state", "due_at"))
+    __table_args__ = (UniqueConstraint("message_id", "channel"),
+                      Index("ix_deliveries_due", "state", "due_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
