@@ -45,9 +45,12 @@ class CallContext:
 
     language: str = "en"
     caller_number: str = ""
-    caller_name: str = ""
+    caller_name: str = ""  # the contact's name, when the number is in the owner's contacts
     owner_name: str = ""
     started_at: str = ""  # ISO 8601 local time of the call's start
+    manner: str = ""  # how the caller's profile wants them spoken to ("brief", "warm and formal", ...)
+    caller_notes: str = ""  # what the owner noted about this caller, for the model's eyes only
+    end_on_sales: bool = False  # end the call politely once the caller turns out to be selling something
 
 
 # --------------------------------------------------------------------------- VAD

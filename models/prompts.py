@@ -3,7 +3,12 @@
 A template is `reply.<language>.txt`, looked up in the owner's template directory first, then among
 the defaults shipped in `models/prompts/`; a language without a template gets the English one. These
 placeholders are filled at call time (any other braces are left as written):
-{owner_name} {caller_number} {caller_name} {date} {time} {language}.
+{owner_name} {caller_number} {caller_name} {date} {time} {language} {profile}.
+
+`{profile}` becomes what the caller's profile and contact add: that the caller is known by name, the
+manner to speak in, the owner's notes about the caller, and whether to end the call on a sales pitch;
+a line holding only `{profile}` disappears when there is nothing to add. A template without `{profile}`
+gets the manner, notes and sales instruction appended, so an owner's old template does not lose them.
 
 The model ends the call with the `end_call` tool where the server offers tools, else by writing
 `END_CALL_MARKER`, which the templates teach; `MarkerFilter` keeps the marker out of the spoken text.
@@ -27,15 +32,36 @@ END_CALL_TOOL = {
     "type": "function",
     "function": {
         "name": "end_call",
-        "description": "Hang up after your goodbye has been spoken: the caller said goodbye, or is "
-                       "only selling something.",
+        "description": "Hang up after your goodbye has been spoken, when the call is over as your "
+                       "instructions describe.",
         "parameters": {"type": "object", "properties": {}},
     },
 }
 
-_PLACEHOLDER = re.compile(r"\{(owner_name|caller_number|caller_name|date|time|language)\}")
+_PLACEHOLDER = re.compile(r"\{(owner_name|caller_number|caller_name|date|time|language|profile)\}")
+_PROFILE_LINE = re.compile(r"^[ \t]*\{profile\}[ \t]*(\n|$)", re.MULTILINE)
 _LANGUAGES = {"en": "English", "it": "Italian", "de": "German", "fr": "French", "es": "Spanish"}
 _UNKNOWN = {"en": ("the owner", "unknown"), "it": ("il titolare", "sconosciuto")}  # owner, other
+_PROFILE_TEXT = {
+    "en": {
+        "known": "- The caller is {caller_name}, whom {owner_name} knows: greet them by name and do not ask "
+                 "who is calling.",
+        "manner": "- How to speak with this caller: {manner}.",
+        "notes": "- What {owner_name} noted about this caller (for you, not to be read out): {notes}",
+        "sales": "- If the caller is trying to sell something, do not take a message: say politely that "
+                 "{owner_name} is not interested, say goodbye in one sentence, and end the call.",
+        "end_call": " Write {marker} on a line of its own after that goodbye.",
+    },
+    "it": {
+        "known": "- Chi chiama è {caller_name}, che {owner_name} conosce: usa il suo nome nel saluto e non "
+                 "chiedere chi parla.",
+        "manner": "- Come parlare con chi chiama: {manner}.",
+        "notes": "- Note di {owner_name} su chi chiama (per te, da non leggere ad alta voce): {notes}",
+        "sales": "- Se chi chiama cerca di vendere qualcosa, non prendere il messaggio: di' con gentilezza "
+                 "che {owner_name} non desidera offerte, saluta con una frase e chiudi la chiamata.",
+        "end_call": " Dopo quel saluto scrivi {marker} su una riga a parte.",
+    },
+}
 
 
 def base_language(code: str) -> str:
@@ -69,7 +95,38 @@ def system_prompt(context: CallContext, template_dir: str | Path | None = None) 
         "time": started.strftime("%H:%M"),
         "language": _LANGUAGES.get(language, language),
     }
-    return _PLACEHOLDER.sub(lambda m: values[m[1]], load_template(language, template_dir))
+    template = load_template(language, template_dir)
+    extra = ""
+    if "{profile}" in template:
+        values["profile"] = profile_instructions(context, values["owner_name"])
+        if not values["profile"]:
+            template = _PROFILE_LINE.sub("", template).strip()
+    else:
+        extra = profile_instructions(context, values["owner_name"], known=False)
+    text = _PLACEHOLDER.sub(lambda m: values[m[1]], template)
+    return f"{text}\n{extra}" if extra else text
+
+
+def profile_instructions(context: CallContext, owner_name: str, known: bool = True) -> str:
+    """The `{profile}` lines for `context`, in its language ("" when the profile adds nothing).
+    `known`: include the line about a caller known by name."""
+    text = _PROFILE_TEXT.get(base_language(context.language), _PROFILE_TEXT["en"])
+    lines = []
+    if known and context.caller_name.strip():
+        lines.append(text["known"].format(caller_name=_one_line(context.caller_name), owner_name=owner_name))
+    if context.manner.strip():
+        lines.append(text["manner"].format(manner=_one_line(context.manner).rstrip(".")))
+    if context.caller_notes.strip():
+        lines.append(text["notes"].format(owner_name=owner_name, notes=_one_line(context.caller_notes)))
+    if context.end_on_sales:
+        lines.append(text["sales"].format(owner_name=owner_name)
+                     + text["end_call"].format(marker=END_CALL_MARKER))
+    return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """Owner-written text, kept to one line so it cannot pose as more of the template's rules."""
+    return " ".join(text.split())
 
 
 def build_messages(story: Sequence[Line], context: CallContext,

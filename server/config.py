@@ -114,6 +114,13 @@ class NotifyConfig:
     first_retry_s: float = 30.0  # a failed delivery is retried after this, doubling each time ...
     max_retry_s: float = 3600.0  # ... up to this
     max_attempts: int = 48  # then the delivery is marked failed and shown on the dashboard
+    timeout_s: float = 30.0  # longest wait for one channel to take one message
+
+    def __post_init__(self) -> None:
+        if self.first_retry_s <= 0 or self.max_retry_s < self.first_retry_s:
+            raise ValueError("first_retry_s must be positive and max_retry_s at least first_retry_s")
+        if self.max_attempts < 1 or self.timeout_s <= 0:
+            raise ValueError("max_attempts must be at least 1 and timeout_s positive")
 
 
 @dataclass(frozen=True, slots=True)

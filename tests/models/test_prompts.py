@@ -57,6 +57,58 @@ def test_story_becomes_chat_messages() -> None:
     assert messages[0]["content"] == system_prompt(CONTEXT)
 
 
+# --------------------------------------------------------------------------- the caller's profile
+
+PROFILED = dataclasses.replace(CONTEXT, manner="warm, informal.", end_on_sales=True,
+                               caller_notes="Marco's sister.\nLives in Rome.")
+NOTED = "- What Marco noted about this caller (for you, not to be read out): "
+
+
+def test_a_profile_adds_its_lines_to_the_shipped_templates() -> None:
+    text = system_prompt(PROFILED)
+    assert "The caller is Anna Rossi, whom Marco knows: greet them by name" in text
+    assert "- How to speak with this caller: warm, informal." in text
+    assert NOTED + "Marco's sister. Lives in Rome." in text
+    assert "is trying to sell something" in text
+    assert text.endswith(f"end the call. Write {END_CALL_MARKER} on a line of its own after that goodbye.")
+    italian = system_prompt(dataclasses.replace(PROFILED, language="it"))
+    assert "Chi chiama è Anna Rossi, che Marco conosce" in italian
+    assert "- Come parlare con chi chiama: warm, informal." in italian
+    assert "cerca di vendere qualcosa" in italian
+    assert italian.endswith(f"scrivi {END_CALL_MARKER} su una riga a parte.")
+
+
+@pytest.mark.parametrize("language", ["en", "it"])
+def test_without_a_profile_the_placeholder_line_goes(language: str) -> None:
+    text = system_prompt(CallContext(language=language, owner_name="Marco"))
+    assert "{" not in text and not text.endswith("\n")
+    ending = " on a line of its own." if language == "en" else " su una riga a parte."
+    assert text.splitlines()[-1].startswith("- ") and text.endswith(END_CALL_MARKER + ending)
+    assert "sell" not in text and "vend" not in text  # only a profile with end_on_sales ends on a pitch
+
+
+def test_an_owner_template_without_the_placeholder_still_gets_the_profile(tmp_path: Path) -> None:
+    (tmp_path / "reply.en.txt").write_text("Take a message for {owner_name}.\n")
+    text = system_prompt(dataclasses.replace(PROFILED, caller_notes="Says {owner_name} owes her {money}."),
+                         tmp_path)
+    assert text.splitlines() == [
+        "Take a message for Marco.",
+        "- How to speak with this caller: warm, informal.",
+        NOTED + "Says {owner_name} owes her {money}.",
+        "- If the caller is trying to sell something, do not take a message: say politely that Marco is "
+        "not interested, say goodbye in one sentence, and end the call. "
+        f"Write {END_CALL_MARKER} on a line of its own after that goodbye.",
+    ]
+    assert system_prompt(CONTEXT, tmp_path) == "Take a message for Marco."
+
+
+def test_an_owner_template_places_the_profile_where_it_likes(tmp_path: Path) -> None:
+    (tmp_path / "reply.en.txt").write_text("About the caller: {profile} That is all.")
+    assert system_prompt(dataclasses.replace(CONTEXT, manner="brief"), tmp_path).startswith(
+        "About the caller: - The caller is Anna Rossi, whom Marco knows")
+    assert system_prompt(CallContext(), tmp_path) == "About the caller:  That is all."
+
+
 def _with_language(language: str) -> CallContext:
     return dataclasses.replace(CONTEXT, language=language)
 
