@@ -49,6 +49,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     judge.add_argument("--language", help="language of the lines (default: the config's)")
     judge.set_defaults(func=_judge)
 
+    passwd = sub.add_parser("passwd", help="set the dashboard's owner password",
+                            description="Ask for the owner's password (twice) and store its argon2 hash in "
+                                        "[web] password_file. The password itself is never stored.")
+    passwd.add_argument("--config", type=Path, help="a standin TOML file")
+    passwd.add_argument("--stdin", action="store_true", help="read the password from stdin (for scripts)")
+    passwd.set_defaults(func=_passwd)
+
+    contacts = sub.add_parser("contacts", help="import contacts from a vCard file",
+                              description="Import a .vcf file ([contacts] vcard by default): numbers to "
+                                          "names and profiles. Cards that left the file are removed; "
+                                          "contacts entered by hand are kept.")
+    contacts.add_argument("action", choices=("import",))
+    contacts.add_argument("file", nargs="?", type=Path, help="the .vcf file (default: [contacts] vcard)")
+    contacts.add_argument("--config", type=Path, help="a standin TOML file")
+    contacts.set_defaults(func=_contacts)
+
     from models.manager import add_cli
 
     add_cli(sub)
@@ -106,6 +122,48 @@ def _demo(args: argparse.Namespace) -> int:
     _print_summary(summary, args.out)
     print(f"the caller: {args.out / 'caller.wav'}; listen to the call: play {args.out / 'call.wav'}")
     return 0
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    import getpass
+
+    from server.web.auth import set_password
+
+    config = load(args.config)
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("new dashboard password: ")
+        if getpass.getpass("again: ") != password:
+            print("standin: the two passwords differ; nothing changed", file=sys.stderr)
+            return 1
+    if len(password) < 8:
+        print("standin: use at least 8 characters; nothing changed", file=sys.stderr)
+        return 1
+    set_password(Path(config.web.password_file), password)
+    print(f"password hash written to {config.web.password_file}")
+    return 0
+
+
+def _contacts(args: argparse.Namespace) -> int:
+    from server.contacts import VcardError, import_vcard
+    from server.store.db import DatabaseError, open_database
+
+    config = load(args.config)
+    path = args.file or (Path(config.contacts.vcard) if config.contacts.vcard else None)
+    if path is None:
+        raise ConfigError(f"{config.source}: name a .vcf file, or set [contacts] vcard")
+    try:
+        db = open_database(config.storage.database)
+        summary = import_vcard(db, path)
+    except (DatabaseError, VcardError) as exc:
+        print(f"standin: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: {summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
+          f"{summary.removed} removed, {summary.skipped} skipped")
+    for problem in summary.problems:
+        print(f"  {problem}")
+    return 1 if summary.problems else 0
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:

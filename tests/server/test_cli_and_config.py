@@ -104,3 +104,42 @@ def test_the_shipped_configs_load_and_name_what_to_fetch(name: str, tmp_path: Pa
     code = main(["simulate", str(wav), "--config", str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "standin models pull" in err and "Traceback" not in err
+
+
+def test_contacts_import_reads_a_vcard_into_the_database(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from server.contacts import lookup_contact
+    from server.store.db import open_database
+
+    vcf = tmp_path / "people.vcf"
+    vcf.write_text("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:anna-1\r\nFN:Anna Bianchi\r\n"
+                   "TEL;TYPE=CELL:+39 333 123 4567\r\nEND:VCARD\r\n"
+                   "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:broken\r\nFN:No Number\r\nEND:VCARD\r\n")
+    config = tmp_path / "standin.toml"
+    config.write_text(f'[storage]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\n')
+    assert main(["contacts", "import", str(vcf), "--config", str(config)]) == 0
+    assert "1 added" in capsys.readouterr().out
+    db = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with db.session() as session:
+        found = lookup_contact(session, "00393331234567")
+    assert found is not None and found["name"] == "Anna Bianchi"
+
+
+def test_contacts_import_without_a_file_says_how_to_name_one(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["contacts", "import", "--config", str(_empty_config(tmp_path))]) == 2
+    assert "[contacts] vcard" in capsys.readouterr().err
+
+
+def _empty_config(tmp_path: Path) -> Path:
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    return path
+
+
+@pytest.mark.parametrize("notify", ['first_retry_s = 0', 'max_retry_s = 1', 'max_attempts = 0'])
+def test_impossible_notify_retries_are_refused(notify: str, tmp_path: Path) -> None:
+    path = tmp_path / "standin.toml"
+    path.write_text(f"[notify]\n{notify}\n")
+    with pytest.raises(ConfigError, match=r"\[notify\]"):
+        load(path)
