@@ -7,13 +7,21 @@ writes back, and each model family writes them differently. The marker never rea
 
 The model's lock is held while tokens are generated; closing the reply generator closes the token
 stream, so generation stops at once and the lock is released.
+
+`extract` asks the same model for JSON that a JSON schema describes (the message taken at the end of a
+call): llama.cpp samples under a grammar made from the schema, so what comes back parses unless it was
+cut short. It checks a deadline and an `interrupt` predicate between tokens, so a call that starts
+meanwhile gets the model back within a token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
 from models.llama import LlamaModel, LlamaOptions, common_prefix, load_llama
@@ -34,9 +42,12 @@ class LlamaCppRepliesOptions:
 class LlamaCppReplies:
     """A `ReplyModel` on a `LlamaModel` (which the turn judge may share)."""
 
+    in_process = True  # extraction competes with live calls' replies for the model
+
     def __init__(self, model: LlamaModel, options: LlamaCppRepliesOptions = LlamaCppRepliesOptions()) -> None:
         self.model = model
         self.options = options
+        self._grammars: dict[str, Any] = {}
 
     @classmethod
     def load(cls, model_path: str | Path, *, llama: LlamaOptions | None = None,
@@ -51,6 +62,46 @@ class LlamaCppReplies:
     def reply(self, story: Sequence[Line], context: CallContext) -> Iterator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)
         return self._stream(messages, self.options.max_tokens)
+
+    def extract(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *, max_tokens: int = 400,
+                timeout_s: float = 60.0, interrupt: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """The JSON object the model writes for `messages`, sampled under `schema`'s grammar.
+        Raises EngineError when it runs past `timeout_s` or `interrupt()` turns true (checked between
+        tokens), or when what it wrote is not a JSON object (cut short at `max_tokens`)."""
+        grammar = self._grammar(schema)
+        tokens, _keep, stop = self._prompt(messages, max_tokens)
+        deadline = time.monotonic() + timeout_s
+        pieces: list[str] = []
+        with self.model.lock:
+            stream = self.model.llm.create_completion(tokens, max_tokens=max_tokens, stop=stop, stream=True,
+                                                      temperature=0.0, grammar=grammar)
+            try:
+                for chunk in stream:
+                    pieces.append(chunk["choices"][0]["text"])
+                    if time.monotonic() > deadline:
+                        raise EngineError(f"{self.model.path.name} took longer than {timeout_s:.0f} s "
+                                          "to write the message")
+                    if interrupt is not None and interrupt():
+                        raise EngineError("writing the message was interrupted")
+            finally:
+                stream.close()
+        try:
+            data = json.loads("".join(pieces))
+        except json.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise EngineError(f"{self.model.path.name} did not finish a JSON object within {max_tokens} "
+                              "tokens")
+        return data
+
+    def _grammar(self, schema: Mapping[str, Any]) -> Any:
+        key = json.dumps(schema)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            grammar = self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
+        return grammar
 
     def _stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[ReplyEvent]:
         tokens, keep, stop = self._prompt(messages, max_tokens)

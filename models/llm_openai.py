@@ -6,6 +6,11 @@ server that refuses tools (vLLM without `--enable-auto-tool-choice` answers 400)
 them, and from then on the text marker the reply templates teach is the only way. Closing the reply
 generator closes the HTTP response, so the server sees the disconnect and stops generating.
 
+`extract` asks for one JSON object that a JSON schema describes (the message taken at the end of a
+call), in one non-streamed request: `response_format` `json_schema` (vLLM, llama.cpp's C++ server,
+OpenAI); a server that refuses it (llama-cpp-python's server answers 422) is asked again with
+`json_object` plus the schema, its own way of taking one (it answers 500 to a request it cannot validate).
+
 Errors name the URL and what to check, never the caller's words: server error bodies can echo the
 prompt, so they are not quoted.
 """
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +61,7 @@ class OpenAiReplies:
         self._httpx = httpx
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(options.timeout_s))
         self._tools = options.tools
+        self._json_format = "json_schema"  # how this server takes a schema, once known
 
     def close(self) -> None:
         self._client.close()
@@ -91,6 +97,49 @@ class OpenAiReplies:
         if tail:
             yield ReplyDelta(tail)
         yield ReplyEnd(end_call=end_call or markers.seen)
+
+    def extract(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *, max_tokens: int = 400,
+                timeout_s: float = 60.0, interrupt: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """The JSON object the server's model writes for `messages` under `schema`. `interrupt` is not
+        used: the server schedules its own work. Raises EngineError when the server fails, takes longer
+        than `timeout_s`, or answers with something that is not a JSON object."""
+        body: dict[str, Any] = {"model": self.options.model, "messages": messages, "stream": False,
+                                "max_tokens": max_tokens, "temperature": 0.0}
+        named = {"name": "message", "schema": dict(schema), "strict": True}
+        formats = {"json_schema": {"type": "json_schema", "json_schema": named},
+                   "json_object": {"type": "json_object", "schema": dict(schema)}}
+        response = self._post({**body, "response_format": formats[self._json_format]}, timeout_s)
+        if response.status_code in (400, 422, 500) and self._json_format == "json_schema":
+            # (llama-cpp-python's server answers a request it cannot validate with 500)
+            response.close()
+            response = self._post({**body, "response_format": formats["json_object"]}, timeout_s)
+            if response.status_code == 200:
+                self._json_format = "json_object"
+        self._checked(response)
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+            data = json.loads(content)
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise EngineError(f"the reply server at {self.url} answered the message request with something "
+                              "that is not a JSON object") from e
+        if not isinstance(data, dict):
+            raise EngineError(f"the reply server at {self.url} answered the message request with JSON that "
+                              "is not an object")
+        return data
+
+    def _post(self, body: dict[str, Any], timeout_s: float) -> Any:
+        httpx = self._httpx
+        try:
+            return self._client.post(self.url, json=body, timeout=httpx.Timeout(timeout_s))
+        except httpx.ConnectError as e:
+            raise EngineError(f"cannot connect to the reply server at {self.url} ({e}); is it running, "
+                              "and are base_url's host and port right?") from e
+        except httpx.TimeoutException as e:
+            raise EngineError(f"the reply server at {self.url} did not write the message within "
+                              f"{timeout_s:.0f} s") from e
+        except httpx.HTTPError as e:
+            raise EngineError(f"request to the reply server at {self.url} failed ({type(e).__name__}); "
+                              "check base_url") from e
 
     def _open(self, messages: list[dict[str, str]]) -> Any:
         """The streaming response, its status checked; without tools if the server refuses them."""

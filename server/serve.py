@@ -2,7 +2,12 @@
 
 The SIP endpoint hands over each answered call; each runs on its own `LiveCall` with the shared
 engines, and leaves its folder under `[storage] calls_dir` (call.wav, trace.jsonl, summary.json with the
-caller's number), written as the call goes so nothing is lost if the process dies.
+caller's number), written as the call goes so nothing is lost if the process dies. With an `Owner`
+(server/owner.py) the call is also planned from the caller's number (a blocked caller is hung up on at
+once), stored in the database while it runs, and turned into a message when it ends.
+
+`answer` takes anything shaped like server.runtime.Transport with a `call_id` and a `caller_number`
+(and optionally `source`: "sip" when absent, "browser" for the dashboard's test call).
 """
 
 from __future__ import annotations
@@ -10,18 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from server.callfiles import CallFiles
 from server.config import Config
+from server.contacts import CallPlan, default_plan
 from server.core.conversation import Conversation
 from server.engines import build_engines, warm_up
 from server.jobs import JobRunner
+from server.notify import Outbox
+from server.owner import Owner
 from server.runtime import CallRuntime, Engines, LiveCall, RuntimeOptions
+from server.store.db import open_database
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +42,48 @@ def call_folder(calls_dir: Path, call_id: str, started: datetime) -> Path:
     return calls_dir / f"{started:%Y%m%d-%H%M%S}-{safe}"
 
 
-async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path) -> dict[str, Any]:
-    """Run one answered call (anything shaped like sip.media.SipCall) to its end and store it."""
+def new_call_folder(calls_dir: Path, call_id: str, started: datetime) -> Path:
+    """`call_folder`, with a suffix when that name is taken (a call id seen again after a restart)."""
+    folder = base = call_folder(calls_dir, call_id, started)
+    n = 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
+
+
+async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *,
+                 owner: Owner | None = None) -> dict[str, Any]:
+    """Run one answered call to its end and store it; returns its summary."""
     started = datetime.now().astimezone()
-    files = await asyncio.to_thread(CallFiles, call_folder(calls_dir, call.call_id, started))
-    options = RuntimeOptions(language=config.language, hints=config.stt.hints, echo=config.echo,
-                             context=config.context(caller_number=call.caller_number),
-                             timeouts_s=config.timeouts())
+    source = str(getattr(call, "source", "") or "sip")
+    if owner is not None:
+        plan = await asyncio.to_thread(owner.plan, call.caller_number)
+    else:
+        plan = default_plan(config, call.caller_number)
+    folder = await asyncio.to_thread(new_call_folder, calls_dir, call.call_id, started)
+    meta = {"call_id": call.call_id, "caller_number": call.caller_number,
+            "started_at": started.isoformat(timespec="seconds")}
+    if plan.blocked:
+        return await _refuse(call, owner, plan, uid=folder.name, source=source, meta=meta)
+    files = await asyncio.to_thread(CallFiles, folder)
+    call_log = None
+    if owner is not None:
+        call_log = owner.open_call(folder.name, plan=plan, caller_number=call.caller_number, source=source,
+                                   folder=str(folder))
+        files.trace = call_log.observe(files.trace)
+    options = RuntimeOptions(language=plan.language, hints=config.stt.hints, echo=config.echo,
+                             context=plan.context, timeouts_s=config.timeouts())
 
     def make(jobs: JobRunner) -> CallRuntime:
-        return CallRuntime(Conversation(config.conversation()), engines, jobs, options=options,
+        return CallRuntime(Conversation(plan.conversation), engines, jobs, options=options,
                            trace=files.trace, recorder=files.recorder)
 
     live = LiveCall(make)
-    call.on_dtmf = live.dtmf
+    with contextlib.suppress(AttributeError):
+        call.on_dtmf = live.dtmf
     error: str | None = None
+    summary: dict[str, Any] | None = None
     try:
         runtime = await live.run(call)
     except Exception as exc:
@@ -53,13 +91,60 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path) -
         log.exception("call %s failed", call.call_id)
         raise
     finally:
-        meta = {"call_id": call.call_id, "caller_number": call.caller_number,
-                "started_at": started.isoformat(timespec="seconds"), "error": error,
-                "duration_s": round(live.now(), 3)}
+        meta.update(error=error, duration_s=round(live.now(), 3))
         core = live.runtime.core if live.runtime else Conversation()
-        summary = await asyncio.to_thread(files.finish, core, meta)
+        try:
+            summary = await asyncio.to_thread(files.finish, core, meta)
+        finally:
+            if owner is not None and call_log is not None:
+                owner.call_ended(call_log, summary if summary is not None else {**core.report(), **meta})
     log.info("call %s ended (%s) after %.1fs", call.call_id, runtime.core.ended, live.now())
     return summary
+
+
+async def _refuse(call: Any, owner: Owner | None, plan: CallPlan, *, uid: str, source: str,
+                  meta: dict[str, Any]) -> dict[str, Any]:
+    """A blocked caller: hung up on at once; no folder, no recording, no message; the call is listed."""
+    log.info("call %s: the caller's profile blocks them; hanging up", call.call_id)
+    await call.hang_up("blocked")
+    summary = {"caller_fragments": [], "decisions": [], "bot_turns": [], "barge_ins": [], "story": "",
+               "story_lines": [], "ended": "blocked", **meta, "error": None, "duration_s": 0.0}
+    if owner is not None:
+        owner.call_ended(owner.open_call(uid, plan=plan, caller_number=call.caller_number, source=source),
+                         summary)
+    return summary
+
+
+def call_runner(owner: Owner) -> Callable[[Any], Awaitable[dict[str, Any]]]:
+    """`answer` bound to `owner`: what the SIP endpoint and the browser test call hand calls to."""
+
+    async def run(call: Any) -> dict[str, Any]:
+        return await answer(call, owner.engines, owner.config, owner.calls_dir, owner=owner)
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def owner_running(config: Config, engines: Engines) -> AsyncIterator[Owner]:
+    """The process's `Owner`: `[storage] database` opened (and migrated), the notification outbox
+    running on this loop, calls a crash left open recovered and their messages under way. Everything
+    stops (what is queued committed first) and the database closes on the way out."""
+    db = await asyncio.to_thread(open_database, config.storage.database)
+    try:
+        outbox = Outbox(db, config.notify, timeout_s=config.notify.timeout_s)
+        owner = Owner(config, db, engines, calls_dir=Path(config.storage.calls_dir), outbox=outbox,
+                      node=os.environ.get("STANDIN_NODE", ""))
+        await outbox.start()
+        try:
+            await asyncio.to_thread(owner.start)
+            try:
+                yield owner
+            finally:
+                await asyncio.to_thread(owner.stop)
+        finally:
+            await outbox.stop()
+    finally:
+        await asyncio.to_thread(db.close)
 
 
 async def serve(config: Config) -> None:
@@ -71,19 +156,16 @@ async def serve(config: Config) -> None:
     await asyncio.to_thread(calls_dir.mkdir, parents=True, exist_ok=True)
     engines = build_engines(config)
     await asyncio.to_thread(warm_up, engines)
-
-    async def on_call(call: Any) -> None:
-        await answer(call, engines, config, calls_dir)
-
-    endpoint = SipEndpoint(options, on_call, loop=asyncio.get_running_loop())
-    await asyncio.to_thread(endpoint.start)
-    log.info("standin is answering on %s", ", ".join(f"{t} {a}" for t, a in endpoint.addresses.items()))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await asyncio.to_thread(endpoint.stop)
+    async with owner_running(config, engines) as owner:
+        endpoint = SipEndpoint(options, call_runner(owner), loop=asyncio.get_running_loop())
+        await asyncio.to_thread(endpoint.start)
+        log.info("standin is answering on %s", ", ".join(f"{t} {a}" for t, a in endpoint.addresses.items()))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await asyncio.to_thread(endpoint.stop)

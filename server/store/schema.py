@@ -112,6 +112,7 @@ class Call(Base):
     ended_reason: Mapped[str] = mapped_column(String(200), default="")
     error: Mapped[str] = mapped_column(Text, default="")
     folder: Mapped[str] = mapped_column(Text, default="")  # holds call.wav, trace.jsonl, summary.json
+    node: Mapped[str] = mapped_column(String(128), default="")  # the standin that took it ("" on one box)
     fragments: Mapped[list[Fragment]] = relationship(
         back_populates="call", cascade="all, delete-orphan", order_by="Fragment.start_s")
     bot_turns: Mapped[list[BotTurn]] = relationship(
