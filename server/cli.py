@@ -99,7 +99,9 @@ def _simulate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from server.notify import NotifyError
     from server.serve import serve
+    from server.store.db import DatabaseError
     from sip.endpoint import SipUnavailable
     from sip.options import SipConfigError
 
@@ -112,6 +114,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"{config.source}: {exc}") from exc
     except SipUnavailable as exc:
         raise EngineError(str(exc)) from exc
+    except (NotifyError, DatabaseError) as exc:
+        raise ConfigError(f"{config.source}: {exc}") from exc
     return 0
 
 

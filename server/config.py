@@ -78,6 +78,8 @@ class LlmConfig:
     n_ctx: int = 4096  # llama_cpp (and an llm judge on the same file)
     gpu_layers: int = -1  # llama_cpp: -1 = all, when the build has a GPU backend
     timeout_s: float = 20.0  # longest wait for the next piece of a reply
+    message_timeout_s: float = 60.0  # writing up a finished call's message; then the transcript is sent
+    message_max_tokens: int = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,7 @@ class TtsConfig:
 class StorageConfig:
     calls_dir: str = "calls"  # every call's files (call.wav, trace.jsonl, summary.json) in a folder here
     database: str = "sqlite:///standin.db"  # a SQLAlchemy URL: SQLite (WAL) or postgresql+psycopg://...
+    node: str = ""  # this box's name when several share one database: a restart recovers only its calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,10 @@ class WebConfig:
     login_attempts: int = 5  # failed logins per address ...
     login_window_s: float = 300.0  # ... within this window, then 429 until it passes
     session_hours: float = 12.0
+
+    def __post_init__(self) -> None:
+        if self.login_attempts < 1 or self.login_window_s <= 0 or self.session_hours <= 0:
+            raise ValueError("login_attempts must be at least 1; login_window_s and session_hours positive")
 
 
 @dataclass(frozen=True, slots=True)

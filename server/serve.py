@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -133,7 +132,8 @@ async def owner_running(config: Config, engines: Engines) -> AsyncIterator[Owner
     try:
         outbox = Outbox(db, config.notify, timeout_s=config.notify.timeout_s)
         owner = Owner(config, db, engines, calls_dir=Path(config.storage.calls_dir), outbox=outbox,
-                      node=os.environ.get("STANDIN_NODE", ""))
+                      node=config.storage.node, message_timeout_s=config.llm.message_timeout_s,
+                      message_max_tokens=config.llm.message_max_tokens)
         await outbox.start()
         try:
             await asyncio.to_thread(owner.start)
@@ -147,7 +147,31 @@ async def owner_running(config: Config, engines: Engines) -> AsyncIterator[Owner
         await asyncio.to_thread(db.close)
 
 
+def live_status(config: Config, endpoint: Any) -> Callable[[], dict[str, Any]]:
+    """What the dashboard shows of the running service: SIP registration and the engines in use."""
+
+    def status() -> dict[str, Any]:
+        reg = endpoint.registration()
+        return {
+            "running": True,
+            "sip": {"ok": reg.ok, "state": reg.state, "registrar": reg.registrar or "", "code": reg.code,
+                    "reason": reg.reason, "expires_s": reg.expires_s, "live_calls": len(endpoint.calls()),
+                    "addresses": dict(endpoint.addresses)},
+            "models": {"ok": True, **{stage: {"engine": getattr(config, stage).engine,
+                                              "model": _model_of(config, stage)}
+                                      for stage in ("vad", "stt", "judge", "llm", "tts")}},
+        }
+
+    return status
+
+
+def _model_of(config: Config, stage: str) -> str:
+    table = getattr(config, stage)
+    return str(getattr(table, "model", "") or getattr(table, "voice", "") or "")
+
+
 async def serve(config: Config) -> None:
+    from server.web.serving import dashboard
     from sip.endpoint import SipEndpoint
     from sip.options import SipOptions
 
@@ -156,16 +180,19 @@ async def serve(config: Config) -> None:
     await asyncio.to_thread(calls_dir.mkdir, parents=True, exist_ok=True)
     engines = build_engines(config)
     await asyncio.to_thread(warm_up, engines)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     async with owner_running(config, engines) as owner:
-        endpoint = SipEndpoint(options, call_runner(owner), loop=asyncio.get_running_loop())
+        endpoint = SipEndpoint(options, call_runner(owner), loop=loop)
         await asyncio.to_thread(endpoint.start)
-        log.info("standin is answering on %s", ", ".join(f"{t} {a}" for t, a in endpoint.addresses.items()))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            log.info("standin is answering on %s",
+                     ", ".join(f"{t} {a}" for t, a in endpoint.addresses.items()))
+            async with dashboard(config, owner.db, status=live_status(config, endpoint),
+                                 start_browser_call=call_runner(owner)):
+                await stop.wait()
         finally:
             await asyncio.to_thread(endpoint.stop)
