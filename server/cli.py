@@ -66,8 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     contacts.set_defaults(func=_contacts)
 
     from models.manager import add_cli
+    from server.doctor import add_cli as add_doctor_cli
 
     add_cli(sub)
+    add_doctor_cli(sub)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
