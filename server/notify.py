@@ -244,7 +244,8 @@ class Outbox:
             self._reclaim(session, now)
             due = session.scalars(
                 select(Delivery.id).where(Delivery.state == "pending", Delivery.due_at <= now)
-                .order_by(Delivery.due_at, Delivery.id).limit(self.batch)).all()
+                .order_by(Delivery.due_at, Delivery.id).limit(self.batch)
+                .with_for_update(skip_locked=True)).all()  # not what another node is claiming
             lease = now + timedelta(seconds=self.timeout_s + LEASE_MARGIN_S)
             for delivery_id in due:
                 claimed = session.execute(
@@ -266,8 +267,12 @@ class Outbox:
 
     def _reclaim(self, session: Session, now: datetime) -> None:
         """Claims whose lease ran out (their process died mid-send) are due again, or failed."""
+        # Locked, so that a claim another node is making (it reclaims and claims in one transaction) is
+        # skipped rather than reset to pending under it and sent twice. SQLite has no row locks (and no
+        # FOR UPDATE): there one writer at a time does the same.
         stale = session.scalars(
-            select(Delivery).where(Delivery.state == "sending", Delivery.due_at <= now)).all()
+            select(Delivery).where(Delivery.state == "sending", Delivery.due_at <= now)
+            .with_for_update(skip_locked=True)).all()
         for delivery in stale:
             log.warning("delivery %d to %s was being sent by a process that stopped; it is sent again",
                         delivery.id, delivery.label)

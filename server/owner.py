@@ -217,8 +217,9 @@ class Owner:
                 if self.outbox is not None:
                     self.outbox.enqueue(session, message)
                 message_id = message.id
-        except IntegrityError:
-            return None  # another standin stored it first
+        except IntegrityError:  # another standin stored it between our look and our insert: theirs it is
+            with self.db.session() as session:
+                return session.scalar(select(Message.id).where(Message.call_id == call_id))
         log.info("call %d: message stored (%s, urgency %s)", call_id, taken.source, taken.urgency)
         if self.outbox is not None:
             self.outbox.wake()

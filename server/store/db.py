@@ -15,12 +15,13 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x7374616E6469  # "standi": the Postgres advisory lock that one migration at a time holds
 
 
 class DatabaseError(RuntimeError):
@@ -74,6 +75,8 @@ def open_database(url: str, migrate: bool = True) -> Database:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseError(f"[storage] database = {url!r} is not a database URL: {exc}") from None
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default is psycopg2; standin ships psycopg 3
+        parsed = parsed.set(drivername="postgresql+psycopg")
     shown = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).parent
@@ -90,6 +93,10 @@ def open_database(url: str, migrate: bool = True) -> Database:
     if migrate:
         try:
             with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    # standins sharing the database may start together: one migrates, the others wait for
+                    # its commit and then find nothing to do (instead of failing on its half-made tables)
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                 config = _alembic(engine)
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")

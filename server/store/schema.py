@@ -45,9 +45,11 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite keeps no offset: what it holds is UTC
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)  # Postgres answers in the session's time zone, the server's by default
 
 
 class Base(DeclarativeBase):

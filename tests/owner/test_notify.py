@@ -77,8 +77,8 @@ class Hook:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path / 'standin.db'}")
+def db(database_url: str) -> Iterator[Database]:  # SQLite, and Postgres (tests/owner/conftest.py)
+    database = open_database(database_url)
     yield database
     database.close()
 

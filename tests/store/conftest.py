@@ -1,17 +1,24 @@
-"""The owner's database for store tests: SQLite in a temporary folder, migrated like a real one."""
+"""The owner's database for store tests: SQLite in a temporary folder, migrated like a real one, and the
+same tests again on a throwaway PostgreSQL (tests/store/postgres.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from server.store.db import Database, open_database
+from tests.store.postgres import database_url, parametrize_backends
+
+__all__ = ["database_url"]  # a fixture for the tests here
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_backends(metafunc)  # every test here that uses `db` or `database_url` runs on both
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_database(f"sqlite:///{tmp_path / 'standin.db'}")
+def db(database_url: str) -> Iterator[Database]:
+    database = open_database(database_url)
     yield database
     database.close()

@@ -60,8 +60,8 @@ def killed_mid_call(url: str, folder: Path) -> None:
 
 
 def test_a_call_killed_with_sigkill_is_recovered_and_its_message_made_at_the_next_start(
-        tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'standin.db'}"
+        tmp_path: Path, database_url: str) -> None:
+    url = database_url  # SQLite in tmp_path, or a Postgres database (tests/store/postgres.py)
     folder = tmp_path / "calls" / "20260101-100000-call-1"
     killed_mid_call(url, folder)
 

@@ -1,4 +1,5 @@
-"""The dashboard on a temp SQLite database with realistic calls, messages, deliveries, contacts."""
+"""The dashboard on a temp database (SQLite; Postgres too for tests marked `both_backends`) with realistic
+calls, messages, deliveries, contacts."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from server.store.schema import (
 from server.web.app import create_app
 from server.web.auth import hash_password
 from server.web.context import WebContext
+from tests.store.postgres import database_url
+
+__all__ = ["database_url"]  # a fixture: SQLite, or Postgres for the tests marked `both_backends`
 
 PASSWORD = "correct horse battery"
 TOKEN = "api-token-0123456789abcdef"
@@ -47,11 +51,11 @@ def _no_env_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def config(tmp_path: Path, password_hash: str) -> Config:
+def config(tmp_path: Path, password_hash: str, database_url: str) -> Config:
     (tmp_path / "web-password").write_text(password_hash + "\n")
     web = WebConfig(api_tokens=(TOKEN,), password_file=str(tmp_path / "web-password"),
                     secret_file=str(tmp_path / "web-secret"), login_attempts=3, login_window_s=60.0)
-    storage = StorageConfig(calls_dir=str(tmp_path / "calls"), database=f"sqlite:///{tmp_path}/standin.db")
+    storage = StorageConfig(calls_dir=str(tmp_path / "calls"), database=database_url)
     return Config(web=web, storage=storage)
 
 

@@ -8,9 +8,11 @@ from typing import Any
 
 from sqlalchemy import text
 
+from tests.store.postgres import both_backends
 from tests.web.conftest import Site, add_call, add_contacts, make_site
 
 
+@both_backends
 def test_calls_paginated_newest_first(owner: Site) -> None:
     ids = [add_call(owner.context.db, n, urgency="high" if n == 3 else "normal") for n in range(5)]
     first = owner.client.get("/api/calls?limit=2").json()
@@ -30,6 +32,7 @@ def test_calls_paginated_newest_first(owner: Site) -> None:
     assert "limit" in owner.client.get("/api/calls?limit=x").json()["error"]
 
 
+@both_backends
 def test_call_detail(owner: Site) -> None:
     call_id = add_call(owner.context.db, 7, urgency="high")
     detail = owner.client.get(f"/api/calls/{call_id}").json()
@@ -89,6 +92,7 @@ def _inbox(site: Site, **params: Any) -> list[tuple[str, bool, int]]:
     return [(m["urgency"], m["done"], int(m["text"].rsplit("(", 1)[1].rstrip(").")) ) for m in items]
 
 
+@both_backends
 def test_inbox_order(owner: Site) -> None:
     db = owner.context.db
     for n, urgency, done in [(0, "high", True), (1, "normal", False), (2, "high", False), (3, "low", False),
@@ -107,6 +111,7 @@ def test_inbox_order(owner: Site) -> None:
     assert owner.client.get("/api/messages?view=nope").status_code == 422
 
 
+@both_backends
 def test_mark_done_and_reopen(owner: Site) -> None:
     add_call(owner.context.db, 1, urgency="high")
     add_call(owner.context.db, 2, urgency="normal")
@@ -122,6 +127,7 @@ def test_mark_done_and_reopen(owner: Site) -> None:
     assert response.status_code == 404 and response.json() == {"error": "there is no message 42"}
 
 
+@both_backends
 def test_profiles_crud(owner: Site) -> None:
     h = {"X-CSRF-Token": owner.csrf}
     created = owner.client.post("/api/profiles", headers=h, json={"name": "work", "manner": "brief",
@@ -148,6 +154,7 @@ def test_profiles_crud(owner: Site) -> None:
     assert owner.client.delete(f"/api/profiles/{pid}", headers=h).status_code == 404
 
 
+@both_backends
 def test_contacts_crud(owner: Site) -> None:
     ids = add_contacts(owner.context.db)
     h = {"X-CSRF-Token": owner.csrf}
