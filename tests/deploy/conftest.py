@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server import doctor
+from server.doctor import network
 from tests.deploy.doctor_box import Box, make_box
 
 
@@ -15,5 +15,5 @@ def box(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Box:
     """A box set up right. pjsua2 counts as built (test_doctor.py checks that finding on its own)."""
     for name in ("STANDIN_NOTIFY_URLS", "STANDIN_API_TOKENS", "STANDIN_MODELS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(doctor, "has_pjsua2", lambda: True)
+    monkeypatch.setattr(network, "has_pjsua2", lambda: True)
     return make_box(tmp_path)

@@ -287,20 +287,20 @@ def test_units_pass_systemd_analyze(provisioned: Provisioned) -> None:
 
 @pytest.mark.slow
 def test_firewall_lets_in_the_trunk_and_the_lan_only(provisioned: Provisioned) -> None:
-    from server import doctor_net as net
+    from server.doctor import nft
     from tests.deploy.test_doctor_firewall import live_ruleset
 
-    ruleset = net.Ruleset.parse(live_ruleset(provisioned.path("/etc/nftables.d/standin.nft").read_text()))
+    ruleset = nft.Ruleset.parse(live_ruleset(provisioned.path("/etc/nftables.d/standin.nft").read_text()))
     sip = ruleset.verdict("udp", 5060)
-    assert net.opening_admits(ruleset, sip, "192.0.2.10") is True
-    assert net.opening_admits(ruleset, sip, "198.51.100.20") is False
-    runs = net.port_intervals(ruleset, "udp", 40000, 1000)
+    assert nft.opening_admits(ruleset, sip, "192.0.2.10") is True
+    assert nft.opening_admits(ruleset, sip, "198.51.100.20") is False
+    runs = nft.port_intervals(ruleset, "udp", 40000, 1000)
     assert len(runs) == 1 and not runs[0][2].closed
-    assert net.opening_admits(ruleset, runs[0][2], "198.51.100.20") is True  # a media server
+    assert nft.opening_admits(ruleset, runs[0][2], "198.51.100.20") is True  # a media server
     web = ruleset.verdict("tcp", 8080)
-    assert net.opening_admits(ruleset, web, "192.168.1.40") is True
-    assert net.opening_admits(ruleset, web, "fd00::40") is True
-    assert net.opening_admits(ruleset, web, "203.0.113.5") is False
+    assert nft.opening_admits(ruleset, web, "192.168.1.40") is True
+    assert nft.opening_admits(ruleset, web, "fd00::40") is True
+    assert nft.opening_admits(ruleset, web, "203.0.113.5") is False
     assert ruleset.verdict("tcp", 3306).closed
     conf = provisioned.path("/etc/nftables.conf").read_text()
     assert f'include "{provisioned.path("/etc/nftables.d")}/*.nft"' in conf

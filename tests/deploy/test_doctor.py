@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from server import doctor
-from server.doctor_net import Process, is_standin_serve
+from server.doctor import context, engines, network
+from server.doctor.procs import Process, is_standin_serve
 from tests.deploy.doctor_box import REPO, Box, failures, free_port, json_server, me, one
 
 # --------------------------------------------------------------------------- a good box
@@ -161,7 +161,7 @@ def test_a_standin_that_just_started(box: Box) -> None:
 
 
 def test_process_age() -> None:
-    from server.doctor_net import process_age_s
+    from server.doctor.procs import process_age_s
 
     age = process_age_s(os.getpid())
     assert age is not None and 0 <= age < 3600
@@ -219,8 +219,8 @@ def test_nvidia_smi_output_and_failure() -> None:
         return lambda *a, **k: out
 
     with _fake_which("nvidia-smi", "/usr/bin/nvidia-smi"):
-        ok = doctor.nvidia_gpus(1, fake(Done(0, "0, NVIDIA H200, 570.86.15, 143771, 1024\n")))
-        broken = doctor.nvidia_gpus(1, fake(Done(9, "NVIDIA-SMI has failed because it couldn't communicate "
+        ok = engines.nvidia_gpus(1, fake(Done(0, "0, NVIDIA H200, 570.86.15, 143771, 1024\n")))
+        broken = engines.nvidia_gpus(1, fake(Done(9, "NVIDIA-SMI has failed because it couldn't communicate "
                                                  "with the NVIDIA driver.\n")))
     assert ok.names == ("GPU 0 NVIDIA H200, driver 570.86.15, 1024 of 143771 MiB used",) and not ok.error
     assert "couldn't communicate" in broken.error and "reboot" in broken.fix
@@ -228,12 +228,12 @@ def test_nvidia_smi_output_and_failure() -> None:
 
 @contextlib.contextmanager
 def _fake_which(name: str, path: str) -> Iterator[None]:
-    real = doctor.shutil.which
-    doctor.shutil.which = lambda n, *a, **k: path if n == name else real(n, *a, **k)  # type: ignore[assignment]
+    real = engines.shutil.which
+    engines.shutil.which = lambda n, *a, **k: path if n == name else real(n, *a, **k)  # type: ignore[assignment]
     try:
         yield
     finally:
-        doctor.shutil.which = real  # type: ignore[assignment]
+        engines.shutil.which = real  # type: ignore[assignment]
 
 
 def test_openai_server_with_another_model(box: Box) -> None:
@@ -291,7 +291,7 @@ def test_failed_registration_says_what_to_fix(box: Box) -> None:
 
 
 def test_missing_pjsua2(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "has_pjsua2", lambda: False)
+    monkeypatch.setattr(network, "has_pjsua2", lambda: False)
     code, findings = box.run("--only", "sip")
     assert code == 1
     assert "sip/build_pjsua2.sh --venv" in one(findings, "sip", "fail", "pjsua2").fix
@@ -358,7 +358,7 @@ def test_missing_password_and_unmakeable_calls_dir(box: Box, tmp_path: Path) -> 
 
 
 def test_env_file_parsing() -> None:
-    assert doctor.parse_env_file("# c\n\nA=1\nB = 'two'\nC=\"x=y\"\nbroken\n") == {"A": "1", "B": "two",
+    assert context.parse_env_file("# c\n\nA=1\nB = 'two'\nC=\"x=y\"\nbroken\n") == {"A": "1", "B": "two",
                                                                                      "C": "x=y"}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from server import doctor_net as net
+from server.doctor import nft
 from tests.deploy.doctor_box import Box, one
 
 DATA = Path(__file__).with_name("data")
@@ -46,7 +46,7 @@ def firewall(box: Box, ruleset: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
     box.rewrite(sip={"listen": "0.0.0.0:5060", "registrar": f"sip:{registrar}", "username": "u",
                      "password_file": str(secret), "rtp_port_start": 40000, "rtp_port_count": 1000},
                 web={"listen": "0.0.0.0:8080", "password_file": str(box.root / "web-password")})
-    monkeypatch.setattr(net, "read_ruleset", lambda timeout_s=5.0: ruleset)
+    monkeypatch.setattr(nft, "read_ruleset", lambda timeout_s=5.0: ruleset)
     from server import doctor
 
     return doctor.diagnose(box.args("--only", "firewall")).findings
@@ -86,11 +86,11 @@ def test_no_firewall_at_all(box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
     one(findings, "firewall", "warn", "no nftables input chain")
 
 
-def _rs(*rules: list[dict[str, Any]], policy: str = "drop") -> net.Ruleset:
+def _rs(*rules: list[dict[str, Any]], policy: str = "drop") -> nft.Ruleset:
     items: list[dict[str, Any]] = [{"chain": {"family": "inet", "table": "t", "name": "in", "type": "filter",
                                               "hook": "input", "prio": 0, "policy": policy}}]
     items += [{"rule": {"family": "inet", "table": "t", "chain": "in", "expr": r}} for r in rules]
-    return net.Ruleset.parse({"nftables": items})
+    return nft.Ruleset.parse({"nftables": items})
 
 
 def _dport(proto: str, right: Any) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def test_sets_ranges_negation_and_a_catch_all_drop() -> None:
     assert rs.verdict("udp", 40009).any
     assert rs.verdict("udp", 40010).closed  # dropped by the != 9 rule
     assert rs.verdict("udp", 9).any  # passes the drop, then the accept policy
-    runs = net.port_intervals(rs, "udp", 40005, 10)
+    runs = nft.port_intervals(rs, "udp", 40005, 10)
     assert [(lo, hi, v.any) for lo, hi, v in runs] == [(40005, 40009, True), (40010, 40014, False)]
 
 
@@ -125,7 +125,7 @@ def test_the_most_restrictive_chain_wins() -> None:
         {"chain": {"family": "inet", "table": "a", "name": "in", "hook": "input", "policy": "accept"}},
         {"chain": {"family": "ip", "table": "b", "name": "in", "hook": "input", "policy": "drop"}},
     ]
-    v = net.Ruleset.parse({"nftables": items}).verdict("udp", 5060)
+    v = nft.Ruleset.parse({"nftables": items}).verdict("udp", 5060)
     assert v.closed and v.chain == "ip b in"
 
 
@@ -134,9 +134,9 @@ def test_opening_admits_addresses() -> None:
                        "right": {"prefix": {"addr": "192.0.2.0", "len": 24}}}}
     rs = _rs([saddr, _dport("udp", 5060), ACCEPT])
     v = rs.verdict("udp", 5060)
-    assert net.opening_admits(rs, v, "192.0.2.77") is True
-    assert net.opening_admits(rs, v, "198.51.100.1") is False
-    assert net.opening_admits(rs, v, "2001:db8::1") is False
+    assert nft.opening_admits(rs, v, "192.0.2.77") is True
+    assert nft.opening_admits(rs, v, "198.51.100.1") is False
+    assert nft.opening_admits(rs, v, "2001:db8::1") is False
     iface = {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}
     rs = _rs([iface, _dport("udp", 5060), ACCEPT])
-    assert net.opening_admits(rs, rs.verdict("udp", 5060), "198.51.100.1") is None
+    assert nft.opening_admits(rs, rs.verdict("udp", 5060), "198.51.100.1") is None
