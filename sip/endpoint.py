@@ -138,8 +138,10 @@ class SipEndpoint:
             self._dns_thread = threading.Thread(target=self._resolve_loop, name="standin-sip-dns",
                                                 daemon=True)
             self._dns_thread.start()
-        log.info("SIP endpoint up (%s mode) on %s; calls allowed from %s", self.options.mode,
-                 ", ".join(f"{t} {a}" for t, a in self.addresses.items()), self._allow.describe())
+        log.info("SIP endpoint up (%s mode) on %s%s; calls allowed from %s", self.options.mode,
+                 ", ".join(f"{t} {a}" for t, a in self.addresses.items()),
+                 f" (public address {self.options.public_address})" if self.options.public_address else "",
+                 self._allow.describe())
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Hang up every call, unregister, delete the audio ports, destroy pjsua2. Idempotent."""
@@ -184,7 +186,7 @@ class SipEndpoint:
                     now = time.monotonic()
                     if now >= next_housekeeping:
                         next_housekeeping = now + 1.0
-                        self._check_media_timeouts(now)
+                        self._check_media(now)
                     failures = 0
                 except Exception:
                     failures += 1
@@ -206,7 +208,7 @@ class SipEndpoint:
         self.addresses = library.create_transports(pj, self._ep, o)
         self._ep.libStart()
         self._ep.audDevManager().setNullDev()  # also the clock that drives the bridge
-        library.set_codec_priorities(self._ep)
+        library.set_codecs(self._ep, o)
         if o.registrar is None:
             self._registration = RegistrationStatus("direct")
         else:
@@ -353,8 +355,9 @@ class SipEndpoint:
         if reason == "cancelled":
             self.counts["cancelled"] += 1
         call.mark_ended(reason)
-        log.info("%s: ended (%s) after %.1f s; %d frames in (%d dropped), %d out", name, reason,
-                 time.monotonic() - call.started_at, call.frames_in, call.frames_dropped, call.frames_out)
+        log.info("%s: ended (%s) after %.1f s; %d frames in (%d dropped), %d out%s", name, reason,
+                 time.monotonic() - call.started_at, call.frames_in, call.frames_dropped, call.frames_out,
+                 library.describe_rx(call.rx_stats))
 
     def _request_hangup(self, call: SipCall, reason: str) -> None:
         self._post(lambda: self._hang_up(call.call_id, reason))
@@ -373,20 +376,22 @@ class SipEndpoint:
         except Exception as exc:
             log.warning("%s: hang-up failed: %s", name, pj_error(exc))
 
-    def _check_media_timeouts(self, now: float) -> None:
+    def _check_media(self, now: float) -> None:
+        """Every second: each call's receive statistics, and a hang-up where RTP stopped (media_timeout_s)."""
         limit = self.options.media_timeout_s
-        if limit <= 0:
-            return
         for leg in list(self._legs.values()):
             if not leg.answered or leg.disconnected or leg.media_index < 0:
                 continue
             try:
-                packets = leg.getStreamStat(leg.media_index).rtcp.rxStat.pkt
+                stats = library.rx_stats(leg.getStreamStat(leg.media_index))
             except Exception:
                 continue
+            if leg.call is not None:
+                leg.call.rx_stats = stats
+            packets = stats["packets"]
             if packets != leg.rx_packets:
                 leg.rx_packets, leg.rx_seen_at = packets, now
-            elif now - leg.rx_seen_at > limit:
+            elif limit > 0 and now - leg.rx_seen_at > limit:
                 log.warning("%s: no RTP for %.0f s", leg.name, now - leg.rx_seen_at)
                 self._hang_up(leg.name, "no media")
 

@@ -20,6 +20,7 @@ CODEC_PRIORITY = {"G722/16000/1": 255, "PCMU/8000/1": 254, "PCMA/8000/1": 253,
 REFUSAL_SLOTS = 4  # pjsua call slots beyond max_calls, so refusals still get our 403/486
 PJSUA_MAX_CALLS = 32
 WILDCARDS = ("0.0.0.0", "::")
+SND_AUTO_CLOSE_S = -1  # never: see endpoint_config
 
 
 class SipUnavailable(RuntimeError):
@@ -64,7 +65,16 @@ def endpoint_config(pj: Any, o: SipOptions, writer: Any) -> Any:
     # queued meanwhile would sit in the jitter buffer as up to half a second of extra delay.
     med.hasIoqueue = False
     med.threadCnt = 0
-    return cfg  # jitter buffer (adaptive) and PLC: pjmedia's defaults
+    # The caller's audio waits in the jitter buffer for the bridge's next tick (see sip/README.md, "Latency").
+    med.jbInit, med.jbMinPre, med.jbMaxPre, med.jbMax = (
+        o.jb_init_ms, o.jb_min_prefetch_ms, o.jb_max_prefetch_ms, o.jb_max_ms)
+    # Keep the bridge's clock (the null sound device) running between calls. pjsua stops it one second after
+    # the last call and starts it again with the next call's media; against pjsua-based phones (the tests')
+    # every call then had the bridge ticking 1-2 ms after the phone sent, so packets raced the tick they
+    # were meant for and often missed it by a hair, waiting a whole extra frame. Running freely, the phase
+    # is random: 10 ms on average, rarely a race.
+    med.sndAutoCloseTime = SND_AUTO_CLOSE_S
+    return cfg
 
 
 def create_transports(pj: Any, ep: Any, o: SipOptions) -> dict[str, str]:
@@ -80,6 +90,8 @@ def create_transports(pj: Any, ep: Any, o: SipOptions) -> dict[str, str]:
         tcfg.port = o.tls_port if name == "tls" else o.listen_port
         if host not in WILDCARDS:
             tcfg.boundAddress = host
+        if o.public_address:  # what Via and Contact say instead of the bound address
+            tcfg.publicAddress = o.public_address
         if name == "tls":
             tcfg.tlsConfig.certFile = str(o.tls_cert)
             tcfg.tlsConfig.privKeyFile = str(o.tls_key)
@@ -88,13 +100,45 @@ def create_transports(pj: Any, ep: Any, o: SipOptions) -> dict[str, str]:
         except Exception as exc:
             raise SipUnavailable(f"cannot listen for SIP over {name} on {host}:{tcfg.port}: "
                                  f"{pj_error(exc)} (is the port in use?)") from None
-        addresses[name] = ep.transportGetInfo(tid).localName
+        info = ep.transportGetInfo(tid)
+        addresses[name] = info.localAddress if o.public_address else info.localName  # bound, not published
     return addresses
 
 
-def set_codec_priorities(ep: Any) -> None:
+def set_codecs(ep: Any, o: SipOptions) -> None:
+    """Codec priorities (CODEC_PRIORITY; the rest off) and packet loss concealment (`plc`) for each."""
     for codec in ep.codecEnum2():
-        ep.codecSetPriority(codec.codecId, CODEC_PRIORITY.get(codec.codecId, 0))
+        priority = CODEC_PRIORITY.get(codec.codecId, 0)
+        ep.codecSetPriority(codec.codecId, priority)
+        if priority:
+            param = ep.codecGetParam(codec.codecId)
+            param.setting.plc = o.plc
+            ep.codecSetParam(codec.codecId, param)
+
+
+def public_contact(o: SipOptions) -> str:
+    """The Contact for `public_address`, on the first configured transport."""
+    host = f"[{o.public_address}]" if ":" in (o.public_address or "") else o.public_address
+    kind = o.transports[0]
+    port = o.tls_port if kind == "tls" else o.listen_port
+    return f"<sip:{o.username or 'standin'}@{host}:{port}{'' if kind == 'udp' else f';transport={kind}'}>"
+
+
+def rx_stats(stat: Any) -> dict[str, float]:
+    """The receive side of a pjsua2 StreamStat: RTP packets, lost (sequence gaps), interarrival jitter, and
+    the jitter buffer's delay (mean and max over the frames it handed out), frames it dropped to shorten
+    itself or because they came too late, and ticks it had nothing for."""
+    rx, jb = stat.rtcp.rxStat, stat.jbuf
+    return {"packets": int(rx.pkt), "lost": int(rx.loss), "jitter_ms": round(rx.jitterUsec.mean / 1000, 1),
+            "jb_delay_ms": int(jb.avgDelayMsec), "jb_max_delay_ms": int(jb.maxDelayMsec),
+            "jb_discarded": int(jb.discard), "jb_empty": int(jb.empty)}
+
+
+def describe_rx(stats: dict[str, float]) -> str:
+    if not stats:
+        return ""
+    return ("; RTP in: {packets} packets, {lost} lost, jitter {jitter_ms} ms; jitter buffer {jb_delay_ms} ms "
+            "(max {jb_max_delay_ms}), {jb_discarded} dropped, {jb_empty} empty").format(**stats)
 
 
 def account_config(pj: Any, o: SipOptions, password: str | None) -> Any:
@@ -104,6 +148,11 @@ def account_config(pj: Any, o: SipOptions, password: str | None) -> Any:
     rtp.portRange = o.rtp_port_count
     if o.listen_host not in WILDCARDS:
         rtp.boundAddress = o.listen_host
+    if o.public_address:
+        rtp.publicAddress = o.public_address  # the SDP's c= and o= lines
+        # pjsua writes the interface's address into the Contact of its answers whatever the transport
+        # publishes, so the Contact is forced
+        acfg.sipConfig.contactForced = public_contact(o)
     if ":" in o.listen_host:
         acfg.mediaConfig.ipv6Use = pj.PJSUA_IPV6_ENABLED
     if o.registrar is None:

@@ -200,6 +200,9 @@ class SipCall:
         self.dtmf: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
         self.frames_out = 0
         self.pull_errors = 0
+        # the caller's RTP as pjmedia saw it, refreshed every second while the call is up (see
+        # sip.library.rx_stats): packets, lost, jitter, and the jitter buffer's delay, drops and underruns
+        self.rx_stats: dict[str, float] = {}
         self._loop = loop
         self._request_hangup = request_hangup
         self._inbound = InboundFrames(loop, buffer_frames)

@@ -42,6 +42,7 @@ class SipOptions:
     tls_port: int = 5061  # with "tls" in transports
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    public_address: str | None = None  # IP or host name for Via, Contact and the SDP (NAT, forwarded ports)
     rtp_port_start: int = 40000
     rtp_port_count: int = 1000  # each call takes two (RTP, RTCP)
     registrar: str | None = None  # "sip:trunk.example.com"; None = direct mode
@@ -57,6 +58,13 @@ class SipOptions:
     media_timeout_s: float = 30.0  # hang up when no RTP arrived for this long (0 = never)
     rx_buffer_frames: int = 50  # caller frames held for a slow reader before the oldest are dropped
     normalize_level: bool = True  # slow AGC on the caller's audio
+    # The caller's audio on its way in (see sip/README.md, "Latency"): pjmedia's adaptive jitter buffer, in ms
+    # of audio (whole 10 ms codec frames), and packet loss concealment.
+    jb_init_ms: int = 0  # prefetch before playing; 0: none, a frame goes on at the first bridge tick after it
+    jb_min_prefetch_ms: int = 20  # with jb_init_ms > 0, the adaptive prefetch stays within these bounds
+    jb_max_prefetch_ms: int = 200
+    jb_max_ms: int = 500  # the most audio it holds: beyond that the oldest frames are dropped
+    plc: bool = False  # conceal lost packets (pjmedia's WSOLA), which delays every frame by 5 ms
     log_level: int = 2  # pjsip's own log lines up to this level (1 errors, 2 warnings, 3 info) go to logging
     resolve_every_s: float = 600.0  # re-resolve host names in allow_from (and the registrar) this often
 
@@ -71,6 +79,9 @@ class SipOptions:
         if "tls" in self.transports and (self.tls_cert is None or self.tls_key is None):
             raise SipConfigError("[sip] transport tls needs tls_cert and tls_key (PEM file paths)")
         _check_port("tls_port", self.tls_port)
+        if self.public_address is not None and not _is_host(self.public_address):
+            raise SipConfigError(f"[sip] public_address must be an IP address or a host name (no port), "
+                                 f"got {self.public_address!r}")
         if not (1 <= self.rtp_port_start <= 65534 and self.rtp_port_count >= 2
                 and self.rtp_port_start + self.rtp_port_count <= 65536):
             raise SipConfigError(
@@ -83,9 +94,24 @@ class SipOptions:
         if self.media_timeout_s < 0 or self.rx_buffer_frames < 2 or self.register_expires_s < 30:
             raise SipConfigError(
                 "[sip] need media_timeout_s >= 0, rx_buffer_frames >= 2, register_expires_s >= 30")
+        self._check_jitter_buffer()
         self._check_trunk()
         for entry in self.allow_from:
             parse_allow_entry(entry)
+
+    def _check_jitter_buffer(self) -> None:
+        init, low = self.jb_init_ms, self.jb_min_prefetch_ms
+        high, most = self.jb_max_prefetch_ms, self.jb_max_ms
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (init, low, high, most)):
+            raise SipConfigError("[sip] jb_init_ms, jb_min_prefetch_ms, jb_max_prefetch_ms and jb_max_ms are "
+                                 "whole milliseconds")
+        if not 40 <= most <= 2000:
+            raise SipConfigError(f"[sip] jb_max_ms must be 40..2000 ms, got {most}")
+        if not (0 <= low <= high <= most and high >= 10 and 0 <= init <= high):
+            raise SipConfigError(
+                "[sip] the jitter buffer needs 0 <= jb_min_prefetch_ms <= jb_max_prefetch_ms <= jb_max_ms, "
+                f"jb_max_prefetch_ms >= 10 and 0 <= jb_init_ms <= jb_max_prefetch_ms; got jb_init_ms={init}, "
+                f"jb_min_prefetch_ms={low}, jb_max_prefetch_ms={high}, jb_max_ms={most}")
 
     def _check_trunk(self) -> None:
         if self.password_env is not None and self.password_file is not None:
@@ -187,6 +213,14 @@ def parse_allow_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Netwo
         return text.lower().rstrip(".")
     raise SipConfigError(
         f"[sip] allow_from entry {entry!r} is not an IP address, a CIDR network or a host name")
+
+
+def _is_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(text)) and not re.fullmatch(r"[\d.]+", text)
 
 
 def _check_port(what: str, port: int, allow_zero: bool = False) -> None:

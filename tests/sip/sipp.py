@@ -122,6 +122,57 @@ def answered_call(hold_ms: int) -> str:
             + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n")
 
 
+_INFO_DTMF = """  <send retrans="500">
+    <![CDATA[
+
+      INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Caller" <sip:+15550001111@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} INFO
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={digit}
+      Duration=160
+
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
+def info_dtmf_call(digits: str, gap_ms: int = 200) -> str:
+    """INVITE, (180), 200, ACK, then each of `digits` as a SIP INFO (application/dtmf-relay, answered
+    200) `gap_ms` apart, then BYE."""
+    infos = "".join(f'  <pause milliseconds="{gap_ms}"/>\n' + _INFO_DTMF.format(cseq=2 + i, digit=d)
+                    for i, d in enumerate(digits))
+    bye = _BYE.replace("CSeq: 2 BYE", f"CSeq: {2 + len(digits)} BYE")
+    return (_HEAD.format(name="info dtmf") + _INVITE
+            + '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+            + '  <recv response="200"/>\n' + _ACK_2XX + infos
+            + f'  <pause milliseconds="{gap_ms}"/>\n' + bye + "</scenario>\n")
+
+
+def answered_call_checking(hold_ms: int, contact: str, sdp: str) -> str:
+    """Like `answered_call`, and the scenario fails unless the 200's Contact header matches the regular
+    expression `contact` and its SDP body matches `sdp`."""
+    checks = f"""  <recv response="200">
+    <action>
+      <ereg regexp="{contact}" search_in="hdr" header="Contact:" check_it="true" assign_to="contact"/>
+      <ereg regexp="{sdp}" search_in="body" check_it="true" assign_to="sdp"/>
+      <log message="contact [$contact], sdp [$sdp]"/>
+    </action>
+  </recv>
+"""
+    return (_HEAD.format(name="answered, checked") + _INVITE
+            + '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+            + checks + _ACK_2XX + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n")
+
+
 PCAP_TRANSCRIPT = "start_s\tend_s\tlabel\ttext\n0.6\t7.6\tCOMPLETE\tCould you take a message?\n"
 
 

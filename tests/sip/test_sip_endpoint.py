@@ -24,9 +24,11 @@ from tests.sip.endpoint_kit import Handler, loopback_options, require_pjsua2, ru
 from tests.sip.sipp import (
     SIPP_SHARE,
     answered_call,
+    answered_call_checking,
     call_ended_by_standin,
     cancelled_call,
     free_port,
+    info_dtmf_call,
     port_free,
     refused_call,
     registrar,
@@ -91,6 +93,8 @@ def test_sipp_pcap_call_is_answered_heard_and_ends_cleanly(tmp_path: Path) -> No
     # The bot's side was pulled once per 20 ms frame for the whole call.
     assert abs(handled.pulls - len(handled.frames)) <= 0.1 * len(handled.frames)
     assert call.frames_dropped == 0 and call.pull_errors == 0
+    # the receive statistics of the last second the call was up (refreshed once a second)
+    assert call.rx_stats["packets"] > 100 and call.rx_stats["jb_delay_ms"] >= 0, call.rx_stats
     assert port_free(int(options.listen_port))
 
 
@@ -150,6 +154,46 @@ def test_rings_before_answering_and_cancel_before_answer_is_clean(tmp_path: Path
     handled = handler.calls[0]
     assert handled.delivered_at - handled.call.started_at >= 0.55  # it rang first
     assert counts == {"answered": 1, "refused": 0, "busy": 0, "cancelled": 1}
+
+
+def test_sip_info_dtmf_reaches_the_call_like_rfc_2833(tmp_path: Path) -> None:
+    handler = Handler()
+    seen: list[str] = []
+
+    async def scenario_run() -> Any:
+        async with running(loopback_options(), handler) as endpoint:
+            caller = asyncio.create_task(run_sipp(["-sf", scenario(tmp_path, "info", info_dtmf_call("5#")),
+                                                   target(endpoint), "-m", "1", "-i", "127.0.0.1"], tmp_path))
+            await asyncio.wait_for(handler.delivered.wait(), 10)
+            handler.calls[0].call.on_dtmf = seen.append
+            result = await caller
+            await asyncio.wait_for(handler.calls[0].call.wait_ended(), 5)
+            await asyncio.sleep(0.05)
+        return result
+
+    result = asyncio.run(scenario_run())
+    assert result.ok, result.output  # each INFO got its 200
+    call = handler.calls[0].call
+    digits = [call.dtmf.get_nowait() for _ in range(call.dtmf.qsize())]
+    assert digits == ["5", "#"] and seen == ["5", "#"]
+
+
+def test_public_address_goes_into_contact_and_sdp(tmp_path: Path) -> None:
+    options = loopback_options(public_address="203.0.113.7")
+    handler = Handler()
+
+    async def scenario_run() -> Any:
+        async with running(options, handler) as endpoint:
+            checked = answered_call_checking(200, contact=rf"203\.0\.113\.7:{options.listen_port}",
+                                             sdp=r"c=IN IP4 203\.0\.113\.7")
+            result = await run_sipp(["-sf", scenario(tmp_path, "checked", checked), target(endpoint),
+                                     "-m", "1", "-i", "127.0.0.1"], tmp_path)
+            return result, dict(endpoint.addresses)
+
+    result, addresses = asyncio.run(scenario_run())
+    assert result.ok, result.output  # the 200's Contact and SDP carry the public address
+    assert handler.calls and handler.calls[0].call.end_reason == "caller hung up"
+    assert addresses["udp"] == f"127.0.0.1:{options.listen_port}"  # where it listens
 
 
 def test_standin_hangs_up_with_bye_and_a_line_without_rtp_is_hung_up(tmp_path: Path) -> None:

@@ -31,6 +31,13 @@ def test_defaults_are_direct_mode_on_5060() -> None:
     ({"registrar": "sip:trunk.example.com", "username": "u"}, "never goes into the config"),
     ({"password_env": "A", "password_file": Path("/x")}, "not both"),
     ({"allow_from": ("10.0.0.0/33",)}, "allow_from"),
+    ({"public_address": "203.0.113.7:5060"}, "public_address"),
+    ({"public_address": "not a host"}, "public_address"),
+    ({"jb_max_ms": 20}, "jb_max_ms"),
+    ({"jb_max_ms": 300.5}, "whole milliseconds"),
+    ({"jb_init_ms": 300}, "jitter buffer"),  # above jb_max_prefetch_ms
+    ({"jb_min_prefetch_ms": 100, "jb_max_prefetch_ms": 60}, "jitter buffer"),
+    ({"jb_max_prefetch_ms": 400, "jb_max_ms": 300}, "jitter buffer"),
 ])
 def test_bad_options_say_what_is_wrong(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(SipConfigError, match=message):
@@ -46,6 +53,18 @@ def test_from_mapping_converts_and_refuses_unknown_keys(tmp_path: Path) -> None:
     assert isinstance(o.password_file, Path) and o.mode == "trunk"
     with pytest.raises(SipConfigError, match="unknown keys \\['password'\\]"):
         SipOptions.from_mapping({"password": "plain"})
+
+
+def test_jitter_buffer_and_plc_options_reach_pjsua() -> None:
+    pj = pytest.importorskip("pjsua2")
+    from sip import library
+
+    o = SipOptions.from_mapping({"jb_init_ms": 40, "jb_min_prefetch_ms": 20, "jb_max_prefetch_ms": 120,
+                                 "jb_max_ms": 240, "plc": True})
+    med = library.endpoint_config(pj, o, None).medConfig
+    assert (med.jbInit, med.jbMinPre, med.jbMaxPre, med.jbMax) == (40, 20, 120, 240)
+    assert med.sndAutoCloseTime == -1  # the bridge's clock keeps running between calls
+    assert o.plc and not SipOptions().plc
 
 
 def test_password_from_env_or_file_and_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
