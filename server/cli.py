@@ -56,12 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     passwd.add_argument("--stdin", action="store_true", help="read the password from stdin (for scripts)")
     passwd.set_defaults(func=_passwd)
 
-    contacts = sub.add_parser("contacts", help="import contacts from a vCard file",
-                              description="Import a .vcf file ([contacts] vcard by default): numbers to "
-                                          "names and profiles. Cards that left the file are removed; "
-                                          "contacts entered by hand are kept.")
+    contacts = sub.add_parser("contacts", help="import contacts from a vCard file or a CardDAV address book",
+                              description="Import a .vcf file ([contacts] vcard by default), or with "
+                                          "--carddav the address book at [contacts] carddav_url: numbers to "
+                                          "names and profiles. Cards that left the file (or the address "
+                                          "book) are removed; contacts entered by hand are kept.")
     contacts.add_argument("action", choices=("import",))
     contacts.add_argument("file", nargs="?", type=Path, help="the .vcf file (default: [contacts] vcard)")
+    contacts.add_argument("--carddav", action="store_true",
+                          help="fetch the address book at [contacts] carddav_url instead of a file")
     contacts.add_argument("--config", type=Path, help="a standin TOML file")
     contacts.set_defaults(func=_contacts)
 
@@ -152,20 +155,30 @@ def _passwd(args: argparse.Namespace) -> int:
 
 
 def _contacts(args: argparse.Namespace) -> int:
-    from server.contacts import VcardError, import_vcard
+    from server.contacts import VcardError, import_carddav, import_vcard
+    from server.contacts.carddav import public_url
     from server.store.db import DatabaseError, open_database
 
     config = load(args.config)
-    path = args.file or (Path(config.contacts.vcard) if config.contacts.vcard else None)
-    if path is None:
-        raise ConfigError(f"{config.source}: name a .vcf file, or set [contacts] vcard")
+    path: Path | None = None
+    if args.carddav:
+        if args.file is not None:
+            raise ConfigError("name a .vcf file or --carddav, not both")
+        if not config.contacts.carddav_url:
+            raise ConfigError(f"{config.source}: set [contacts] carddav_url to import with --carddav")
+        where = public_url(config.contacts.carddav_url)
+    else:
+        path = args.file or (Path(config.contacts.vcard) if config.contacts.vcard else None)
+        if path is None:
+            raise ConfigError(f"{config.source}: name a .vcf file, or set [contacts] vcard")
+        where = str(path)
     try:
         db = open_database(config.storage.database)
-        summary = import_vcard(db, path)
+        summary = import_vcard(db, path) if path is not None else import_carddav(db, config.contacts)
     except (DatabaseError, VcardError) as exc:
         print(f"standin: {exc}", file=sys.stderr)
         return 2
-    print(f"{path}: {summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
+    print(f"{where}: {summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged, "
           f"{summary.removed} removed, {summary.skipped} skipped")
     for problem in summary.problems:
         print(f"  {problem}")

@@ -133,6 +133,11 @@ class NotifyConfig:
 @dataclass(frozen=True, slots=True)
 class ContactsConfig:
     vcard: str = ""  # a .vcf file: numbers to names; CATEGORIES name a profile ("blocked" blocks)
+    carddav_url: str = ""  # an address book collection on a CardDAV server (Nextcloud, Radicale, ...)
+    carddav_username: str = ""
+    carddav_password_env: str = ""  # the environment variable holding the CardDAV password ...
+    carddav_password_file: str = ""  # ... or a file with it; never the password itself
+    carddav_refresh_min: float = 60.0  # how often `standin serve` fetches the address book again
     default_profile: str = "default"
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from server.callfiles import CallFiles
 from server.config import Config
 from server.contacts import CallPlan, default_plan
+from server.contacts.carddav import carddav_refreshing
 from server.core.conversation import Conversation
 from server.engines import build_engines, warm_up
 from server.jobs import JobRunner
@@ -126,8 +127,10 @@ def call_runner(owner: Owner) -> Callable[[Any], Awaitable[dict[str, Any]]]:
 @contextlib.asynccontextmanager
 async def owner_running(config: Config, engines: Engines) -> AsyncIterator[Owner]:
     """The process's `Owner`: `[storage] database` opened (and migrated), the notification outbox
-    running on this loop, calls a crash left open recovered and their messages under way. Everything
-    stops (what is queued committed first) and the database closes on the way out."""
+    running on this loop, calls a crash left open recovered and their messages under way, and the
+    CardDAV address book (`[contacts] carddav_url`) imported now and every `carddav_refresh_min` minutes,
+    in the background. Everything stops (what is queued committed first) and the database closes on the
+    way out."""
     db = await asyncio.to_thread(open_database, config.storage.database)
     try:
         outbox = Outbox(db, config.notify, timeout_s=config.notify.timeout_s)
@@ -138,7 +141,8 @@ async def owner_running(config: Config, engines: Engines) -> AsyncIterator[Owner
         try:
             await asyncio.to_thread(owner.start)
             try:
-                yield owner
+                async with carddav_refreshing(config, db):
+                    yield owner
             finally:
                 await asyncio.to_thread(owner.stop)
         finally:

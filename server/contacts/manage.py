@@ -5,8 +5,8 @@ Each returns plain dicts (JSON-ready) and raises `NotFound`, `Conflict` or `Inva
 
 A profile dict: {id, name, greeting, manner, language, silence_timeout_s, backchannels, end_on_sales,
 blocked, contacts (how many use it)}. A contact dict: {id, name, numbers (normalised), profile (a name or
-None: the default profile), notes, source ("manual" | "vcard"), uid}. A vCard contact edited here is
-overwritten by the next import of its file.
+None: the default profile), notes, source ("manual" | "vcard" | "carddav"), uid}. A vCard or CardDAV
+contact edited here is overwritten by the next import of its file or address book.
 """
 
 from __future__ import annotations

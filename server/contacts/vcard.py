@@ -5,6 +5,11 @@ CATEGORIES value that names a profile its profile ("blocked" is the blocked prof
 A card's UID (or, without one, its name) identifies it across imports: a re-import updates its contact,
 and removes the vCard contacts whose card has left the file. Contacts entered by hand are never touched,
 and their numbers stay theirs. A card that cannot be read is reported and skipped; the rest go in.
+
+Each source imports its own contacts: `import_vcard_text` takes the source's name ("vcard" for the file,
+"carddav" for the address book of server/contacts/carddav.py), and only updates and removes that
+source's contacts; every other contact (by hand, or from the other source) is left as it is, and its
+numbers stay its own.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from server.store.schema import Contact, ContactNumber, Profile
 log = logging.getLogger(__name__)
 
 BLOCKED = "blocked"
+SOURCE = "vcard"  # Contact.source of the file's contacts
 _BEGIN = re.compile(r"^BEGIN:VCARD\s*$", re.IGNORECASE)
 _END = re.compile(r"^END:VCARD\s*$", re.IGNORECASE)
 
@@ -84,12 +90,13 @@ def sync_vcard(config: Config, db: Database) -> ImportSummary | None:
     return import_vcard(db, config.contacts.vcard) if config.contacts.vcard else None
 
 
-def import_vcard_text(session: Session, text: str) -> ImportSummary:
+def import_vcard_text(session: Session, text: str, source: str = SOURCE) -> ImportSummary:
+    """Make `source`'s contacts those of the cards in `text` (any number of them, one after the other)."""
     summary = ImportSummary()
     kept: set[str] = set()  # the UIDs of cards skipped this time: their contacts stay as they were
-    cards = _usable(session, _parse(text, summary, kept), summary, kept)
+    cards = _usable(session, _parse(text, summary, kept), summary, kept, source)
     profiles = {p.name.lower(): p for p in session.scalars(select(Profile))}
-    existing = {c.uid: c for c in session.scalars(select(Contact).where(Contact.source == "vcard"))}
+    existing = {c.uid: c for c in session.scalars(select(Contact).where(Contact.source == source))}
     dropped: set[str] = set()
     for uid, old in existing.items():
         card = cards.get(uid)
@@ -106,7 +113,7 @@ def import_vcard_text(session: Session, text: str) -> ImportSummary:
         profile = _profile(session, card.categories, profiles)
         contact = existing.get(uid)
         if contact is None:
-            session.add(Contact(name=card.name, notes=card.notes, profile=profile, source="vcard", uid=uid,
+            session.add(Contact(name=card.name, notes=card.notes, profile=profile, source=source, uid=uid,
                                 numbers=[ContactNumber(number=n) for n in card.numbers]))
             summary.added += 1
             continue
@@ -192,11 +199,12 @@ def _card(lines: list[str], label: str, summary: ImportSummary) -> _Card | None:
     return _Card(label, uid, name[:200], numbers, categories, notes[:4000])
 
 
-def _usable(session: Session, cards: list[_Card], summary: ImportSummary, kept: set[str]) -> dict[str, _Card]:
-    """The cards by UID, each number with one owner: hand-entered contacts (and those of skipped cards)
-    first, then the earlier card."""
+def _usable(session: Session, cards: list[_Card], summary: ImportSummary, kept: set[str],
+            source: str) -> dict[str, _Card]:
+    """The cards by UID, each number with one owner: other sources' contacts (and those of skipped
+    cards) first, then the earlier card."""
     owners = select(ContactNumber.number, Contact.name).join(Contact).where(
-        (Contact.source != "vcard") | Contact.uid.in_(kept))
+        (Contact.source != source) | Contact.uid.in_(kept))
     manual = {number: repr(name) for number, name in session.execute(owners)}
     taken: dict[str, str] = {}
     usable: dict[str, _Card] = {}

@@ -79,7 +79,7 @@ class Contact(Base):
     name: Mapped[str] = mapped_column(String(200))
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("profiles.id", ondelete="SET NULL"))
     notes: Mapped[str] = mapped_column(Text, default="")  # what the prompt may know about them
-    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | vcard
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | vcard | carddav
     uid: Mapped[str] = mapped_column(String(200), default="")  # the vCard UID, to re-import in place
     numbers: Mapped[list[ContactNumber]] = relationship(
         back_populates="contact", cascade="all, delete-orphan", lazy="selectin")
