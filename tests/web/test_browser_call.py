@@ -68,7 +68,7 @@ def test_a_test_call_from_the_browser(server: tuple[CallServer, Path], tmp_path:
     from playwright.sync_api import expect, sync_playwright
 
     srv, mic = server
-    shot = tmp_path / "call-page.png"
+    shot, detail_shot = tmp_path / "call-page.png", tmp_path / "call-detail.png"
     with sync_playwright() as p:
         browser = launch(p, mic)
         try:
@@ -104,11 +104,14 @@ def test_a_test_call_from_the_browser(server: tuple[CallServer, Path], tmp_path:
             message.locator("text=Call details").click()
             expect(page.locator("dl.fields")).to_contain_text("browser")
             expect(page.locator("main")).to_contain_text("caller hung up")
+            expect(page.locator("svg.waterfall")).to_be_visible()
+            page.screenshot(path=str(detail_shot), full_page=True)
         finally:
             browser.close()
 
     assert not errors, errors
-    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in (shot, detail_shot):
+        assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     summary = srv.summary(call_id)
     assert summary["caller_number"] == "browser" and summary["ended"] == "caller hung up"
