@@ -108,11 +108,11 @@ class OpenAiReplies:
         named = {"name": "message", "schema": dict(schema), "strict": True}
         formats = {"json_schema": {"type": "json_schema", "json_schema": named},
                    "json_object": {"type": "json_object", "schema": dict(schema)}}
-        response = self._post({**body, "response_format": formats[self._json_format]}, timeout_s)
+        response = self._send({**body, "response_format": formats[self._json_format]}, timeout_s)
         if response.status_code in (400, 422, 500) and self._json_format == "json_schema":
             # (llama-cpp-python's server answers a request it cannot validate with 500)
             response.close()
-            response = self._post({**body, "response_format": formats["json_object"]}, timeout_s)
+            response = self._send({**body, "response_format": formats["json_object"]}, timeout_s)
             if response.status_code == 200:
                 self._json_format = "json_object"
         self._checked(response)
@@ -126,20 +126,6 @@ class OpenAiReplies:
             raise EngineError(f"the reply server at {self.url} answered the message request with JSON that "
                               "is not an object")
         return data
-
-    def _post(self, body: dict[str, Any], timeout_s: float) -> Any:
-        httpx = self._httpx
-        try:
-            return self._client.post(self.url, json=body, timeout=httpx.Timeout(timeout_s))
-        except httpx.ConnectError as e:
-            raise EngineError(f"cannot connect to the reply server at {self.url} ({e}); is it running, "
-                              "and are base_url's host and port right?") from e
-        except httpx.TimeoutException as e:
-            raise EngineError(f"the reply server at {self.url} did not write the message within "
-                              f"{timeout_s:.0f} s") from e
-        except httpx.HTTPError as e:
-            raise EngineError(f"request to the reply server at {self.url} failed ({type(e).__name__}); "
-                              "check base_url") from e
 
     def _open(self, messages: list[dict[str, str]]) -> Any:
         """The streaming response, its status checked; without tools if the server refuses them."""
@@ -156,14 +142,20 @@ class OpenAiReplies:
             return response
         return self._checked(self._send(body))
 
-    def _send(self, body: dict[str, Any]) -> Any:
+    def _send(self, body: dict[str, Any], message_timeout_s: float | None = None) -> Any:
+        """POST `body`: a reply, streamed; or with `message_timeout_s`, a message, read whole."""
         httpx = self._httpx
         try:
+            if message_timeout_s is not None:
+                return self._client.post(self.url, json=body, timeout=httpx.Timeout(message_timeout_s))
             return self._client.send(self._client.build_request("POST", self.url, json=body), stream=True)
         except httpx.ConnectError as e:
             raise EngineError(f"cannot connect to the reply server at {self.url} ({e}); is it running, "
                               "and are base_url's host and port right?") from e
         except httpx.TimeoutException as e:
+            if message_timeout_s is not None:
+                raise EngineError(f"the reply server at {self.url} did not write the message within "
+                                  f"{message_timeout_s:.0f} s") from e
             raise EngineError(f"the reply server at {self.url} did not answer within "
                               f"{self.options.timeout_s} s; is it overloaded, or timeout_s too short?") from e
         except httpx.HTTPError as e:

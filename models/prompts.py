@@ -24,7 +24,7 @@ from pathlib import Path
 from models.engines import CallContext, Line
 
 __all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "MarkerFilter", "base_language",
-           "build_messages", "load_template", "system_prompt"]
+           "build_messages", "find_template", "load_template", "system_prompt"]
 
 DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
@@ -69,15 +69,20 @@ def base_language(code: str) -> str:
     return re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0] or "en"
 
 
-def load_template(language: str, template_dir: str | Path | None = None) -> str:
-    language = base_language(language)
+def find_template(kind: str, language: str, template_dir: str | Path | None = None) -> tuple[str, str]:
+    """`<kind>.<language>.txt` (the owner's template directory first, then the defaults; English when
+    the language has none): its text, and the language it is written in."""
     dirs = [Path(template_dir).expanduser()] if template_dir else []
-    for name in (f"reply.{language}.txt", "reply.en.txt"):
+    for lang in dict.fromkeys((base_language(language), "en")):
         for directory in (*dirs, DEFAULT_DIR):
-            path = directory / name
+            path = directory / f"{kind}.{lang}.txt"
             if path.is_file():
-                return path.read_text(encoding="utf-8").strip()
-    raise FileNotFoundError(f"no reply template in {template_dir or DEFAULT_DIR}; reinstall standin")
+                return path.read_text(encoding="utf-8").strip(), lang
+    raise FileNotFoundError(f"no {kind} template in {template_dir or DEFAULT_DIR}; reinstall standin")
+
+
+def load_template(language: str, template_dir: str | Path | None = None) -> str:
+    return find_template("reply", language, template_dir)[0]
 
 
 def system_prompt(context: CallContext, template_dir: str | Path | None = None) -> str:

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from models.engines import EngineError, Line
-from models.prompts import DEFAULT_DIR, base_language
+from models.prompts import base_language, find_template
 from server.contacts.numbers import normalise
+from server.core.story import CUT_OFF
 from server.store.schema import Call, Message
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def story_of_call(call: Call, owner_name: str = "", default_language: str = "en"
             continue
         heard = b.heard.strip()
         if b.cut_off:
-            heard = f"{heard} ... [cut off]" if heard else ""
+            heard = f"{heard} {CUT_OFF}" if heard else ""
         if heard:
             timed.append((b.start_s, 0, Line("bot", heard)))
     timed.sort(key=lambda item: (item[0], item[1]))
@@ -136,20 +137,8 @@ def transcript_text(lines: Sequence[Line]) -> str:
     return "\n".join(f"{'Caller' if line.role == 'caller' else 'Assistant'}: {line.text}" for line in lines)
 
 
-def load_message_template(language: str, template_dir: str | Path | None = None) -> tuple[str, str]:
-    """(the template, the language it is written in)."""
-    dirs = [Path(template_dir).expanduser()] if template_dir else []
-    language = base_language(language)
-    for lang in dict.fromkeys((language, "en")):
-        for directory in (*dirs, DEFAULT_DIR):
-            path = directory / f"message.{lang}.txt"
-            if path.is_file():
-                return path.read_text(encoding="utf-8").strip(), lang
-    raise FileNotFoundError(f"no message template in {template_dir or DEFAULT_DIR}; reinstall standin")
-
-
 def prompt_messages(story: CallStory, template_dir: str | Path | None = None) -> list[dict[str, str]]:
-    template, written_in = load_message_template(story.language, template_dir)
+    template, written_in = find_template("message", story.language, template_dir)
     owner, unknown, names = _WORDS.get(written_in, _WORDS["en"])
     started = story.started_at.astimezone() if story.started_at else datetime.now().astimezone()
     language = base_language(story.language)

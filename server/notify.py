@@ -305,13 +305,15 @@ class Outbox:
             delivery.last_error = error[:2000]
             if job.attempts >= self.config.max_attempts:
                 delivery.state = "failed"
-                log.warning("delivery %d to %s failed for good after %d attempts: %s", delivery.id,
-                            delivery.label, job.attempts, error)
+                # The channel's answer may quote the message, so it is kept on the delivery (shown to the
+                # owner on the dashboard), never in the log.
+                log.warning("delivery %d to %s failed for good after %d attempts", delivery.id,
+                            delivery.label, job.attempts)
                 return
             delay = backoff_s(self.config, job.attempts)
             delivery.state, delivery.due_at = "pending", now + timedelta(seconds=delay)
-            log.warning("delivery %d to %s failed (attempt %d), retrying in %g s: %s", delivery.id,
-                        delivery.label, job.attempts, delay, error)
+            log.warning("delivery %d to %s failed (attempt %d), retrying in %g s", delivery.id,
+                        delivery.label, job.attempts, delay)
 
     def _next_delay(self) -> float:
         with self.db.session() as session:

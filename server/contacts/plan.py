@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 
@@ -51,17 +50,16 @@ def default_plan(config: Config, caller_number: str = "") -> CallPlan:
 
 def _plan(config: Config, caller_number: str, contact: Contact | None, profile: Profile | None) -> CallPlan:
     language = (profile.language if profile else "") or config.language
-    call = config.call
-    turns = config.turns
+    conversation = config.conversation()
     if profile is not None:
-        call = dataclasses.replace(
-            call, greeting=profile.greeting or call.greeting,
-            silence_timeout_s=profile.silence_timeout_s or call.silence_timeout_s)
-        turns = dataclasses.replace(turns, backchannels=profile.backchannels)
-    context = CallContext(
-        language=language, caller_number=caller_number.strip(),
-        caller_name=contact.name if contact else "", owner_name=config.llm.owner_name,
-        started_at=datetime.now().astimezone().isoformat(timespec="minutes"),
+        call = conversation.call
+        conversation = dataclasses.replace(
+            conversation,
+            call=dataclasses.replace(call, greeting=profile.greeting or call.greeting,
+                                     silence_timeout_s=profile.silence_timeout_s or call.silence_timeout_s),
+            turns=dataclasses.replace(conversation.turns, backchannels=profile.backchannels))
+    context = dataclasses.replace(
+        config.context(caller_number.strip(), contact.name if contact else ""), language=language,
         manner=profile.manner.strip() if profile else "",
         caller_notes=contact.notes.strip() if contact else "",
         end_on_sales=bool(profile and profile.end_on_sales))
@@ -70,6 +68,6 @@ def _plan(config: Config, caller_number: str, contact: Contact | None, profile: 
         profile=profile.name if profile else config.contacts.default_profile,
         blocked=bool(profile and profile.blocked),
         language=language,
-        conversation=ConversationOptions(call, config.segmenter, turns, config.speech),
+        conversation=conversation,
         context=context,
         contact_id=contact.id if contact else None)

@@ -68,7 +68,7 @@ def get_call(request: Request, call_id: int) -> dict[str, Any]:
         detail = queries.call_detail(session, call_id)
     if detail is None:
         raise not_found("call", call_id)
-    has = detail.pop("has_folder") and recording_path(request, call_id) is not None
+    has = _recording(request, detail.pop("folder")) is not None
     detail["recording"] = f"/api/calls/{call_id}/recording" if has else None
     return detail
 
@@ -77,6 +77,10 @@ def recording_path(request: Request, call_id: int) -> Path | None:
     """The call's stereo call.wav, when it exists inside [storage] calls_dir."""
     with session_for(request) as session:
         folder = queries.call_folder(session, call_id)
+    return _recording(request, folder)
+
+
+def _recording(request: Request, folder: str | None) -> Path | None:
     if not folder:
         return None
     calls_dir = Path(context(request).config.storage.calls_dir).resolve()

@@ -65,7 +65,7 @@ def call_detail(session: Session, call_id: int) -> dict[str, Any] | None:
         return None
     detail: dict[str, Any] = {c.key: getattr(call, c.key) for c in _CALL_COLUMNS}
     detail["error"] = call.error
-    detail["has_folder"] = bool(call.folder)
+    detail["folder"] = call.folder  # for the API's recording link; not shown as it is
     detail["fragments"] = [
         {"start_s": f.start_s, "end_s": f.end_s, "text": f.text}
         for f in session.scalars(select(Fragment).where(Fragment.call_id == call_id)

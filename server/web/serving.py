@@ -19,20 +19,22 @@ import uvicorn
 
 from server.config import Config, ConfigError
 from server.store.db import Database
+from sip.options import SipConfigError, split_host_port
 
 log = logging.getLogger(__name__)
 
 
 def bind(listen: str, source: str = "config") -> socket.socket:
-    host, sep, port_text = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"{source}: [web] listen must be host:port (\"127.0.0.1:8080\"), not {listen!r}")
+    try:  # parsed as [sip] listen is (and as `standin doctor` reads this one)
+        host, port = split_host_port(listen, "listen")
+    except SipConfigError:
+        raise ConfigError(f"{source}: [web] listen must be host:port (\"127.0.0.1:8080\", or "
+                          f"\"[::1]:8080\"), not {listen!r}") from None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, int(port_text)))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ConfigError(f"{source}: cannot listen on [web] listen = {listen!r}: "

@@ -36,15 +36,11 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from sip.media import InboundFrames
+from sip.media import FRAME, FRAME_BYTES, RATE, SILENCE, InboundFrames
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
-FRAME = 320  # samples in 20 ms
-FRAME_BYTES = FRAME * 2
 FRAME_S = FRAME / RATE
-SILENCE = np.zeros(FRAME, np.int16)
 MAX_AUDIO_BYTES = 16000  # 0.5 s in one message
 MAX_TEXT_CHARS = 1024
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
