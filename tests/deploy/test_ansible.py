@@ -10,57 +10,28 @@ nft. No service is started and no firewall is loaded. The second run must change
 
 from __future__ import annotations
 
-import grp
-import hashlib
-import json
-import os
-import pwd
-import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.deploy.ansible_ci import (
+    ANSIBLE,
+    HERE,
+    Provisioned,
+    assert_config_and_secrets,
+    assert_idempotent,
+    env,
+    run_twice,
+    scratch,
+    tool,
+)
 from tests.deploy.doctor_box import REPO
-
-ANSIBLE = REPO / "ansible"
-HERE = Path(__file__).resolve().parent
-CI_USER = "standin-ci"
-SECRETS = {
-    "standin_sip_password": "trunk-secret",
-    "standin_web_password": "correct horse battery",
-    "standin_notify_urls": ["json://127.0.0.1:9/hook", "ntfy://ntfy.home.lan/phone"],
-    "standin_api_tokens": ["token-from-vault"],
-}
-# Stand-ins for the cpu set's files, at the paths the rendered config names.
-MODELS = {
-    "whisper/small/model.bin": b"whisper weights, in miniature\n" * 10,
-    "llm/qwen2.5-1.5b-instruct-q4_k_m.gguf": b"GGUF and not much else\n",
-    "piper/en_US-lessac-medium.onnx": b"a voice\n",
-    "piper/en_US-lessac-medium.onnx.json": b'{"audio": {"sample_rate": 22050}}\n',
-}
-
-
-def tool(name: str) -> str:
-    """An Ansible command from this interpreter's environment, else from PATH; skips when there is none."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed (pip install ansible-core ansible-lint)")
-    return found
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"), "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
 
 
 def test_playbook_syntax() -> None:
@@ -85,176 +56,23 @@ def test_ansible_lint() -> None:
 # --------------------------------------------------------------------------- two real runs
 
 
-@dataclass
-class Provisioned:
-    root: Path
-    work: Path
-    user: str
-    recaps: list[dict[str, int]]
-    outputs: list[str]
-    manifest: Path
-
-    def path(self, rel: str) -> Path:
-        return self.root / rel.lstrip("/")
-
-
-RECAP = re.compile(r"^localhost\s*:\s*(.*)$", re.MULTILINE)
-
-
-def recap(output: str) -> dict[str, int]:
-    found = RECAP.findall(output)
-    assert found, f"no PLAY RECAP in:\n{output[-3000:]}"
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found[-1])}
-
-
-def freeze_source(into: Path) -> Path:
-    """The parts of the checkout the roles pack, copied, so a checkout edited meanwhile changes nothing."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("server", "models", "sip"):
-        shutil.copytree(REPO / name, into / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(REPO / name, into / name)
-    return into
-
-
-def nft_checks() -> bool:
-    if shutil.which("nft") is None:
-        return False
-    done = subprocess.run(["nft", "-c", "-f", "-"], input="table inet standin_probe {}\n",
-                          capture_output=True, text=True, timeout=30, check=False)
-    return done.returncode == 0
-
-
 @pytest.fixture(scope="module")
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
-    playbook, vault = tool("ansible-playbook"), tool("ansible-vault")
-    work = tmp_path_factory.mktemp("ansible")
-    root = work / "root"
-    models_from = work / "models-from"
-    models_from.mkdir()
-    manifest = work / "manifest.toml"
-    text = '[sets.cpu]\nmodels = ["tiny"]\n[sets.gpu]\nmodels = ["tiny"]\n[models.tiny]\nrole = "all"\n'
-    for rel, data in MODELS.items():
-        (models_from / Path(rel).name).write_bytes(data)
-        text += (f'[[models.tiny.files]]\npath = "{rel}"\nurl = "https://models.invalid/{rel}"\n'
-                 f'size = {len(data)}\nsha256 = "{hashlib.sha256(data).hexdigest()}"\n')
-    manifest.write_text(text, encoding="utf-8")
-    as_root = os.geteuid() == 0
-    me = pwd.getpwuid(os.geteuid())
-    made_user = as_root and not _user_exists(CI_USER)
-    user = CI_USER if as_root else me.pw_name
-    settings: dict[str, Any] = {
-        "standin_root": str(root),
-        "standin_user": user,
-        "standin_group": CI_USER if as_root else grp.getgrgid(me.pw_gid).gr_name,
-        "standin_file_owner": "root" if as_root else me.pw_name,
-        "standin_create_user": as_root,
-        "standin_install_packages": False,
-        "standin_manage_services": False,
-        "standin_python": getattr(sys, "_base_executable", sys.executable),
-        "standin_cli_python": sys.executable,
-        "standin_source_dir": str(freeze_source(work / "source")),
-        "standin_app_pip_install_deps": False,
-        "standin_gpu": False,
-        "standin_models_manifest": str(manifest),
-        "standin_models_from": str(models_from),
-        "standin_sip_registrar": "sip:192.0.2.10",
-        "standin_sip_username": "4930123",
-        "standin_sip_media_addresses": ["198.51.100.0/24"],
-        "standin_lan_networks": ["192.168.1.0/24", "fd00::/8"],
-        "standin_web_listen": "0.0.0.0:8080",
-        "standin_firewall_check": nft_checks(),
-        "standin_backup_keep": 2,
-        "ansible_python_interpreter": sys.executable,
-    }
-    (work / "vars.json").write_text(json.dumps(settings), encoding="utf-8")
-    (work / "vault-pass").write_text("test vault password\n", encoding="utf-8")
-    (work / "vault.yml").write_text(json.dumps(SECRETS), encoding="utf-8")
-    subprocess.run([vault, "encrypt", "--vault-password-file", str(work / "vault-pass"),
-                    str(work / "vault.yml")], env=env(), check=True, capture_output=True, timeout=120)
-    assert (work / "vault.yml").read_text().startswith("$ANSIBLE_VAULT;")
-    command = [playbook, "-i", "localhost,", "-c", "local", "-e", f"@{work / 'vars.json'}",
-               "-e", f"@{work / 'vault.yml'}", "--vault-password-file", str(work / "vault-pass"),
-               str(HERE / "ci_playbook.yml")]
-    outputs, recaps = [], []
-    try:
-        for _ in range(2):
-            done = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True, timeout=1200,
-                                  check=False)
-            outputs.append(done.stdout + done.stderr)
-            recaps.append(recap(outputs[-1]))
-        yield Provisioned(root, work, user, recaps, outputs, manifest)
-    finally:
-        if made_user and _user_exists(CI_USER):
-            subprocess.run(["userdel", CI_USER], check=False, capture_output=True)
-            subprocess.run(["groupdel", CI_USER], check=False, capture_output=True)
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _changed_tasks(output: str) -> list[str]:
-    tasks, current = [], ""
-    for line in output.splitlines():
-        if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            current = line.split("[", 1)[1].rsplit("]", 1)[0]
-        elif line.startswith("changed:"):
-            tasks.append(current)
-    return tasks
+    playbook = tool("ansible-playbook")
+    with scratch(tmp_path_factory.mktemp("ansible")) as s:
+        command = [playbook, "-i", "localhost,", "-c", "local", *s.playbook_args()]
+        outputs, recaps = run_twice(command, env(), "localhost")
+        yield Provisioned(s.root, s.work, s.user, recaps, outputs, s.manifest)
 
 
 @pytest.mark.slow
 def test_roles_run_and_a_second_run_changes_nothing(provisioned: Provisioned) -> None:
-    first, second = provisioned.recaps
-    assert first["failed"] == 0 and first["unreachable"] == 0, provisioned.outputs[0][-6000:]
-    assert first["changed"] > 10
-    assert second["failed"] == 0, provisioned.outputs[1][-6000:]
-    assert second["changed"] == 0, f"changed on the second run: {_changed_tasks(provisioned.outputs[1])}"
+    assert_idempotent(provisioned)
 
 
 @pytest.mark.slow
 def test_config_and_secrets_are_what_standin_reads(provisioned: Provisioned) -> None:
-    from argon2 import PasswordHasher
-
-    from server.config import load
-    from sip.options import SipOptions
-
-    p = provisioned.path
-    config = load(p("/etc/standin/standin.toml"))
-    sip = SipOptions.from_mapping(config.sip)
-    assert (sip.registrar, sip.username, sip.password()) == ("sip:192.0.2.10", "4930123", "trunk-secret")
-    assert (sip.rtp_port_start, sip.rtp_port_count, sip.max_calls) == (40000, 1000, 4)
-    assert config.models.set == "cpu" and Path(config.models.dir) == p("/var/lib/standin/models")
-    assert (config.stt.engine, config.stt.model, config.stt.device) == ("whisper", "whisper/small", "cpu")
-    assert config.llm.engine == "llama_cpp" and config.judge.engine == "llm"
-    assert config.storage.database == f"sqlite:///{p('/var/lib/standin/standin.db')}"
-    assert Path(config.storage.calls_dir) == p("/var/lib/standin/calls")
-    assert Path(config.notify.urls_file).read_text().split() == SECRETS["standin_notify_urls"]
-
-    web_hash = Path(config.web.password_file)
-    PasswordHasher().verify(web_hash.read_text().strip(), SECRETS["standin_web_password"])
-    assert web_hash.stat().st_mode & 0o777 == 0o600
-    assert pwd.getpwuid(web_hash.stat().st_uid).pw_name == provisioned.user
-    for secret in ("sip-password", "notify-urls", "standin.env", "standin.toml"):
-        assert p(f"/etc/standin/{secret}").stat().st_mode & 0o777 == 0o640, secret
-
-    env_file = p("/etc/standin/standin.env").read_text()
-    tokens = env_file.split("STANDIN_API_TOKENS=", 1)[1].split()[0].split(",")
-    assert len(tokens) == 2 and re.fullmatch(r"[A-Za-z0-9]{40}", tokens[0])
-    assert tokens[1] == "token-from-vault"
-
-    venv = p("/opt/standin/venv")
-    assert (venv / "bin" / "standin").is_file()
-    assert "deps=False" in (venv / ".standin-installed").read_text()
-    secrets = [SECRETS["standin_sip_password"], SECRETS["standin_web_password"],
-               *SECRETS["standin_api_tokens"], tokens[0]]
-    for out in provisioned.outputs:
-        assert not [s for s in secrets if s in out]
+    assert_config_and_secrets(provisioned)
 
 
 @pytest.mark.slow
