@@ -9,6 +9,7 @@ files as a live one: call.wav, trace.jsonl and summary.json.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from server.config import Config
 from server.core.conversation import Conversation
 from server.jobs import VirtualJobs
 from server.runtime import CallRuntime, Engines, RuntimeOptions
+from server.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,15 @@ class SimulationResult:
 
 
 def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path,
-             meta: dict[str, Any] | None = None) -> SimulationResult:
-    """Run one call on `caller` (int16 mono at 16 kHz) and write its files into `out_dir`."""
+             meta: dict[str, Any] | None = None, *,
+             observe: Callable[[Trace], Trace] | None = None) -> SimulationResult:
+    """Run one call on `caller` (int16 mono at 16 kHz) and write its files into `out_dir`. `observe`
+    may wrap the call's trace to watch the call as it runs (as a live call's `CallLog` does)."""
     latency = {k: v / 1000 for k, v in config.simulate.latency_ms.items()}
     jobs = VirtualJobs(latency)
     files = CallFiles(out_dir)
+    if observe is not None:
+        files.trace = observe(files.trace)
     runtime = CallRuntime(Conversation(config.conversation()), engines, jobs,
                           options=RuntimeOptions(language=config.language, hints=config.stt.hints,
                                                  context=config.context(), timeouts_s=config.timeouts(),

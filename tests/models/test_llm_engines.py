@@ -5,10 +5,6 @@ HTTP errors). Nothing is downloaded; nothing is timed."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +20,7 @@ from models.llama import LlamaModel, LlamaOptions, load_llama
 from models.llm_llamacpp import LlamaCppReplies, LlamaCppRepliesOptions
 from models.llm_openai import OpenAiOptions, OpenAiReplies
 from models.prompts import build_messages
+from tests.models.llama_server import free_port, llama_server
 from tests.models.tiny_gguf import write_tiny_llama
 
 httpx = pytest.importorskip("httpx")
@@ -244,49 +241,13 @@ def test_the_end_call_marker_ends_the_reply_and_is_never_spoken(gguf_dir: Path,
 # --------------------------------------------------------------------------- OpenAI-compatible server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(gguf_dir: Path) -> Iterator[tuple[str, Path]]:
     """llama-cpp-python's OpenAI-compatible server on the tiny model: (base_url, its log)."""
-    for module in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings"):
-        pytest.importorskip(module, reason="llama-cpp-python's server extra is not installed "
-                                           "(pip install 'llama-cpp-python[server]')")
     path = gguf_dir / _written(gguf_dir, "server.gguf", True)
-    port = _free_port()
     log_path = gguf_dir / "server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", "tiny",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120  # readiness, not a measurement
-        while True:
-            if process.poll() is not None:
-                pytest.fail("llama_cpp.server exited:\n" + log_path.read_text()[-3000:])
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not come up:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.2)
+    with llama_server(path, log_path) as base_url:
         yield base_url, log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def _connections_to(port: int) -> set[int]:
@@ -336,7 +297,7 @@ def test_closing_an_openai_reply_disconnects(server: tuple[str, Path]) -> None:
 
 
 def test_connection_refused_is_a_clear_error() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     replies = OpenAiReplies(OpenAiOptions(base_url=url, model="m"))
     with pytest.raises(EngineError, match=f"cannot connect to the reply server at {url}/chat/completions"):
         list(replies.reply(STORY, CONTEXT))

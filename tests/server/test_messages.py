@@ -7,11 +7,6 @@ OpenAI engine against llama-cpp-python's own server and against a mock for a ser
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +30,7 @@ from server.messages import (
     transcript_text,
 )
 from server.store.schema import BotTurn, Call, Fragment
+from tests.models.llama_server import llama_server
 from tests.models.tiny_gguf import write_tiny_llama
 
 NUMBER = "+393331234567"
@@ -215,48 +211,11 @@ def test_llama_cpp_stops_within_a_token_when_interrupted_or_late(gguf: Path) -> 
     assert not engine.model.lock.locked()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on the tiny model; its base URL."""
-    httpx = pytest.importorskip("httpx")
-    for module in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings"):
-        pytest.importorskip(module, reason="llama-cpp-python's server extra is not installed "
-                                           "(pip install 'llama-cpp-python[server]')")
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "tiny",
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120  # readiness, not a measurement
-        while True:
-            if process.poll() is not None:
-                pytest.fail("llama_cpp.server exited:\n" + log_path.read_text()[-3000:])
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not come up:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.2)
+    with llama_server(gguf, tmp_path_factory.mktemp("server") / "server.log") as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_an_openai_server_that_refuses_json_schema_is_asked_with_json_object(server: str) -> None:
