@@ -10,6 +10,7 @@ is asked: while a call is live it is not asked, and one it was asked before a ca
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import queue
 import threading
@@ -234,12 +235,17 @@ def words_summary(*phrases: str) -> dict[str, Any]:
             "bot_turns": [], "decisions": [], "ended": "caller hung up", "duration_s": 9.0, "error": None}
 
 
+def patient_owner(config: Config, db: Database) -> tuple[Owner, PatientModel]:
+    """An Owner whose reply model is a PatientModel watching that Owner's live calls."""
+    owner = Owner(config, db, Engines(SpanVad([]), SpanStt([]), RulesJudge(), ScriptLlm([]), ToneTts()))
+    model = PatientModel(lambda: owner.live_calls)
+    owner.engines = dataclasses.replace(owner.engines, llm=model)  # type: ignore[arg-type]
+    return owner, model
+
+
 def test_an_in_process_model_writes_messages_only_while_no_call_is_live(db: Database) -> None:
     config = load(None)
-    engines = Engines(SpanVad([]), SpanStt([]), RulesJudge(), ScriptLlm([]), ToneTts())
-    owner = Owner(config, db, engines)
-    model = PatientModel(lambda: owner.live_calls)
-    owner.engines = Engines(engines.vad, engines.stt, engines.judge, model, engines.tts)  # type: ignore[arg-type]
+    owner, model = patient_owner(config, db)
     owner.start()
     try:
         plan = default_plan(config, NUMBER)
@@ -264,10 +270,7 @@ def test_an_in_process_model_writes_messages_only_while_no_call_is_live(db: Data
 
 def test_a_stop_while_a_message_is_written_leaves_it_to_the_next_start(db: Database) -> None:
     config = load(None)
-    engines = Engines(SpanVad([]), SpanStt([]), RulesJudge(), ScriptLlm([]), ToneTts())
-    owner = Owner(config, db, engines)
-    model = PatientModel(lambda: owner.live_calls)
-    owner.engines = Engines(engines.vad, engines.stt, engines.judge, model, engines.tts)  # type: ignore[arg-type]
+    owner, model = patient_owner(config, db)
     owner.start()
     made = owner.call_ended(owner.open_call("c1", plan=default_plan(config, NUMBER), caller_number=NUMBER),
                             words_summary("Please call back."))
@@ -278,7 +281,8 @@ def test_a_stop_while_a_message_is_written_leaves_it_to_the_next_start(db: Datab
         assert s.scalars(select(Call)).one().state == "ended"
         assert s.scalars(select(Message)).all() == []
 
-    again = Owner(config, db, engines)  # scripted replies: the transcript is the message
+    # scripted replies: the transcript is the message
+    again = Owner(config, db, dataclasses.replace(owner.engines, llm=ScriptLlm([])))
     [remade] = again.start()
     try:
         assert remade.result(60) is not None
