@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from server.doctor import context, engines, network
+from server.doctor import context, engines, network, procs
 from server.doctor.procs import Process, is_standin_serve
 from tests.deploy.doctor_box import REPO, Box, failures, free_port, json_server, me, one
 
@@ -151,10 +152,19 @@ def test_a_standin_that_just_started(box: Box) -> None:
             str(box.config)]
     fake = subprocess.Popen(argv)
     try:
+        # Popen returns as the child's exec begins: its command line shows in /proc a moment later.
+        deadline = time.monotonic() + 10
+        while (seen := procs.read_argv(fake.pid)) != tuple(argv) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if seen != tuple(argv):
+            pytest.skip(f"this machine's /proc shows pid {fake.pid} as {seen!r}, not as the process just "
+                        "started (a sandbox with its own process namespace), so doctor cannot see it there")
         code, findings = box.run("--only", "sip,ports")
+        found = procs.standin_processes()
     finally:
         fake.kill()
         fake.wait()
+    assert any(p.pid == fake.pid for p in found), found
     assert code == 0
     one(findings, "ports", "warn", f"udp 127.0.0.1:{box.sip_port} ([sip] listen): standin started moments")
     one(findings, "sip", "warn", f"standin runs (pid {fake.pid}) but its dashboard")
