@@ -34,6 +34,7 @@ class EchoOptions:
     max_slips: int = 2  # this many either way from a delay learnt
     silence_level: float = 1e-7  # mean square (full scale 1) below which there is nothing to match
     hangover: int = 4  # quiet windows after echo that still count as echo (the VAD's memory of it)
+    tail_db: float = 30.0  # ... quiet meaning silent, or this far below the last echo window
 
 
 class EchoGate:
@@ -44,11 +45,17 @@ class EchoGate:
         self._bot_end = 0  # call sample index one past the newest bot sample
         self._keep = self.max_delay + 4096
         self._hangover = 0
+        self._tail_energy = 0.0  # below this, a window right after echo is the echo's tail
         self._delays: deque[int] = deque(maxlen=5)  # the delays of the latest sure matches, in samples
         self._tolerance = round(options.delay_tolerance_ms * rate / 1000)
         self.echo_windows = 0
         slip = round(options.slip_ms * rate / 1000)
-        self._slips = sorted((j * slip for j in range(-options.max_slips, options.max_slips + 1)), key=abs)
+        # How far from a learnt delay the echo may have moved: a little (tried first), or whole slips, each
+        # give or take the tolerance.
+        self._near = np.arange(-self._tolerance, self._tolerance + 1)
+        slips = range(-options.max_slips, options.max_slips + 1)
+        self._shifts = np.unique([j * slip + self._near for j in slips])
+        self._slipped = np.setdiff1d(self._shifts, self._near)
 
     def played(self, frame: np.ndarray) -> None:
         """Bot audio (int16) that went to the line, in order, from the start of the call."""
@@ -62,8 +69,9 @@ class EchoGate:
         mic_energy = float(window @ window)
         if not o.enabled:
             return False
-        if mic_energy < o.silence_level * n:
-            # Silence right after echo: the VAD may still be hearing the echo it just had.
+        if mic_energy < o.silence_level * n or (mic_energy < self._tail_energy and self._hangover):
+            # Silence, or the echo's own faint tail, right after echo: the VAD may still be hearing the echo
+            # it just had.
             self._hangover = max(0, self._hangover - 1)
             return self._hangover > 0
         # The bot samples that can be echoing in this window: [end - n - max_delay, end).
@@ -72,45 +80,43 @@ class EchoGate:
         if len(bot) < n:
             self._hangover = 0
             return False
-        echo = self._at_known_delay(bot, window, mic_energy) or self._search(bot, window, mic_energy)
+        echo = self._at_known_delays(bot, window) or self._search(bot, window, mic_energy)
         self._hangover = o.hangover if echo else 0
+        self._tail_energy = mic_energy * 10 ** (-o.tail_db / 10) if echo else 0.0
         self.echo_windows += echo
         return echo
 
-    def _at_known_delay(self, bot: np.ndarray, window: np.ndarray, mic_energy: float) -> bool:
+    def _at_known_delays(self, bot: np.ndarray, window: np.ndarray) -> bool:
         """Match the window at the delays learnt lately, and a slip or two either side of them: a few dot
         products, no FFT. A jitter buffer or a clock catching up moves the echo path by whole codec frames,
         back and forth; a window across such a move is echo when its halves are, each at its own delay."""
         if len(self._delays) < 3:
             return False
         n, min_match = len(window), self.options.min_match
-        if self._known_match(bot, window, 0, n, enough=min_match) >= min_match:
+        if (self._known_match(bot, window, 0, n, self._near) >= min_match
+                or self._known_match(bot, window, 0, n, self._slipped) >= min_match):
             return True
         h = n // 2
         e0, e1 = float(window[:h] @ window[:h]), float(window[h:] @ window[h:])
-        share = (self._known_match(bot, window, 0, h) * e0 + self._known_match(bot, window, h, n) * e1)
-        return share >= min_match * (e0 + e1)
+        m0 = self._known_match(bot, window, 0, h, self._shifts)
+        m1 = self._known_match(bot, window, h, n, self._shifts)
+        return m0 * e0 + m1 * e1 >= min_match * (e0 + e1)
 
-    def _known_match(self, bot: np.ndarray, window: np.ndarray, a: int, b: int, enough: float = 1.0) -> float:
-        """The best match of window[a:b] with the bot's audio at a recent delay or a slip or two either
-        side, give or take the tolerance; the first one reaching `enough` will do."""
+    def _known_match(self, bot: np.ndarray, window: np.ndarray, a: int, b: int, shifts: np.ndarray) -> float:
+        """The best match of window[a:b] with the bot's audio at the delays learnt lately, each moved by
+        `shifts` (samples)."""
         part, m = window[a:b], b - a
         floor = self.options.silence_level * m
-        part_energy = max(float(part @ part), floor)
-        last = len(bot) - len(window)  # where the bot's audio lies for the whole window at delay 0
-        best = 0.0
-        latest_first = dict.fromkeys(reversed(self._delays))
-        for delay in dict.fromkeys(d + slip for slip in self._slips for d in latest_first):
-            k = last - delay + a
-            lo, hi = max(0, k - self._tolerance), min(len(bot) - m + 1, k + self._tolerance + 1)
-            if lo >= hi:
-                continue
-            views = np.lib.stride_tricks.sliding_window_view(bot[lo:hi + m - 1], m)
-            energy = np.maximum(np.einsum("ij,ij->i", views, views), floor)
-            best = max(best, float(((views @ part) ** 2 / (energy * part_energy)).max()))
-            if best >= enough:
-                break
-        return best
+        delays = np.unique(np.fromiter(self._delays, np.int64))
+        # Where the bot's audio for window[a:b] starts at each candidate delay (delay 0: it ends with it).
+        starts = (len(bot) - len(window) + a - delays)[:, None] + shifts[None, :]
+        starts = np.unique(starts[(starts >= 0) & (starts <= len(bot) - m)])
+        if not len(starts):
+            return 0.0
+        views = np.lib.stride_tricks.sliding_window_view(bot, m)[starts]
+        energy = np.maximum(np.einsum("ij,ij->i", views, views), floor)
+        corr = views @ part
+        return float((corr * corr / (energy * max(float(part @ part), floor))).max())
 
     def _search(self, bot: np.ndarray, window: np.ndarray, mic_energy: float) -> bool:
         """Match the window against the bot's audio at every delay; a sure match teaches the delay."""

@@ -116,3 +116,21 @@ def test_an_echo_path_that_slips_by_whole_frames_stays_echo(shared: Path) -> Non
     missed = loud & ~verdicts
     assert verdicts[loud].mean() > 0.97, verdicts[loud].mean()
     assert longest_run(missed) <= 1, np.flatnonzero(missed) * W / 16000
+
+
+def test_the_faint_line_noise_right_after_the_echo_is_its_tail(shared: Path) -> None:
+    # The echo stops mid-word; what follows is line noise just above digital silence (-68 dBFS). The VAD
+    # may still hear the echo it just had for a window or two: those windows are the echo's tail.
+    bot = read_audio(shared / "audio" / "speech" / "jfk.wav")
+    mic = echo_of(bot, 150, -12)
+    frames = to_float(mic[: len(mic) // W * W].astype(np.int16)).reshape(-1, W)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    loud = np.flatnonzero(level > -32)  # the echo of a stressed syllable, 36 dB above the noise
+    cut = int(loud[len(loud) // 2]) * W + W
+    noise = np.random.default_rng(7).normal(0, 13.0, len(mic) - cut)
+    mic[cut:] = noise
+    verdicts = run(EchoGate(EchoOptions()), bot, mic.astype(np.int16))
+    after = verdicts[cut // W: cut // W + 6]
+    assert verdicts[cut // W - 1], "the last window before the cut is echo"
+    assert after[:3] == [True, True, True], after
+    assert not any(after[4:]), after  # then it is the caller's line again
