@@ -107,12 +107,49 @@ def _plain(ip: IPAddress) -> IPAddress:
 
 
 def caller_number(from_uri: str) -> str:
-    """The user part of a From header or URI ('"Bob" <sip:+3902123@trunk;user=phone>;tag=x' ->
-    '+3902123'; 'tel:+3902123' -> '+3902123'); '' when there is none."""
-    text = from_uri.strip()
-    m = re.search(r"<([^>]*)>", text)
-    uri = (m.group(1) if m else text.split(";", 1)[0]).strip()
-    m = re.match(r"(?i)(sips?|tel):(.*)$", uri)
+    """The user part of a From header's URI ('"Bob" <sip:+3902123@trunk;user=phone>;tag=x' ->
+    '+3902123'; 'tel:+3902123' -> '+3902123'); '' when there is none. The display name is the caller's
+    to write: whatever it holds, quotes, brackets or a URI of its own, is never read as the number."""
+    return uri_user(header_uri(from_uri))
+
+
+def asserted_number(message: str) -> str:
+    """The number a trunk asserts for the caller (P-Asserted-Identity: a tel URI first, else the first
+    URI with a user part) in a whole SIP message; '' when there is none. Trust it from the trunk only."""
+    users = []
+    for name, value in sip_headers(message):
+        if name != "p-asserted-identity":
+            continue
+        for part in _split_outside_quotes(value, ","):
+            uri = header_uri(part)
+            user = uri_user(uri)
+            if user:
+                users.append((not uri.lower().startswith("tel:"), user))
+    return min(users, key=lambda u: u[0])[1] if users else ""
+
+
+def header_uri(value: str) -> str:
+    """The URI of a name-addr or addr-spec header value (From, To, P-Asserted-Identity): inside the angle
+    brackets that follow the display name, or the bare URI up to its header parameters."""
+    text = value.strip()
+    i = 0
+    if text.startswith('"'):
+        i = 1
+        while i < len(text) and text[i] != '"':
+            i += 2 if text[i] == "\\" else 1
+        if i >= len(text):
+            return ""  # the display name's quote never closes
+        i += 1
+    rest = text[i:]
+    lt = rest.find("<")
+    if lt >= 0:
+        gt = rest.find(">", lt)
+        return rest[lt + 1:gt].strip() if gt > lt else ""
+    return "" if i else rest.split(";", 1)[0].strip()
+
+
+def uri_user(uri: str) -> str:
+    m = re.match(r"(?i)(sips?|tel):(.*)$", uri.strip())
     if not m:
         return ""
     scheme, rest = m.group(1).lower(), m.group(2)
@@ -123,3 +160,42 @@ def caller_number(from_uri: str) -> str:
             return ""
         user = rest.rsplit("@", 1)[0].split(";", 1)[0].split(":", 1)[0]
     return unquote(user).strip()
+
+
+_COMPACT = {"f": "from", "t": "to", "i": "call-id", "m": "contact", "v": "via", "l": "content-length",
+            "c": "content-type"}
+
+
+def sip_headers(message: str) -> list[tuple[str, str]]:
+    """The headers of a whole SIP message as (lower-case full name, value), folded lines joined."""
+    head = re.split(r"\r?\n\r?\n", message, maxsplit=1)[0]
+    headers: list[tuple[str, str]] = []
+    for line in re.split(r"\r?\n", head)[1:]:
+        if line[:1] in (" ", "\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {line.strip()}")
+        elif ":" in line:
+            name, value = line.split(":", 1)
+            name = name.strip().lower()
+            headers.append((_COMPACT.get(name, name), value.strip()))
+    return headers
+
+
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    parts, current, quoted, angle, escaped = [], [], False, False, False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "<>":
+            angle = ch == "<"
+        elif ch == sep and not quoted and not angle:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return [p for p in (part.strip() for part in parts) if p]

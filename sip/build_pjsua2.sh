@@ -434,7 +434,7 @@ else
         SWIG_DEFS+=(-DSTANDIN_HAVE_PJMEDIA_FRAME_TYPE)
     fi
 fi
-cp "$RECIPE/standin_extras.i" "$SWIG_DIR/"
+cp "$RECIPE"/standin_*.i "$SWIG_DIR/"
 printf '\n// standin additions (sip/pjsua2_build/standin_extras.i)\n%%include "standin_extras.i"\n' \
     >>"$SWIG_DIR/pjsua2.i"
 
@@ -449,7 +449,11 @@ CONFIGURE_FLAGS=(
     --disable-libyuv --disable-libwebrtc --disable-sdl --disable-ffmpeg --disable-v4l2
     --disable-openh264 --disable-vpx
 )
-(cd "$PJ" && logged env CFLAGS="-O2 -fPIC" CXXFLAGS="-O2 -fPIC" ./configure "${CONFIGURE_FLAGS[@]}") \
+# NDEBUG: pjproject's assertions abort the process, and a packet from anywhere can trip one (an INVITE
+# without SDP refused from pjsua's callback did, in 2.12). Neither pjproject's autoconf build nor Debian's
+# (dpkg-buildflags) defines it; its release builds for Windows do. Without it PJ_ASSERT_RETURN returns an
+# error code instead, which pjsip handles.
+(cd "$PJ" && logged env CFLAGS="-O2 -fPIC -DNDEBUG" CXXFLAGS="-O2 -fPIC -DNDEBUG" ./configure "${CONFIGURE_FLAGS[@]}") \
     || die "configure failed (see $LOG)"
 note "$(grep -E 'Checking if .*(codec|AEC|sound).*(disabled|enabled)' "$LOG" | sed 's/^Checking if //' | tr '\n' ';' | sed 's/;$//')"
 

@@ -15,8 +15,13 @@ Threads:
   the level normaliser runs there, in `SipCall.frames()`.
 - "standin-sip-dns" re-resolves host names in allow_from (and the trunk's) now and again.
 
-A call's lifecycle: INVITE -> allow_from check (403, before any answer or audio port) -> busy check (486)
--> 180 Ringing -> after `answer_after_s` 200 OK -> media up: an AudioPort joins the call's bridge slot
+The gate (legs.Gate, over sip/pjsua2_build/standin_gate.i) sees each request before pjsua: from outside
+allow_from it is answered 403 (an ACK dropped), a new INVITE while stopping or while `admit` says no gets
+503, beyond max_calls 486, all statelessly, so a refused INVITE never becomes a pjsua call. TCP/TLS
+connections from outside allow_from, beyond max_connections, or silent for tcp_first_message_s are closed.
+
+A call's lifecycle: INVITE -> the gate -> 180 Ringing -> after `answer_after_s` 200 OK -> media up: an
+AudioPort joins the call's bridge slot
 both ways -> `on_call(call)` on the loop -> BYE from either side, CANCEL before the answer, an RTP
 timeout or `stop()` -> the port is deleted, the call marked ended (frames() ends), the leg dropped.
 Logs name calls by id ("call-3") and never carry the caller's number.
@@ -40,7 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from sip import library
-from sip.access import AllowList, IPAddress, caller_number, resolve, source_ip
+from sip.access import AllowList, IPAddress, asserted_number, caller_number, resolve, source_ip
 from sip.library import RegistrationStatus, SipUnavailable, pj_error
 from sip.media import LevelNormalizer, SipCall
 from sip.options import SipConfigError, SipOptions
@@ -68,19 +73,28 @@ class SipEndpoint:
     """Answers SIP calls and hands each, answered, to `on_call(call)` on the asyncio loop.
 
     If `on_call` returns an awaitable it runs as a task; when it finishes the call is hung up if it is
-    still up. `start()` and `stop()` block (stop up to a few seconds while calls hang up); from a running
+    still up. `admit()`, when given, is asked on the SIP thread before each new call is taken: None to go
+    on, or a short reason to refuse it with 503 (it must not block). `start()` and `stop()` block (stop
+    up to a few seconds while calls hang up); from a running
     loop use `await asyncio.to_thread(endpoint.stop)`.
     """
 
     def __init__(self, options: SipOptions, on_call: Callable[[SipCall], object], *,
                  loop: asyncio.AbstractEventLoop | None = None,
-                 resolver: Callable[[str], set[IPAddress]] = resolve) -> None:
+                 resolver: Callable[[str], set[IPAddress]] = resolve,
+                 admit: Callable[[], str | None] | None = None) -> None:
         self.options = options
         self._on_call = on_call
         self._loop = loop
+        self._admit = admit
         self._allow = AllowList.for_options(options, resolver)
+        # P-Asserted-Identity is believed from the registrar's own addresses only
+        self._trunk = AllowList([options.registrar_host], resolver) if options.registrar_host else None
         self.addresses: dict[str, str] = {}  # transport -> bound "host:port"
-        self.counts = {"answered": 0, "refused": 0, "busy": 0, "cancelled": 0}
+        # offered: INVITEs the gate let through to pjsua, each a pjsua call
+        self.counts = {"offered": 0, "answered": 0, "refused": 0, "busy": 0, "unavailable": 0, "cancelled": 0,
+                       "requests_refused": 0, "connections_refused": 0}
+        self._refusals = _Tally()
         self._active: dict[str, SipCall] = {}  # answered calls still up (written on the SIP thread)
         self._registration = RegistrationStatus("stopped", registrar=options.registrar)
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -99,6 +113,7 @@ class SipEndpoint:
         self._legs_mod: Any = None
         self._ep: Any = None
         self._account: Any = None
+        self._gate: Any = None
 
     # ------------------------------------------------------------------ public API
 
@@ -121,6 +136,8 @@ class SipEndpoint:
         if failed:
             log.warning("allow_from: cannot resolve %s now; calls from there are refused until it resolves",
                         ", ".join(failed))
+        if self._trunk is not None:
+            self._trunk.refresh()
         with _running_lock:
             if _running:
                 raise RuntimeError("a SipEndpoint is already running in this process (pjsua2 allows one)")
@@ -134,7 +151,7 @@ class SipEndpoint:
             self._thread.join(timeout_s)
             self._release()
             raise self._startup_error
-        if self._allow.names:
+        if self._allow.names or self._trunk is not None:
             self._dns_thread = threading.Thread(target=self._resolve_loop, name="standin-sip-dns",
                                                 daemon=True)
             self._dns_thread.start()
@@ -182,11 +199,13 @@ class SipEndpoint:
             while not self._stopping.is_set():
                 try:
                     self._ep.libHandleEvents(TICK_MS)
+                    self._gate.sweep()
                     self._run_pending()
                     now = time.monotonic()
                     if now >= next_housekeeping:
                         next_housekeeping = now + 1.0
                         self._check_media(now)
+                        self._refusals.flush(now)
                     failures = 0
                 except Exception:
                     failures += 1
@@ -205,6 +224,8 @@ class SipEndpoint:
         writer = self._legs_mod.LogSink(self._pj_log.lines)
         writer.__disown__()  # libDestroy() deletes it
         self._ep.libInit(library.endpoint_config(pj, o, writer))
+        self._gate = self._legs_mod.Gate(self)
+        self._gate.install(int(o.tcp_first_message_s * 1000), o.max_connections)
         self.addresses = library.create_transports(pj, self._ep, o)
         self._ep.libStart()
         self._ep.audDevManager().setNullDev()  # also the clock that drives the bridge
@@ -243,14 +264,60 @@ class SipEndpoint:
     def _after(self, delay_s: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._seq), fn))
 
+    # ------------------------------------------------------------------ the gate (SIP thread)
+
+    def on_request(self, method: str, source: str, in_dialog: bool) -> int:
+        """0 lets pjsua have the request; otherwise the status to answer it with (see the gate)."""
+        if not self._allow.allows(source):
+            self.counts["requests_refused"] += 1
+            if method == "INVITE" and not in_dialog:
+                self.counts["refused"] += 1
+                self._refusals.note("refused (403): a call from outside allow_from", source)
+            return 403
+        if method != "INVITE" or in_dialog:
+            return 0
+        if self._stopping.is_set():
+            return 503
+        reason = self._admission()
+        if reason is not None:
+            self.counts["unavailable"] += 1
+            self._refusals.note(f"refused (503): {reason}", source)
+            return 503
+        if self._active_legs() >= self.options.max_calls:
+            self.counts["busy"] += 1
+            self._refusals.note("refused (486): max_calls are up", source)
+            return 486
+        return 0
+
+    def on_connection(self, source: str) -> bool:
+        if self._allow.allows(source):
+            return True
+        self.counts["connections_refused"] += 1
+        self._refusals.note("closed: a connection from outside allow_from", source)
+        return False
+
+    def _admission(self) -> str | None:
+        if self._admit is None:
+            return None
+        try:
+            return self._admit()
+        except Exception as exc:
+            log.error("admit() failed (%s); taking the call", type(exc).__name__)
+            return None
+
+    def _active_legs(self) -> int:
+        return sum(1 for leg in self._legs.values() if leg.call is not None and not leg.disconnected)
+
     # ------------------------------------------------------------------ calls (SIP thread)
 
     def on_incoming(self, account: Any, prm: Any) -> None:
         name = f"call-{next(self._call_numbers)}"
         source = str(prm.rdata.srcAddress)
+        self.counts["offered"] += 1
         leg = self._legs_mod.Leg(account, prm.callId, self, name)
         self._legs[name] = leg
-        active = sum(1 for other in self._legs.values() if other.call is not None and not other.disconnected)
+        active = self._active_legs()
+        # The gate refused all of these already; this stays for a request it let through on an error.
         if self._stopping.is_set():
             self._refuse(leg, 503, "Service Unavailable")
         elif not self._allow.allows(source):
@@ -263,8 +330,11 @@ class SipEndpoint:
             self._refuse(leg, 486, "Busy Here")
         else:
             info = leg.getInfo()
+            number = caller_number(info.remoteUri)
+            if self._trunk is not None and self._trunk.allows(source):
+                number = asserted_number(str(prm.rdata.wholeMsg)) or number
             leg.call = SipCall(
-                name, caller_number(info.remoteUri), source, loop=self._loop,
+                name, number, source, loop=self._loop,
                 request_hangup=self._request_hangup,
                 buffer_frames=self.options.rx_buffer_frames,
                 normalizer=LevelNormalizer() if self.options.normalize_level else None)
@@ -380,7 +450,12 @@ class SipEndpoint:
         """Every second: each call's receive statistics, and a hang-up where RTP stopped (media_timeout_s)."""
         limit = self.options.media_timeout_s
         for leg in list(self._legs.values()):
-            if not leg.answered or leg.disconnected or leg.media_index < 0:
+            if not leg.answered or leg.disconnected:
+                continue
+            if leg.media_index < 0:  # answered, and media never came up (no usable SDP, or no ACK yet)
+                if limit > 0 and now - leg.rx_seen_at > limit:
+                    log.warning("%s: no media %.0f s after the answer", leg.name, now - leg.rx_seen_at)
+                    self._hang_up(leg.name, "no media")
                 continue
             try:
                 stats = library.rx_stats(leg.getStreamStat(leg.media_index))
@@ -451,6 +526,10 @@ class SipEndpoint:
 
     def _destroy(self, flags: int = 0) -> None:
         """Delete the account and every port, then the library (SIP thread)."""
+        if self._gate is not None:
+            with contextlib.suppress(Exception):
+                self._gate.uninstall()
+            self._gate = None
         self._account = None
         self._legs.clear()
         gc.collect()  # any stray pjsua2 object goes now, on this registered thread
@@ -469,6 +548,8 @@ class SipEndpoint:
 
     def _resolve_loop(self) -> None:
         while not self._stopping.wait(self.options.resolve_every_s):
+            if self._trunk is not None:
+                self._trunk.refresh()
             failed = self._allow.refresh()
             if failed:
                 log.warning("allow_from: cannot resolve %s (keeping the last known addresses)",
@@ -480,6 +561,31 @@ class SipEndpoint:
         for what, path in (("tls_cert", self.options.tls_cert), ("tls_key", self.options.tls_key)):
             if path is None or not path.is_file():
                 raise SipConfigError(f"[sip] {what}: {path} is not a file")
+
+
+class _Tally:
+    """Refusals, logged by kind: the first one of each kind in a minute at once, the rest as a count
+    (a flood of them must not flood the log). Sources are logged as IP addresses only."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        self._window_s = window_s
+        self._since = 0.0
+        self._counts: dict[str, int] = {}
+
+    def note(self, what: str, source: str) -> None:
+        seen = self._counts.get(what, 0)
+        self._counts[what] = seen + 1
+        if seen == 0:
+            log.info("%s, from %s", what, source_ip(source) or "?")
+
+    def flush(self, now: float) -> None:
+        if now - self._since < self._window_s:
+            return
+        for what, count in self._counts.items():
+            if count > 1:
+                log.warning("%s: %d more in the last %.0f s", what, count - 1,
+                            now - self._since if self._since else self._window_s)
+        self._since, self._counts = now, {}
 
 
 def _detached(exc: BaseException) -> Exception:

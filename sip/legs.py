@@ -39,10 +39,38 @@ def _guarded(method: F) -> F:
 
 
 class Hooks(Protocol):
+    def on_request(self, method: str, source: str, in_dialog: bool) -> int: ...
+    def on_connection(self, source: str) -> bool: ...
     def on_incoming(self, account: Account, prm: Any) -> None: ...
     def on_call_state(self, leg: Leg) -> None: ...
     def on_media_state(self, leg: Leg) -> None: ...
     def on_reg_state(self, account: Account, prm: Any) -> None: ...
+
+
+class Gate(pj.StandinGate):
+    """What the gate (sip/pjsua2_build/standin_gate.i) asks before pjsua sees a request or a connection.
+    A failure here lets the request through to pjsua (whose onIncomingCall checks again) and closes the
+    connection."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        super().__init__()
+        self._hooks = weakref.ref(hooks)
+
+    def onRequest(self, method: str, source: str, inDialog: bool) -> int:
+        try:
+            hooks = self._hooks()
+            return hooks.on_request(method, source, inDialog) if hooks is not None else 0
+        except Exception:
+            log.exception("error in the SIP gate (request)")
+            return 0
+
+    def onConnection(self, source: str) -> bool:
+        try:
+            hooks = self._hooks()
+            return hooks.on_connection(source) if hooks is not None else False
+        except Exception:
+            log.exception("error in the SIP gate (connection)")
+            return False
 
 
 class Account(pj.Account):

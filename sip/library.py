@@ -95,6 +95,7 @@ def create_transports(pj: Any, ep: Any, o: SipOptions) -> dict[str, str]:
         if name == "tls":
             tcfg.tlsConfig.certFile = str(o.tls_cert)
             tcfg.tlsConfig.privKeyFile = str(o.tls_key)
+            tcfg.tlsConfig.msecTimeout = int(o.tcp_first_message_s * 1000)  # a handshake that stalls
         try:
             tid = ep.transportCreate(kinds[name], tcfg)
         except Exception as exc:

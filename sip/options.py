@@ -29,6 +29,9 @@ TRANSPORTS = ("udp", "tcp", "tls")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
 MAX_CALLS_LIMIT = 28  # pjsua's call slots (32) less the few kept for refusing calls while full
+# pjlib's socket table holds 1024 (sip/pjsua2_build/config_site.h): two RTP sockets per call and the
+# listeners leave this many for connections, with room for those still closing
+MAX_CONNECTIONS_LIMIT = 768
 
 
 class SipConfigError(ValueError):
@@ -65,6 +68,10 @@ class SipOptions:
     jb_max_prefetch_ms: int = 200
     jb_max_ms: int = 500  # the most audio it holds: beyond that the oldest frames are dropped
     plc: bool = False  # conceal lost packets (pjmedia's WSOLA), which delays every frame by 5 ms
+    # The port faces strangers. A TCP/TLS connection must bring a whole SIP request (and TLS finish its
+    # handshake) this soon after it opens, or it is closed; at most max_connections are open at once.
+    tcp_first_message_s: float = 10.0
+    max_connections: int = 64
     log_level: int = 2  # pjsip's own log lines up to this level (1 errors, 2 warnings, 3 info) go to logging
     resolve_every_s: float = 600.0  # re-resolve host names in allow_from (and the registrar) this often
 
@@ -94,6 +101,12 @@ class SipOptions:
         if self.media_timeout_s < 0 or self.rx_buffer_frames < 2 or self.register_expires_s < 30:
             raise SipConfigError(
                 "[sip] need media_timeout_s >= 0, rx_buffer_frames >= 2, register_expires_s >= 30")
+        if not 1 <= self.tcp_first_message_s <= 120:
+            raise SipConfigError(
+                f"[sip] tcp_first_message_s must be 1..120 seconds, got {self.tcp_first_message_s}")
+        if not 1 <= self.max_connections <= MAX_CONNECTIONS_LIMIT:
+            raise SipConfigError(
+                f"[sip] max_connections must be 1..{MAX_CONNECTIONS_LIMIT}, got {self.max_connections}")
         self._check_jitter_buffer()
         self._check_trunk()
         for entry in self.allow_from:

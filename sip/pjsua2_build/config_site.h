@@ -14,3 +14,13 @@
 #define PJSUA_MAX_CALLS                     32
 #define PJSUA_MAX_ACC                       4
 #define PJSUA_MAX_CONF_PORTS                (3 * PJSUA_MAX_CALLS)
+
+/* One socket table (pjlib's ioqueue) serves SIP and RTP; pjlib's default of 64 handles ran out at about
+ * 31 calls being set up at once. select() caps it at FD_SETSIZE. The gate (standin_gate.i) keeps refused
+ * callers and their connections from holding any of it for long. */
+#define PJ_IOQUEUE_MAX_HANDLES              1024
+
+/* RTP and RTCP latch to the address media first comes from and stay there: pjmedia would otherwise
+ * follow any third address that sends ten packets in a row, handing it the call's audio. */
+#define PJMEDIA_RTP_NAT_PROBATION_CNT       0x7fffffff
+#define PJMEDIA_RTCP_NAT_PROBATION_CNT      0x7fffffff

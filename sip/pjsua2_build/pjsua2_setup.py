@@ -28,7 +28,7 @@ setup(
             ["pjsua2_wrap.cpp"],
             language="c++",
             libraries=_lines("PJ_LIBS"),
-            extra_compile_args=[*_lines("PJ_CFLAGS"), "-g0"],
+            extra_compile_args=[*_lines("PJ_CFLAGS"), "-g0", "-DNDEBUG"],
             extra_link_args=[*_lines("PJ_LDFLAGS"), "-Wl,--strip-debug"],
         )
     ],

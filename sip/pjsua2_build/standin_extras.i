@@ -87,3 +87,5 @@
             pass
 %}
 }
+
+%include "standin_gate.i"

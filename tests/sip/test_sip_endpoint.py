@@ -153,7 +153,8 @@ def test_rings_before_answering_and_cancel_before_answer_is_clean(tmp_path: Path
     assert len(handler.calls) == 1  # the cancelled call never reached the handler
     handled = handler.calls[0]
     assert handled.delivered_at - handled.call.started_at >= 0.55  # it rang first
-    assert counts == {"answered": 1, "refused": 0, "busy": 0, "cancelled": 1}
+    assert counts == {"offered": 2, "answered": 1, "refused": 0, "busy": 0, "unavailable": 0, "cancelled": 1,
+                      "requests_refused": 0, "connections_refused": 0}
 
 
 def test_sip_info_dtmf_reaches_the_call_like_rfc_2833(tmp_path: Path) -> None:

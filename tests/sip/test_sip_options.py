@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sip.access import AllowList, caller_number, source_ip
+from sip.access import AllowList, asserted_number, caller_number, source_ip
 from sip.options import SipConfigError, SipOptions
 from sip.sdp import narrow_to_preferred
 
@@ -38,6 +38,9 @@ def test_defaults_are_direct_mode_on_5060() -> None:
     ({"jb_init_ms": 300}, "jitter buffer"),  # above jb_max_prefetch_ms
     ({"jb_min_prefetch_ms": 100, "jb_max_prefetch_ms": 60}, "jitter buffer"),
     ({"jb_max_prefetch_ms": 400, "jb_max_ms": 300}, "jitter buffer"),
+    ({"tcp_first_message_s": 0.5}, "tcp_first_message_s"),
+    ({"max_connections": 0}, "max_connections"),
+    ({"max_connections": 5000}, "max_connections"),
 ])
 def test_bad_options_say_what_is_wrong(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(SipConfigError, match=message):
@@ -122,9 +125,34 @@ def test_allow_list_defaults_per_mode_and_resolves_names() -> None:
     ('"Anonymous" <sip:anonymous@anonymous.invalid>', "anonymous"),
     ("<sip:trunk.example.com>", ""),
     ("garbage", ""),
+    # the display name is the caller's to write: a URI in it is not the number
+    ('"<sip:+15550001111@x>" <sip:+393471234567@trunk>;tag=1', "+393471234567"),
+    ('"sip:+15550001111@x" <sip:+393471234567@trunk>', "+393471234567"),
+    ('"a < b" <sip:+393471234567@trunk>;tag=1', "+393471234567"),
+    ('"say \\"<sip:1@x>\\"" <sip:+393471234567@trunk>', "+393471234567"),
+    ("Bob <sip:+393471234567@trunk>", "+393471234567"),
+    ('"never closed <sip:+15550001111@x>', ""),
+    ('"Bob" tel:+15550001111', ""),
 ])
 def test_caller_number_is_the_from_user_part(header: str, number: str) -> None:
     assert caller_number(header) == number
+
+
+INVITE_HEAD = ("INVITE sip:standin@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKx\r\n"
+               'f: "Anon" <sip:anonymous@anonymous.invalid>;tag=1\r\n')
+
+
+@pytest.mark.parametrize(("headers", "number"), [
+    ('P-Asserted-Identity: "Bob" <sip:+390212345@trunk>\r\n', "+390212345"),
+    ('P-Asserted-Identity: <sip:+390212345@trunk>, <tel:+390299999>\r\n', "+390299999"),  # tel first
+    ('p-asserted-identity: "A, <b>" <sip:+390212345@trunk>,\r\n <tel:+390299999>\r\n', "+390299999"),
+    ('P-Asserted-Identity: "<tel:+1555>" <sip:+390212345@trunk>\r\n', "+390212345"),
+    ("P-Preferred-Identity: <tel:+390299999>\r\n", ""),
+    ("", ""),
+])
+def test_asserted_identity_is_read_from_the_whole_message(headers: str, number: str) -> None:
+    message = INVITE_HEAD + headers + "Content-Length: 0\r\n\r\nP-Asserted-Identity: <tel:+1999>\r\n"
+    assert asserted_number(message) == number
 
 
 OFFER = ("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
