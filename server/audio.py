@@ -6,6 +6,7 @@ imported where they are used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from pathlib import Path
@@ -148,8 +149,13 @@ class StereoWavWriter:
         self._buffer = np.empty((max(1, round(buffer_s * self.rate)), 2), dtype="<i2")
         self._fill = 0
         self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        self._file.write(self._header(0))
-        self._file.flush()
+        try:
+            self._file.write(self._header(0))
+            self._file.flush()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            raise
 
     def _header(self, data_bytes: int) -> bytes:
         return _HEADER.pack(b"RIFF", _HEADER_SIZE - 8 + data_bytes, b"WAVE", b"fmt ", 16, 1, 2, self.rate,

@@ -13,6 +13,9 @@ never delays the next call's answer:
 A message is made from what the database holds, so whatever stopped it (a crash, a stop mid-way, a
 database error) is undone at the next start: calls left live become "recovered", and every call with
 the caller's words but no message gets one then.
+
+A call turned away before it was answered (the calls folder's disk is full: server/store/disk.py) is
+listed as "refused"; the first of a run of them also leaves the owner an urgent message saying why.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import contextlib
 import logging
 import queue
 import threading
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,8 +42,9 @@ from server.messages import CallStory, Interrupted, TakenMessage, story_of_call,
 from server.runtime import Engines
 from server.store.calls import CallLog, StoreWriter, describe_error
 from server.store.db import Database
+from server.store.disk import Refusal
 from server.store.recovery import calls_without_message, recover_live_calls
-from server.store.schema import Call, Message
+from server.store.schema import Call, Message, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +156,36 @@ class Owner:
                        caller_name=plan.contact_name, contact_id=plan.contact_id, profile=plan.profile,
                        language=plan.language, folder=folder, node=self.node,
                        rate=plan.conversation.call.rate)
+
+    def call_refused(self, refusal: Refusal) -> None:
+        """A call was turned away before it was answered (server/store/disk.py): list it, and with the
+        first of a run of them tell the owner why. Never blocks: called on the SIP thread."""
+        try:
+            self.writer.submit(partial(self._store_refusal, refusal, utcnow()), wait=False)
+        except queue.Full:
+            log.error("a call turned away (%s) could not be recorded: the database writer is behind",
+                      refusal.reason)
+
+    def _store_refusal(self, refusal: Refusal, at: datetime) -> int:
+        with self.db.session() as session:
+            call = Call(uid=f"{at:%Y%m%d-%H%M%S}-refused-{uuid.uuid4().hex[:8]}", source="sip",
+                        node=self.node, state="refused", ended_reason=f"turned away: {refusal.reason}"[:200],
+                        started_at=at, ended_at=at, duration_s=0.0, language=self.config.language)
+            session.add(call)
+            session.flush()
+            if refusal.first:
+                text = (f"standin turned a call away without answering it (SIP 503), and turns every call "
+                        f"away until this is mended. {refusal.advice} The calls turned away meanwhile are "
+                        "listed on the dashboard.")
+                message = Message(call_id=call.id, text=text, urgency="high", language="en", source="standin")
+                session.add(message)
+                session.flush()
+                if self.outbox is not None:
+                    self.outbox.enqueue(session, message)
+            call_id = call.id
+        if refusal.first and self.outbox is not None:
+            self.outbox.wake()
+        return call_id
 
     def call_ended(self, call_log: CallLog, summary: dict[str, Any]) -> Future[int | None]:
         """Store the call's end and have its message made, both in the background; never blocks. The

@@ -6,6 +6,10 @@ caller's number), written as the call goes so nothing is lost if the process die
 (server/owner.py) the call is also planned from the caller's number (a blocked caller is hung up on at
 once), stored in the database while it runs, and turned into a message when it ends.
 
+A call is never answered and then dropped for want of disk: the endpoint asks the `DiskGuard`
+(server/store/disk.py) before it answers and refuses with 503 while the calls folder cannot take a
+call (the owner is told); a call whose files stop being writable on the way goes on without them.
+
 `answer` takes anything shaped like server.runtime.Transport with a `call_id` and a `caller_number`
 (and optionally `source`: "sip" when absent, "browser" for the dashboard's test call).
 """
@@ -33,6 +37,7 @@ from server.notify import Outbox
 from server.owner import Owner
 from server.runtime import CallRuntime, Engines, LiveCall, RuntimeOptions
 from server.store.db import open_database
+from server.store.disk import DiskGuard
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +58,9 @@ def new_call_folder(calls_dir: Path, call_id: str, started: datetime) -> Path:
 
 
 async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *,
-                 owner: Owner | None = None) -> dict[str, Any]:
-    """Run one answered call to its end and store it; returns its summary."""
+                 owner: Owner | None = None, disk: DiskGuard | None = None) -> dict[str, Any]:
+    """Run one answered call to its end and store it; returns its summary. Its files that cannot be
+    written (a full disk) are given up, not the call."""
     started = datetime.now().astimezone()
     source = str(getattr(call, "source", "") or "sip")
     if owner is not None:
@@ -66,11 +72,13 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
             "started_at": started.isoformat(timespec="seconds")}
     if plan.blocked:
         return await _refuse(call, owner, plan, uid=folder.name, source=source, meta=meta)
-    files = await asyncio.to_thread(CallFiles, folder)
     call_log = None
     if owner is not None:
         call_log = owner.open_call(folder.name, plan=plan, caller_number=call.caller_number, source=source,
                                    folder=str(folder))
+    files = await asyncio.to_thread(CallFiles, folder, keep_going=True,
+                                    on_write_error=disk.write_failed if disk is not None else None)
+    if call_log is not None:
         files.trace = call_log.observe(files.trace)
     options = RuntimeOptions(language=plan.language, hints=config.stt.hints, echo=config.echo,
                              context=plan.context, timeouts_s=config.timeouts())
@@ -115,11 +123,11 @@ async def _refuse(call: Any, owner: Owner | None, plan: CallPlan, *, uid: str, s
     return summary
 
 
-def call_runner(owner: Owner) -> Callable[[Any], Awaitable[dict[str, Any]]]:
+def call_runner(owner: Owner, disk: DiskGuard | None = None) -> Callable[[Any], Awaitable[dict[str, Any]]]:
     """`answer` bound to `owner`: what the SIP endpoint and the browser test call hand calls to."""
 
     async def run(call: Any) -> dict[str, Any]:
-        return await answer(call, owner.engines, owner.config, owner.calls_dir, owner=owner)
+        return await answer(call, owner.engines, owner.config, owner.calls_dir, owner=owner, disk=disk)
 
     return run
 
@@ -189,14 +197,15 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with owner_running(config, engines) as owner:
-        endpoint = SipEndpoint(options, call_runner(owner), loop=loop)
+    async with owner_running(config, engines) as owner, \
+            DiskGuard(calls_dir, on_refuse=owner.call_refused).watching() as disk:
+        endpoint = SipEndpoint(options, call_runner(owner, disk), loop=loop, admit=disk.admit)
         await asyncio.to_thread(endpoint.start)
         try:
             log.info("standin is answering on %s",
                      ", ".join(f"{t} {a}" for t, a in endpoint.addresses.items()))
             async with dashboard(config, owner.db, status=live_status(config, endpoint),
-                                 start_browser_call=call_runner(owner)):
+                                 start_browser_call=call_runner(owner, disk)):
                 await stop.wait()
         finally:
             await asyncio.to_thread(endpoint.stop)

@@ -1,5 +1,7 @@
 """`standin serve` as a user runs it: one process answering SIP and serving the dashboard. A SIPp caller
-leaves a message; the API shows the call and the message; SIGTERM stops everything cleanly."""
+leaves a message; the API shows the call and the message; SIGTERM stops everything cleanly. With its
+calls folder on a full disk it answers no call: each gets 503, and the dashboard lists them with a
+message telling the owner why."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.server.disk_kit import fill, small_disk
 from tests.sip.endpoint_kit import require_pjsua2
-from tests.sip.sipp import free_port, free_rtp_range, pcap_folder, run_sipp
+from tests.sip.sipp import free_port, free_rtp_range, pcap_folder, refused_call, run_sipp, scenario
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -34,7 +37,8 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 9
     raise AssertionError("standin serve did not come up")
 
 
-def _serve(tmp_path: Path, sip_port: int, web_port: int) -> subprocess.Popen[bytes]:
+def _serve(tmp_path: Path, sip_port: int, web_port: int, calls_dir: Path | None = None
+           ) -> subprocess.Popen[bytes]:
     transcript = pcap_folder(tmp_path)
     config = tmp_path / "standin.toml"
     config.write_text(f"""
@@ -43,7 +47,7 @@ greeting = "Hello, this is standin."
 [stt]
 transcript = "{transcript}"
 [storage]
-calls_dir = "{tmp_path / 'calls'}"
+calls_dir = "{calls_dir or tmp_path / 'calls'}"
 database = "sqlite:///{tmp_path / 'standin.db'}"
 [web]
 listen = "127.0.0.1:{web_port}"
@@ -87,11 +91,45 @@ def test_serve_answers_a_call_and_shows_it_on_the_dashboard(tmp_path: Path) -> N
         assert [c["caller_number"] for c in calls] == ["sipp"]
         assert calls[0]["state"] == "ended"
     finally:
-        proc.send_signal(signal.SIGTERM)
+        out = _stop(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_serve_refuses_calls_with_503_while_its_calls_folder_is_full_and_tells_the_owner(
+        tmp_path: Path) -> None:
+    require_pjsua2()
+    with small_disk(tmp_path / "disk") as disk:
+        fill(disk)
+        sip_port, web_port = free_port(), free_port()
+        proc = _serve(tmp_path, sip_port, web_port, calls_dir=disk / "calls")
+        base = f"http://127.0.0.1:{web_port}"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
         try:
-            out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-    assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
-    assert b"Traceback" not in out, out.decode(errors="replace")[-3000:]
+            _wait_healthy(base, proc)
+            for _ in range(2):
+                result = asyncio.run(run_sipp(["-sf", scenario(tmp_path, "refused", refused_call(503)),
+                                               f"127.0.0.1:{sip_port}", "-m", "1", "-i", "127.0.0.1"],
+                                              tmp_path, timeout_s=20))
+                assert result.ok, result.output
+            calls = httpx.get(f"{base}/api/calls", headers=auth).json()["items"]
+            messages = httpx.get(f"{base}/api/messages", headers=auth).json()["items"]
+        finally:
+            out = _stop(proc)
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    assert [c["state"] for c in calls] == ["refused", "refused"]
+    assert all(c["ended_reason"] == "turned away: calls folder disk full" for c in calls)
+    [notice] = messages  # one for the run of refusals
+    assert notice["urgency"] == "high" and "is full" in notice["text"]
+    assert str(disk / "calls") in notice["text"]
