@@ -11,8 +11,8 @@ never delays the next call's answer:
   replies, it writes while no call is live, and stops within a token when one starts, to try again after.
 
 A message is made from what the database holds, so whatever stopped it (a crash, a stop mid-way, a
-database error) is undone at the next start: calls left live become "recovered", and every call with
-the caller's words but no message gets one then.
+database error) is undone at the next start: calls left live become "recovered" (with what their trace
+shows the bot said and decided), and every call with the caller's words but no message gets one then.
 
 A call turned away before it was answered (the calls folder's disk is full: server/store/disk.py) is
 listed as "refused"; the first of a run of them also leaves the owner an urgent message saying why.
@@ -103,7 +103,7 @@ class Owner:
         if self._started:
             return []
         self._started = True
-        recover_live_calls(self.db, self.node)
+        recover_live_calls(self.db, self.node, conversation_of=lambda number: self.plan(number).conversation)
         self.writer.start()
         self._worker.start()
         jobs = [_Job(Future(), call_id=call_id) for call_id in calls_without_message(self.db, self.node)]

@@ -4,7 +4,8 @@ The SIP endpoint hands over each answered call; each runs on its own `LiveCall` 
 engines, and leaves its folder under `[storage] calls_dir` (call.wav, trace.jsonl, summary.json with the
 caller's number), written as the call goes so nothing is lost if the process dies. With an `Owner`
 (server/owner.py) the call is also planned from the caller's number (a blocked caller is hung up on at
-once), stored in the database while it runs, and turned into a message when it ends.
+once), stored in the database while it runs (its row committed before the greeting), and turned into a
+message when it ends.
 
 A call is never answered and then dropped for want of disk: the endpoint asks the `DiskGuard`
 (server/store/disk.py) before it answers and refuses with 503 while the calls folder cannot take a
@@ -36,10 +37,13 @@ from server.jobs import JobRunner
 from server.notify import Outbox
 from server.owner import Owner
 from server.runtime import CallRuntime, Engines, LiveCall, RuntimeOptions
+from server.store.calls import CallLog, describe_error
 from server.store.db import open_database
 from server.store.disk import DiskGuard
 
 log = logging.getLogger(__name__)
+
+ROW_WAIT_S = 2.0  # longest a new call's greeting waits for its row to be committed
 
 
 def call_folder(calls_dir: Path, call_id: str, started: datetime) -> Path:
@@ -59,8 +63,8 @@ def new_call_folder(calls_dir: Path, call_id: str, started: datetime) -> Path:
 
 async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *,
                  owner: Owner | None = None, disk: DiskGuard | None = None) -> dict[str, Any]:
-    """Run one answered call to its end and store it; returns its summary. Its files that cannot be
-    written (a full disk) are given up, not the call."""
+    """Run one answered call to its end and store it; returns its summary. The call's row is committed
+    before it is greeted; its files that cannot be written (a full disk) are given up, not the call."""
     started = datetime.now().astimezone()
     source = str(getattr(call, "source", "") or "sip")
     if owner is not None:
@@ -76,6 +80,7 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
     if owner is not None:
         call_log = owner.open_call(folder.name, plan=plan, caller_number=call.caller_number, source=source,
                                    folder=str(folder))
+        await _committed(call_log)
     files = await asyncio.to_thread(CallFiles, folder, keep_going=True,
                                     on_write_error=disk.write_failed if disk is not None else None)
     if call_log is not None:
@@ -108,6 +113,17 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
                 owner.call_ended(call_log, summary if summary is not None else {**core.report(), **meta})
     log.info("call %s ended (%s) after %.1fs", call.call_id, runtime.core.ended, live.now())
     return summary
+
+
+async def _committed(call_log: CallLog) -> None:
+    """Wait (a little) for the call's row to be committed: a call killed right after its answer is
+    then still listed, and recovered. A database too slow or failing delays no greeting for long."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(call_log.commit_row), ROW_WAIT_S)
+    except TimeoutError:
+        log.warning("the database took over %.0f s to list a new call; answering it meanwhile", ROW_WAIT_S)
+    except Exception as exc:
+        log.error("cannot list a new call in the database (%s); answering it anyway", describe_error(exc))
 
 
 async def _refuse(call: Any, owner: Owner | None, plan: CallPlan, *, uid: str, source: str,

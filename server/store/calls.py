@@ -8,8 +8,11 @@ thread (the event loop) never waits for SQLite's fsync. Changes coalesce: a call
 waiting, which takes whatever changed by the time it runs. A database error is logged (its class, never
 the caller's words) and the call goes on.
 
-When the call ends, `finish(summary)` replaces the live rows with the final ones from summary.json's
-content (fragments, bot turns, decisions, each reply's latencies) in one transaction; it may run twice.
+The call's row itself is committed by `commit_row()` before the call is greeted, so a call is listed
+even when the process dies a moment after answering it. When the call ends, `finish(summary)` replaces
+the live rows with the final ones from summary.json's content (fragments, bot turns, decisions, each
+reply's latencies) in one transaction; it may run twice. What the log learns from the trace is kept by
+a `CallWatch`, which recovery feeds a trace read back after a crash (server/store/replay.py).
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ class _ReplyJobs:
         return {stage: ms[stage].get(job) if job is not None else None for stage, job in jobs.items()}
 
 
-_Reply = tuple[float | None, _ReplyJobs, dict[str, float | None]]  # first audio, jobs, stage latencies
+ReplyTiming = tuple[float | None, _ReplyJobs, dict[str, float | None]]  # first audio, jobs, stage latencies
 
 
 class _Tee(Trace):
@@ -120,19 +123,94 @@ class _Tee(Trace):
         self._watcher = watcher
 
     def event(self, event: Any) -> None:
-        self._inner.event(event)
-        self._watcher.saw(self._watcher.on_event, event)
+        try:
+            self._inner.event(event)
+        finally:  # the file failing must not cost the database the line
+            self._watcher.saw(self._watcher.on_event, event)
 
     def command(self, t: float, command: Any) -> None:
-        self._inner.command(t, command)
-        self._watcher.saw(self._watcher.on_command, command)
+        try:
+            self._inner.command(t, command)
+        finally:
+            self._watcher.saw(self._watcher.on_command, command)
 
     def latency(self, name: str, ms: float, t: float) -> None:
-        self._inner.latency(name, ms, t)
-        self._watcher.saw(self._watcher.on_latency, name, ms)
+        try:
+            self._inner.latency(name, ms, t)
+        finally:
+            self._watcher.saw(self._watcher.on_latency, name, ms)
 
     def close(self) -> None:
         self._inner.close()
+
+
+class CallWatch:
+    """What a call's trace shows, line by line: the caller's fragments as they are heard (handed to
+    `on_fragment`: first sample, start_s, end_s, text) and the engine jobs and latencies behind each
+    reply. Fed by a live call's `CallLog`, or by a trace read back after a crash."""
+
+    def __init__(self, rate: int = 16000,
+                 on_fragment: Callable[[int, float, float, str], None] | None = None) -> None:
+        self.rate = rate
+        self.on_fragment = on_fragment
+        self._stt_spans: dict[int, tuple[int, int]] = {}
+        self._ms: dict[str, dict[int, float]] = {stage: {} for stage in _STAGES}
+        self._pending: tuple[str, float] | None = None  # a latency waiting for the event it belongs to
+        self._last_stt: int | None = None
+        self._last_judge: ev.Judge | None = None
+        self._last_synth: int | None = None
+        self._replies: dict[int, _ReplyJobs] = {}  # utterance -> its jobs
+
+    def replies(self) -> list[ReplyTiming]:
+        """Each reply's first audio, jobs and stage latencies, as `final_rows` takes them."""
+        return [(r.first_audio_t, r, r.stages(self._ms)) for r in self._replies.values()]
+
+    def on_event(self, e: Any) -> None:
+        kind = type(e)
+        if kind is ev.VadWindow:
+            return
+        if self._pending is not None:
+            stage, ms = self._pending
+            self._pending = None
+            job = getattr(e, "job", None)
+            if job is not None:
+                self._ms[stage][job] = ms
+        if kind is ev.TranscriptReady:
+            span = self._stt_spans.get(e.job)
+            text = e.text.strip()
+            if span is not None and text:
+                self._last_stt = e.job
+                if self.on_fragment is not None:
+                    self.on_fragment(span[0], span[0] / self.rate, span[1] / self.rate, text)
+        elif kind is ev.PlayoutProgress:
+            reply = self._replies.get(e.utterance)
+            if reply is not None and reply.first_audio_t is None:
+                reply.first_audio_t = e.t + e.offset / self.rate
+
+    def on_command(self, c: Any) -> None:
+        kind = type(c)
+        if kind is ev.Transcribe:
+            self._stt_spans[c.job] = (c.start, c.end)
+        elif kind is ev.Judge:
+            self._last_judge = c
+        elif kind is ev.Reply:
+            judge = self._last_judge  # the judge of this very story, unless the turn took a shortcut
+            judge_job = judge.job if judge is not None and judge.story == c.story else None
+            self._replies[c.utterance] = _ReplyJobs(c.job, self._last_stt, judge_job)
+        elif kind is ev.Synthesize:
+            self._last_synth = c.utterance
+            reply = self._replies.get(c.utterance)
+            if reply is not None and reply.tts is None:
+                reply.tts = c.job
+
+    def on_latency(self, name: str, ms: float) -> None:
+        ms = round(ms, 1)  # as trace.jsonl has it
+        if name == "llm_first_clause_ms":  # written right after its Synthesize command
+            reply = self._replies.get(self._last_synth) if self._last_synth is not None else None
+            if reply is not None and reply.clause_ms is None:
+                reply.clause_ms = ms
+        elif name in self._ms:  # the next event carries the job it measured
+            self._pending = (name, ms)
 
 
 class CallLog:
@@ -159,14 +237,7 @@ class CallLog:
         self._observer_failed = False
         self._dirty: dict[int, tuple[float, float, str]] = {}  # fragment (its first sample) -> row
         self._rows: dict[int, int] = {}  # fragment -> Fragment.id (with _db_lock)
-        # what the trace showed, for the latencies
-        self._stt_spans: dict[int, tuple[int, int]] = {}
-        self._ms: dict[str, dict[int, float]] = {stage: {} for stage in _STAGES}
-        self._pending: tuple[str, float] | None = None  # a latency waiting for the event it belongs to
-        self._last_stt: int | None = None
-        self._last_judge: ev.Judge | None = None
-        self._last_synth: int | None = None
-        self._replies: dict[int, _ReplyJobs] = {}  # utterance -> its jobs
+        self.watch = CallWatch(rate, self._heard)  # with _lock
         self._schedule()  # the row itself
 
     # ------------------------------------------------------------------ watching the call
@@ -185,57 +256,23 @@ class CallLog:
                           self.uid, type(exc).__name__)
 
     def on_event(self, e: Any) -> None:
-        kind = type(e)
-        if kind is ev.VadWindow:
+        if type(e) is ev.VadWindow:
             return
         with self._lock:
-            if self._pending is not None:
-                stage, ms = self._pending
-                self._pending = None
-                job = getattr(e, "job", None)
-                if job is not None:
-                    self._ms[stage][job] = ms
-            if kind is ev.TranscriptReady:
-                span = self._stt_spans.get(e.job)
-                text = e.text.strip()
-                if span is not None and text:
-                    self._last_stt = e.job
-                    self._dirty[span[0]] = (span[0] / self.rate, span[1] / self.rate, text)
-                    if not self._finished:
-                        self._schedule_locked()
-            elif kind is ev.PlayoutProgress:
-                reply = self._replies.get(e.utterance)
-                if reply is not None and reply.first_audio_t is None:
-                    reply.first_audio_t = e.t + e.offset / self.rate
+            self.watch.on_event(e)
 
     def on_command(self, c: Any) -> None:
-        kind = type(c)
-        if kind not in (ev.Transcribe, ev.Judge, ev.Reply, ev.Synthesize):
-            return
         with self._lock:
-            if kind is ev.Transcribe:
-                self._stt_spans[c.job] = (c.start, c.end)
-            elif kind is ev.Judge:
-                self._last_judge = c
-            elif kind is ev.Reply:
-                judge = self._last_judge  # the judge of this very story, unless the turn took a shortcut
-                judge_job = judge.job if judge is not None and judge.story == c.story else None
-                self._replies[c.utterance] = _ReplyJobs(c.job, self._last_stt, judge_job)
-            else:
-                self._last_synth = c.utterance
-                reply = self._replies.get(c.utterance)
-                if reply is not None and reply.tts is None:
-                    reply.tts = c.job
+            self.watch.on_command(c)
 
     def on_latency(self, name: str, ms: float) -> None:
-        ms = round(ms, 1)  # as trace.jsonl has it
         with self._lock:
-            if name == "llm_first_clause_ms":  # written right after its Synthesize command
-                reply = self._replies.get(self._last_synth) if self._last_synth is not None else None
-                if reply is not None and reply.clause_ms is None:
-                    reply.clause_ms = ms
-            elif name in self._ms:  # the next event carries the job it measured
-                self._pending = (name, ms)
+            self.watch.on_latency(name, ms)
+
+    def _heard(self, first: int, start_s: float, end_s: float, text: str) -> None:
+        self._dirty[first] = (start_s, end_s, text)
+        if not self._finished:
+            self._schedule_locked()
 
     # ------------------------------------------------------------------ live writes
 
@@ -283,6 +320,17 @@ class CallLog:
             self.call_id = call_id
             self._rows.update({key: row.id for key, row in added.items()})
 
+    def commit_row(self) -> int:
+        """Commit the call's row now, on this thread, without waiting for the writer's queue (blocking:
+        run it in a thread before the call is greeted, so that even a call killed at once is listed).
+        Returns its id."""
+        with self._db_lock:
+            if self.call_id is None:
+                with self.db.session() as session:
+                    call_id = self._ensure_call(session).id
+                self.call_id = call_id
+            return self.call_id
+
     def _ensure_call(self, session: Session) -> Call:
         call = session.get(Call, self.call_id) if self.call_id is not None else None
         if call is None:
@@ -300,7 +348,7 @@ class CallLog:
         has an error). Returns the call's id. Runs in one transaction; running it again changes nothing."""
         with self._lock:
             self._finished = True
-            replies = [(r.first_audio_t, r, r.stages(self._ms)) for r in self._replies.values()]
+            replies = self.watch.replies()
         error = str(summary.get("error") or "")
         duration = summary.get("duration_s")
         with self._db_lock, self.db.session() as session:
@@ -318,7 +366,7 @@ class CallLog:
         return call_id
 
 
-def final_rows(call_id: int, summary: dict[str, Any], replies: Sequence[_Reply] = ()
+def final_rows(call_id: int, summary: dict[str, Any], replies: Sequence[ReplyTiming] = ()
                ) -> list[Fragment | BotTurn | Decision | TurnLatency]:
     """The rows summary.json's content makes, with each reply's latencies as the trace measured them."""
     rows: list[Fragment | BotTurn | Decision | TurnLatency] = []

@@ -3,6 +3,7 @@ the database, and the next start closes the call as "recovered" and makes its me
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from models.judge_rules import RulesJudge
@@ -27,6 +29,7 @@ from server.store.recovery import (
 )
 from server.store.schema import Call, Message
 from tests.fakes import SpanStt, SpanVad, ToneTts
+from tests.store.virtual_call import scenario_config, scenario_engines
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = "+393331234567"
@@ -39,7 +42,12 @@ def script_engines() -> Engines:
 
 def killed_mid_call(url: str, folder: Path) -> None:
     """Run a call in a child process until its words are committed, then SIGKILL it."""
-    command = [sys.executable, "-m", "tests.store.crash_call", url, str(folder), NUMBER, *PHRASES]
+    killed("tests.store.crash_call", url, str(folder), NUMBER, *PHRASES)
+
+
+def killed(module: str, *args: str) -> None:
+    """Run `python -m module args...` until it prints "ready", then SIGKILL it."""
+    command = [sys.executable, "-m", module, *args]
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stderr is not None
@@ -95,6 +103,75 @@ def test_a_call_killed_with_sigkill_is_recovered_and_its_message_made_at_the_nex
         again.stop()
         with db.session() as s:
             assert len(s.scalars(select(Message)).all()) == 1
+    finally:
+        db.close()
+
+
+def test_a_call_killed_after_a_reply_is_recovered_with_its_bot_turns_decisions_and_latencies(
+        shared: Path, tmp_path: Path, database_url: str) -> None:
+    name = "trailing_thought"
+    config = scenario_config(shared, name)
+    folder = tmp_path / "calls" / "20260101-100000-call-1"
+    at_cut = tmp_path / "report-at-the-cut.json"
+    # the caller's two phrases end at 3.4 and 8.6 s; the bot's reply plays from about 9 s to 12.4 s
+    killed("tests.store.crash_scenario", database_url, str(folder), str(shared), name, "12.8", NUMBER,
+           str(at_cut))
+    truth = json.loads(at_cut.read_text())  # what the killed call's core held when it was killed
+    [reply] = [b for b in truth["bot_turns"] if b["kind"] == "reply"]
+    assert reply["end_s"] is not None and truth["ended"] is None  # its reply was over, the call was not
+    db = open_database(database_url)
+    try:
+        with db.session() as s:
+            live = s.scalars(select(Call)).one()
+            assert live.state == "live" and live.fragments and not live.bot_turns and not live.decisions
+
+        owner = Owner(config, db, scenario_engines(config), calls_dir=tmp_path / "calls")
+        [made] = owner.start()
+        try:
+            message_id = made.result(timeout=60)
+        finally:
+            owner.stop()
+        with db.session() as s:
+            call = s.scalars(select(Call)).one()
+            assert call.state == "recovered"
+            said = truth["bot_turns"]
+            assert [(b.kind, b.intended, b.heard, b.cut_off) for b in call.bot_turns] == [
+                (b["kind"], b["text_intended"], b["text_heard"], b["interrupted"]) for b in said]
+            assert [t for b in call.bot_turns for t in (b.start_s, b.end_s)] == pytest.approx(
+                [t for b in said for t in (b["start_s"], b["end_s"])], abs=1e-3)
+            assert [(d.at_s, d.verdict, d.by, d.p_complete) for d in call.decisions] == [
+                (pytest.approx(d["at_s"], abs=1e-3), d["verdict"], d["by"], d.get("p_complete"))
+                for d in truth["decisions"]]
+            assert [d.verdict for d in call.decisions][-1:] == ["COMPLETE"]
+            assert [(f.start_s, f.end_s, f.text) for f in call.fragments] == [
+                (f["start_s"], f["end_s"], f["text"]) for f in truth["caller_fragments"]]
+            [latency] = call.latencies
+            stages = (latency.stt_ms, latency.judge_ms, latency.llm_first_token_ms,
+                      latency.tts_first_audio_ms)
+            assert stages == (150.0, 20.0, 150.0, 80.0)  # the injected latencies, as the trace had them
+            assert latency.first_audio_s == pytest.approx(reply["start_s"], abs=1e-3)
+            assert latency.caller_end_s == truth["caller_fragments"][-1]["end_s"]
+            message = s.get(Message, message_id)
+            assert message is not None
+            assert f"Assistant: {reply['text_heard']}" in message.transcript.splitlines()
+    finally:
+        db.close()
+
+
+def test_a_call_killed_right_after_its_answer_is_listed_and_recovered(
+        tmp_path: Path, database_url: str) -> None:
+    calls_dir = tmp_path / "calls"
+    killed("tests.store.crash_answer", database_url, str(calls_dir), NUMBER)
+    [folder] = list(calls_dir.iterdir())
+    db = open_database(database_url)
+    try:
+        owner = Owner(load(None), db, script_engines(), calls_dir=calls_dir)
+        assert owner.start() == []  # the caller had not said a word: no message to make
+        owner.stop()
+        with db.session() as s:
+            call = s.scalars(select(Call)).one()
+            assert (call.state, call.uid, call.folder, call.caller_number) == (
+                "recovered", folder.name, str(folder), NUMBER)
     finally:
         db.close()
 

@@ -6,6 +6,7 @@ engines and the call files are the real ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from server.engines import build_engines
 from server.runtime import Engines
 from server.simulate import simulate
 from server.store.calls import CallLog
+from server.trace import Trace
 
 LATENCY_MS = {"stt": 150, "judge": 20, "llm": 150, "tts": 80}
 
@@ -31,8 +33,11 @@ def scenario_engines(config: Config) -> Engines:
 
 
 def run_virtual_call(caller: np.ndarray, engines: Engines, config: Config, folder: Path, *,
-                     call_log: CallLog | None = None, caller_number: str = "") -> dict[str, Any]:
-    """Play `caller` into a call; returns summary.json's content once the caller has hung up."""
-    result = simulate(caller, engines, config, folder, meta={"caller_number": caller_number},
-                      observe=call_log.observe if call_log is not None else None)
+                     call_log: CallLog | None = None, caller_number: str = "",
+                     observe: Callable[[Trace], Trace] | None = None) -> dict[str, Any]:
+    """Play `caller` into a call; returns summary.json's content once the caller has hung up. The trace
+    goes through `observe` when given, else through `call_log`."""
+    if observe is None and call_log is not None:
+        observe = call_log.observe
+    result = simulate(caller, engines, config, folder, meta={"caller_number": caller_number}, observe=observe)
     return result.summary
