@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -64,36 +65,90 @@ def read_audio(path: str | os.PathLike[str], rate: int = CALL_RATE) -> np.ndarra
     int16 mono at `rate`: channels are averaged, the rate is converted with soxr (high quality).
 
     Raises AudioFileError for a missing, empty, unreadable, truncated or sample-less file."""
-    import soundfile as sf
+    with AudioReader(path, rate) as reader:
+        return np.concatenate(list(reader.blocks()))
 
-    p = Path(path)
-    if not p.exists():
-        raise AudioFileError(f"{p}: no such file; check the path")
-    if not p.is_file():
-        raise AudioFileError(f"{p}: not a regular file; give the path of an audio file")
-    size = p.stat().st_size
-    if size == 0:
-        raise AudioFileError(f"{p}: the file is empty (0 bytes); record or export the audio again")
-    _check_wav_complete(p, size)
-    try:
-        with sf.SoundFile(str(p)) as f:
-            src_rate = f.samplerate
-            expected = f.frames
-            data = f.read(dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, OSError) as exc:
-        raise AudioFileError(f"{p}: cannot be read as audio ({exc}); the file is corrupt, truncated or in "
-                             f"a format libsndfile does not know: {_CONVERT_HINT}") from exc
-    if len(data) == 0:
-        raise AudioFileError(f"{p}: the file contains no audio samples; record or export it again")
-    if len(data) < 0.99 * expected:  # compressed formats may announce an estimate: allow a little slack
-        raise AudioFileError(f"{p}: truncated: its header announces {expected} frames but only {len(data)} "
-                             f"could be read; re-export or re-copy the file")
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if src_rate != rate:
-        import soxr
 
-        mono = soxr.resample(mono, src_rate, rate, quality="HQ")
-    return to_int16(mono)
+class AudioReader:
+    """What `read_audio` returns, block by block, without holding the whole file: `blocks()` yields the
+    file's audio as int16 mono at `rate` (soundfile blocks of `block_s`, channels averaged, soxr's
+    streaming resampler carrying its state across blocks). The file is checked and its first block read
+    on opening; a file shorter than its header says raises AudioFileError once its end is reached."""
+
+    def __init__(self, path: str | os.PathLike[str], rate: int = CALL_RATE, block_s: float = 10.0) -> None:
+        import soundfile as sf
+
+        p = self.path = Path(path)
+        if not p.exists():
+            raise AudioFileError(f"{p}: no such file; check the path")
+        if not p.is_file():
+            raise AudioFileError(f"{p}: not a regular file; give the path of an audio file")
+        size = p.stat().st_size
+        if size == 0:
+            raise AudioFileError(f"{p}: the file is empty (0 bytes); record or export the audio again")
+        _check_wav_complete(p, size)
+        self.rate = rate
+        try:
+            self._file = sf.SoundFile(str(p))
+        except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            raise self._unreadable(exc) from exc
+        try:
+            self.src_rate = self._file.samplerate
+            self.expected = self._file.frames
+            self._block = max(1, round(block_s * self.src_rate))
+            self._resampler = None
+            if self.src_rate != rate:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(self.src_rate, rate, 1, dtype="float32", quality="HQ")
+            self._read = 0
+            self._done = False
+            self._first: np.ndarray | None = self._next()
+            if self._read == 0:
+                raise AudioFileError(f"{p}: the file contains no audio samples; record or export it again")
+        except BaseException:
+            self._file.close()
+            raise
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        first, self._first = self._first, None
+        if first is not None and len(first):
+            yield first
+        while not self._done:
+            block = self._next()
+            if len(block):
+                yield block
+        if self._read < 0.99 * self.expected:  # compressed formats may announce an estimate: a little slack
+            raise AudioFileError(f"{self.path}: truncated: its header announces {self.expected} frames but "
+                                 f"only {self._read} could be read; re-export or re-copy the file")
+
+    def _next(self) -> np.ndarray:
+        import soundfile as sf
+
+        try:
+            data = self._file.read(self._block, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError, OSError) as exc:
+            raise self._unreadable(exc) from exc
+        self._read += len(data)
+        self._done = len(data) < self._block
+        mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(mono, last=self._done)
+        return to_int16(mono)
+
+    def _unreadable(self, exc: BaseException) -> AudioFileError:
+        return AudioFileError(f"{self.path}: cannot be read as audio ({exc}); the file is corrupt, truncated "
+                              f"or in a format libsndfile does not know: {_CONVERT_HINT}")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def _check_wav_complete(p: Path, size: int) -> None:

@@ -88,15 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from server.audio import read_audio
+    from server.audio import AudioReader
     from server.engines import build_engines, warm_up
     from server.simulate import simulate
 
     config = load(args.config)
-    caller = read_audio(args.caller)
-    engines = build_engines(config, transcript=args.transcript)
-    warm_up(engines)
-    result = simulate(caller, engines, config, args.out, meta={"caller_file": args.caller.name})
+    with AudioReader(args.caller) as caller:  # read as the call goes: an hours-long file is never held
+        engines = build_engines(config, transcript=args.transcript)
+        warm_up(engines)
+        result = simulate(caller.blocks(), engines, config, args.out, meta={"caller_file": args.caller.name})
     _print_summary(result.summary, args.out)
     return 0
 

@@ -9,7 +9,7 @@ files as a live one: call.wav, trace.jsonl and summary.json.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,11 +35,13 @@ class SimulationResult:
     out_dir: Path
 
 
-def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path,
+def simulate(caller: np.ndarray | Iterable[np.ndarray], engines: Engines, config: Config, out_dir: Path,
              meta: dict[str, Any] | None = None, *,
              observe: Callable[[Trace], Trace] | None = None) -> SimulationResult:
-    """Run one call on `caller` (int16 mono at 16 kHz) and write its files into `out_dir`. `observe`
-    may wrap the call's trace to watch the call as it runs (as a live call's `CallLog` does)."""
+    """Run one call on `caller` (int16 mono at 16 kHz: one array, or blocks of any size as they are
+    read, e.g. `server.audio.AudioReader.blocks()`, so a long recording is never held whole) and write
+    its files into `out_dir`. `observe` may wrap the call's trace to watch the call as it runs (as a
+    live call's `CallLog` does)."""
     latency = {k: v / 1000 for k, v in config.simulate.latency_ms.items()}
     jobs = VirtualJobs(latency)
     files = CallFiles(out_dir)
@@ -52,7 +54,8 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
                           trace=files.trace, recorder=files.recorder)
     echo = EchoPath(**config.simulate.echo) if config.simulate.echo else None
     hangup_after = config.simulate.hangup_after_s
-    limit = len(caller) / audio.CALL_RATE + config.call.max_duration_s + 30.0
+    frames = _Frames(caller)
+    limit = float("inf")  # until the recording's end is known
     silence = np.zeros(audio.FRAME, np.int16)
     error: str | None = None
     try:
@@ -68,8 +71,9 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
             bot = runtime.pull(t)
             if echo:
                 echo.played(bot)
-            previous = caller[k * audio.FRAME:(k + 1) * audio.FRAME]
+            previous = frames.next()
             if len(previous) < audio.FRAME:
+                limit = frames.total / audio.CALL_RATE + config.call.max_duration_s + 30.0
                 previous = np.concatenate([previous, silence[len(previous):]])
                 if runtime.idle() and not jobs.pending():
                     idle_since = t if idle_since is None else idle_since
@@ -88,6 +92,35 @@ def simulate(caller: np.ndarray, engines: Engines, config: Config, out_dir: Path
         summary = files.finish(runtime.core, meta={**(meta or {}), "error": error,
                                                    "duration_s": round(runtime.now, 3)})
     return SimulationResult(summary, out_dir)
+
+
+class _Frames:
+    """The caller's audio, 20 ms at a time, from an array or from blocks of any size: a frame short of
+    20 ms at the end, then empty frames."""
+
+    def __init__(self, caller: np.ndarray | Iterable[np.ndarray]) -> None:
+        self._blocks: Iterator[np.ndarray] = iter([caller] if isinstance(caller, np.ndarray) else caller)
+        self._block = np.zeros(0, np.int16)
+        self._at = 0
+        self.total = 0  # samples handed out
+
+    def next(self) -> np.ndarray:
+        parts: list[np.ndarray] = []
+        want = audio.FRAME
+        while want:
+            if self._at == len(self._block):
+                block = next(self._blocks, None)
+                if block is None:
+                    break
+                self._block, self._at = block, 0
+                continue
+            part = self._block[self._at:self._at + want]
+            self._at += len(part)
+            want -= len(part)
+            parts.append(part)
+        frame = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else self._block[:0]
+        self.total += len(frame)
+        return frame
 
 
 class EchoPath:
