@@ -103,7 +103,10 @@ class DiskGuard:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(self.check_every_s)
-                await asyncio.to_thread(self.check)
+                try:
+                    await asyncio.to_thread(self.check)
+                except Exception:  # the guard keeps what it last knew, and looks again next time
+                    log.exception("checking the calls folder failed")
 
         task = asyncio.create_task(loop(), name="standin-disk-guard")
         try:
