@@ -18,12 +18,13 @@ from server.contacts import manage
 from server.web import queries
 from server.web.auth import AuthRequired, Owner, current_owner, require_owner
 from server.web.context import WebContext
+from server.web.limits import MAX_OFFSET
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_owner)])
 public = APIRouter(prefix="/api")
 
 Limit = Query(50, ge=1, le=200)
-Offset = Query(0, ge=0)
+Offset = Query(0, ge=0, le=MAX_OFFSET)
 JsonObject = Body(..., media_type="application/json")
 
 
@@ -60,7 +61,7 @@ def list_calls(request: Request, limit: int = Limit, offset: int = Offset) -> di
         return queries.list_calls(session, limit, offset)
 
 
-@router.get("/calls/{call_id}")
+@router.get("/calls/{call_id:id}")
 def get_call(request: Request, call_id: int) -> dict[str, Any]:
     """One call: what the caller said, what the bot meant and what was heard, decisions, latencies,
     the message taken."""
@@ -88,7 +89,7 @@ def _recording(request: Request, folder: str | None) -> Path | None:
     return wav if wav.is_relative_to(calls_dir) and wav.is_file() else None
 
 
-@router.get("/calls/{call_id}/recording")
+@router.get("/calls/{call_id:id}/recording")
 def get_recording(request: Request, call_id: int) -> Response:
     wav = recording_path(request, call_id)
     if wav is None:
@@ -116,12 +117,12 @@ def set_message_done(request: Request, message_id: int, done: bool) -> dict[str,
     return message
 
 
-@router.post("/messages/{message_id}/done")
+@router.post("/messages/{message_id:id}/done")
 def mark_done(request: Request, message_id: int) -> dict[str, Any]:
     return set_message_done(request, message_id, True)
 
 
-@router.post("/messages/{message_id}/reopen")
+@router.post("/messages/{message_id:id}/reopen")
 def reopen(request: Request, message_id: int) -> dict[str, Any]:
     return set_message_done(request, message_id, False)
 
@@ -144,19 +145,19 @@ def _crud(name: str, ops: dict[str, Callable[..., Any]]) -> None:
             result: dict[str, Any] = ops["create"](session, data)
             return result
 
-    @router.get(path + "/{item_id}", name=f"get_{name}")
+    @router.get(path + "/{item_id:id}", name=f"get_{name}")
     def get_one(request: Request, item_id: int) -> dict[str, Any]:
         with session_for(request) as session:
             result: dict[str, Any] = ops["get"](session, item_id)
             return result
 
-    @router.put(path + "/{item_id}", name=f"update_{name}")
+    @router.put(path + "/{item_id:id}", name=f"update_{name}")
     def update_one(request: Request, item_id: int, data: dict[str, Any] = JsonObject) -> dict[str, Any]:
         with session_for(request) as session:
             result: dict[str, Any] = ops["update"](session, item_id, data)
             return result
 
-    @router.delete(path + "/{item_id}", status_code=204, name=f"delete_{name}")
+    @router.delete(path + "/{item_id:id}", status_code=204, name=f"delete_{name}")
     def delete_one(request: Request, item_id: int) -> Response:
         with session_for(request) as session:
             ops["delete"](session, item_id)

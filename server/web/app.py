@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +22,8 @@ from server.web.context import WebContext
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
+SOURCE = Path(__file__).resolve().parents[1]  # the `server` package: where a failure is looked for
+_LOGGED = "standin.logged"  # the exception `log_failure` logged for this request
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "media-src 'self' blob:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; "
        "base-uri 'none'; form-action 'self'")
@@ -103,17 +105,64 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> Response:
-        # The exception's text may quote callers' numbers or words (SQL parameters): log its type and
-        # where it happened, never its message.
         request.app.state.metrics.errors.inc()
-        where = "".join(traceback.format_tb(exc.__traceback__)[-5:])
-        log.error("%s %s failed with %s\n%s", request.method, request.url.path, type(exc).__name__, where)
+        log_failure(request.scope, exc)
         return error_response(request, 500, "internal error; the server log has the details")
+
+
+def log_failure(scope: Scope, exc: BaseException) -> None:
+    """Log a failed request by its route, the exception's type and where in standin it was raised.
+
+    Never the exception's text, nor its traceback's source lines: they may quote callers' numbers or
+    words (a SQL error quotes its parameters)."""
+    if scope.get(_LOGGED) is exc:
+        return
+    scope[_LOGGED] = exc
+    route = getattr(scope.get("route"), "path", None) or "(no route)"
+    method = scope.get("method", scope["type"].upper())
+    ours = []
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        path = Path(frame.f_code.co_filename).resolve()
+        if path.is_relative_to(SOURCE):
+            ours.append(f"{path.relative_to(SOURCE.parent)}:{line} {frame.f_code.co_name}")
+    log.error("%s %s failed with %s, raised at %s", method, route, type(exc).__name__,
+              " < ".join(reversed(ours[-4:])) or "a library call")
+
+
+class Unhandled:
+    """The outermost layer: an exception that got past everything else ends here, logged by
+    `log_failure` and answered with a plain 500 if nothing was sent yet.
+
+    Starlette re-raises every exception after the app's 500 handler answered it, and uvicorn would then
+    log it with its text and traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            log_failure(scope, exc)
+            if scope["type"] == "http" and not started:
+                await PlainTextResponse("internal error", status_code=500)(scope, receive, send)
+
+
+class StandinApp(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        return Unhandled(super().build_middleware_stack())
 
 
 def create_app(context: WebContext) -> FastAPI:
     """The dashboard, the API, /metrics and the browser test call, on `context`'s config and database."""
-    app = FastAPI(title="standin", docs_url=None, redoc_url=None, openapi_url=None)
+    app = StandinApp(title="standin", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.standin = context
     app.state.auth = Auth(context.config.web)
     app.state.metrics = metrics.WebMetrics(context.db)

@@ -21,6 +21,7 @@ from starlette.datastructures import FormData
 from server.contacts import manage
 from server.web import api, queries
 from server.web.auth import Owner, OwnerDep, client_address, current_owner, get_auth, require_owner
+from server.web.limits import MAX_OFFSET
 
 PAGE_SIZE = 50
 TEMPLATES = Path(__file__).with_name("templates")
@@ -121,6 +122,11 @@ def _field(form: FormData, name: str) -> str:
 # --------------------------------------------------------------------------- messages and calls
 
 
+def _offset(offset: int) -> int:
+    """A page's offset as the database can take it: a link edited by hand shows the nearest page."""
+    return min(max(0, offset), MAX_OFFSET)
+
+
 @router.get("/", dependencies=owner_only)
 def home() -> Response:
     return see_other("/messages")
@@ -129,8 +135,9 @@ def home() -> Response:
 @router.get("/messages", dependencies=owner_only)
 def messages_page(request: Request, view: str = "open", offset: int = 0) -> Response:
     view = view if view in queries.INBOX_VIEWS else "open"
+    offset = _offset(offset)
     with api.session_for(request) as session:
-        inbox = queries.inbox(session, PAGE_SIZE, max(0, offset), view)
+        inbox = queries.inbox(session, PAGE_SIZE, offset, view)
         open_count = queries.open_messages(session)
     back = f"/messages?{urlencode({'view': view, 'offset': offset})}"
     return render(request, "messages.html", {"inbox": inbox, "view": view, "open_count": open_count,
@@ -143,12 +150,12 @@ async def _message_action(request: Request, message_id: int, done: bool) -> Resp
     return see_other(safe_next(_field(form, "back")))
 
 
-@router.post("/messages/{message_id}/done", dependencies=owner_only)
+@router.post("/messages/{message_id:id}/done", dependencies=owner_only)
 async def mark_done(request: Request, message_id: int) -> Response:
     return await _message_action(request, message_id, True)
 
 
-@router.post("/messages/{message_id}/reopen", dependencies=owner_only)
+@router.post("/messages/{message_id:id}/reopen", dependencies=owner_only)
 async def reopen(request: Request, message_id: int) -> Response:
     return await _message_action(request, message_id, False)
 
@@ -156,11 +163,11 @@ async def reopen(request: Request, message_id: int) -> Response:
 @router.get("/calls", dependencies=owner_only)
 def calls_page(request: Request, offset: int = 0) -> Response:
     with api.session_for(request) as session:
-        calls = queries.list_calls(session, PAGE_SIZE, max(0, offset))
+        calls = queries.list_calls(session, PAGE_SIZE, _offset(offset))
     return render(request, "calls.html", {"calls": calls})
 
 
-@router.get("/calls/{call_id}", dependencies=owner_only)
+@router.get("/calls/{call_id:id}", dependencies=owner_only)
 def call_page(request: Request, call_id: int) -> Response:
     detail = api.get_call(request, call_id)
     entries = queries.timeline(detail)
@@ -293,7 +300,7 @@ def _edit_routes(kind: str) -> None:
     def new_form(request: Request) -> Response:
         return _form_page(request, kind, None)
 
-    @router.get(f"/{kind}/{{item_id}}", dependencies=owner_only, name=f"edit_{kind}")
+    @router.get(f"/{kind}/{{item_id:id}}", dependencies=owner_only, name=f"edit_{kind}")
     def edit_form(request: Request, item_id: int) -> Response:
         with api.session_for(request) as session:
             item = ops["get"](session, item_id)
@@ -327,11 +334,11 @@ def _edit_routes(kind: str) -> None:
     async def create(request: Request) -> Response:
         return await save(request, None)
 
-    @router.post(f"/{kind}/{{item_id}}", dependencies=owner_only, name=f"update_{kind}")
+    @router.post(f"/{kind}/{{item_id:id}}", dependencies=owner_only, name=f"update_{kind}")
     async def update(request: Request, item_id: int) -> Response:
         return await save(request, item_id)
 
-    @router.post(f"/{kind}/{{item_id}}/delete", dependencies=owner_only, name=f"delete_{kind}")
+    @router.post(f"/{kind}/{{item_id:id}}/delete", dependencies=owner_only, name=f"delete_{kind}")
     def delete(request: Request, item_id: int) -> Response:
         with api.session_for(request) as session:
             ops["delete"](session, item_id)

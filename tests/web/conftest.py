@@ -3,8 +3,12 @@ calls, messages, deliveries, contacts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import queue
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +33,8 @@ from server.store.schema import (
 )
 from server.web.app import create_app
 from server.web.auth import hash_password
-from server.web.context import WebContext
+from server.web.context import WebContext, not_running
+from server.web.serving import dashboard
 from tests.store.postgres import database_url
 
 __all__ = ["database_url"]  # a fixture: SQLite, or Postgres for the tests marked `both_backends`
@@ -107,6 +112,43 @@ def site(config: Config, db: Database) -> Iterator[Site]:
 def owner(site: Site) -> Site:
     site.login()
     return site
+
+
+@contextlib.contextmanager
+def live_server(config: Config, db: Database) -> Iterator[str]:
+    """The app as `standin serve` serves it (`serving.dashboard`: uvicorn on its own event loop, here in
+    a thread), on a free port of 127.0.0.1; its address."""
+    ready: queue.Queue[str | BaseException] = queue.Queue()
+    stop: list[Callable[[], object]] = []
+
+    async def serve() -> None:
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        stop.append(lambda: loop.call_soon_threadsafe(done.set))
+        try:
+            async with dashboard(with_web(config, listen="127.0.0.1:0"), db, status=not_running,
+                                 start_browser_call=None) as address:
+                ready.put(address or "")
+                await done.wait()
+        except Exception as exc:
+            ready.put(exc)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="live-dashboard", daemon=True)
+    thread.start()
+    address = ready.get(timeout=60)
+    if isinstance(address, BaseException):
+        raise address
+    try:
+        yield address
+    finally:
+        stop[0]()
+        thread.join(30)
+
+
+@pytest.fixture
+def live(config: Config, db: Database) -> Iterator[str]:
+    with live_server(config, db) as address:
+        yield address
 
 
 # --------------------------------------------------------------------------- realistic rows
