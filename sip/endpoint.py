@@ -306,7 +306,10 @@ class SipEndpoint:
             return None
 
     def _active_legs(self) -> int:
-        return sum(1 for leg in self._legs.values() if leg.call is not None and not leg.disconnected)
+        """Calls taken and not on their way out: one standin hung up can take pjsua half a minute to end
+        (a 200 the caller never ACKed is sent again until then) and must not keep the line busy."""
+        return sum(1 for leg in self._legs.values()
+                   if leg.call is not None and not leg.disconnected and leg.hangup_reason is None)
 
     # ------------------------------------------------------------------ calls (SIP thread)
 

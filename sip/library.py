@@ -17,7 +17,6 @@ log = logging.getLogger("sip.endpoint")
 # Preferred first; anything else is switched off (see also sdp.py, which makes the answer follow it).
 CODEC_PRIORITY = {"G722/16000/1": 255, "PCMU/8000/1": 254, "PCMA/8000/1": 253,
                   "L16/16000/1": 130, "L16/8000/1": 129, "L16/44100/1": 128}
-REFUSAL_SLOTS = 4  # pjsua call slots beyond max_calls, so refusals still get our 403/486
 PJSUA_MAX_CALLS = 32
 WILDCARDS = ("0.0.0.0", "::")
 SND_AUTO_CLOSE_S = -1  # never: see endpoint_config
@@ -46,7 +45,9 @@ def endpoint_config(pj: Any, o: SipOptions, writer: Any) -> Any:
     ua = cfg.uaConfig
     ua.threadCnt = 0  # no pjsip worker: the SIP thread polls the events
     ua.mainThreadOnly = False
-    ua.maxCalls = min(o.max_calls + REFUSAL_SLOTS, PJSUA_MAX_CALLS)
+    # Every slot pjsua has: the gate holds calls to max_calls, and a call standin hung up keeps its slot
+    # until pjsua ends it (half a minute when the caller never answers our BYE).
+    ua.maxCalls = PJSUA_MAX_CALLS
     ua.userAgent = o.user_agent
     lc = cfg.logConfig
     lc.level = lc.consoleLevel = o.log_level  # the writer gets the lines consoleLevel lets through

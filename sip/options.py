@@ -28,7 +28,7 @@ from typing import Any
 TRANSPORTS = ("udp", "tcp", "tls")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
-MAX_CALLS_LIMIT = 28  # pjsua's call slots (32) less the few kept for refusing calls while full
+MAX_CALLS_LIMIT = 28  # pjsua's call slots (32) less a few for calls on their way out
 # pjlib's socket table holds 1024 (sip/pjsua2_build/config_site.h): two RTP sockets per call and the
 # listeners leave this many for connections, with room for those still closing
 MAX_CONNECTIONS_LIMIT = 768

@@ -251,6 +251,11 @@ def firewall_findings(d: Doctor, rs: nft.Ruleset) -> None:
         if v.closed:
             d.report.add("firewall", "fail", f"{span}: {v.describe()}: callers would not be heard",
                          firewall_fix("udp", f"{lo}-{hi}", "[sip] rtp_port_start", trunk))
+        elif v.any:
+            # a call's media latches to the first address it hears from; open to all, that can be anyone's
+            d.report.add("firewall", "warn", f"{span}: {v.describe()}: a stranger who sends to a call's "
+                         "port before the caller does takes its audio",
+                         "let RTP in from the trunk's media addresses only (Ansible: standin_firewall)")
         else:
             d.report.add("firewall", "ok", f"{span}: {v.describe()}")
 
