@@ -108,10 +108,14 @@ class WebConfig:
     login_attempts: int = 5  # failed logins per address ...
     login_window_s: float = 300.0  # ... within this window, then 429 until it passes
     session_hours: float = 12.0
+    max_body_bytes: int = 1024 * 1024  # a longer request body is refused (413) before it is read
 
     def __post_init__(self) -> None:
         if self.login_attempts < 1 or self.login_window_s <= 0 or self.session_hours <= 0:
             raise ValueError("login_attempts must be at least 1; login_window_s and session_hours positive")
+        if self.max_body_bytes < 4096:
+            raise ValueError(f"max_body_bytes must be at least 4096 (the default is 1048576), "
+                             f"not {self.max_body_bytes}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import text
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from server.contacts import manage
 from server.web import queries
-from server.web.auth import AuthRequired, Owner, current_owner, require_owner
+from server.web.auth import AuthRequired, Owner, OwnerDep, current_owner, require_owner
 from server.web.context import WebContext
 from server.web.limits import MAX_OFFSET
 
@@ -25,7 +26,6 @@ public = APIRouter(prefix="/api")
 
 Limit = Query(50, ge=1, le=200)
 Offset = Query(0, ge=0, le=MAX_OFFSET)
-JsonObject = Body(..., media_type="application/json")
 
 
 def context(request: Request) -> WebContext:
@@ -49,6 +49,23 @@ def session_for(request: Request) -> Iterator[Session]:
 
 def not_found(what: str, ident: int) -> HTTPException:
     return HTTPException(404, f"there is no {what} {ident}")
+
+
+async def json_object(request: Request, owner: OwnerDep) -> dict[str, Any]:
+    """The request's body as a JSON object, read only once the owner is known: FastAPI reads a `Body`
+    parameter before it runs any dependency, credentials included."""
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        raise HTTPException(422, "the body must be a JSON object (Content-Type: application/json)")
+    return data
+
+
+JsonObject = Annotated[dict[str, Any], Depends(json_object)]
+JSON_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object"}}}}}
 
 
 # --------------------------------------------------------------------------- calls
@@ -139,8 +156,8 @@ def _crud(name: str, ops: dict[str, Callable[..., Any]]) -> None:
         with session_for(request) as session:
             return {"items": ops["list"](session)}
 
-    @router.post(path, status_code=201, name=f"create_{name}")
-    def create_one(request: Request, data: dict[str, Any] = JsonObject) -> dict[str, Any]:
+    @router.post(path, status_code=201, name=f"create_{name}", openapi_extra=JSON_BODY)
+    def create_one(request: Request, data: JsonObject) -> dict[str, Any]:
         with session_for(request) as session:
             result: dict[str, Any] = ops["create"](session, data)
             return result
@@ -151,8 +168,8 @@ def _crud(name: str, ops: dict[str, Callable[..., Any]]) -> None:
             result: dict[str, Any] = ops["get"](session, item_id)
             return result
 
-    @router.put(path + "/{item_id:id}", name=f"update_{name}")
-    def update_one(request: Request, item_id: int, data: dict[str, Any] = JsonObject) -> dict[str, Any]:
+    @router.put(path + "/{item_id:id}", name=f"update_{name}", openapi_extra=JSON_BODY)
+    def update_one(request: Request, item_id: int, data: JsonObject) -> dict[str, Any]:
         with session_for(request) as session:
             result: dict[str, Any] = ops["update"](session, item_id, data)
             return result

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.web import api, browser_call, metrics, pages
 from server.web.auth import Auth, AuthRequired, CsrfFailed, require_owner
 from server.web.context import WebContext
+from server.web.limits import BodyLimit
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ def create_app(context: WebContext) -> FastAPI:
     app.state.standin = context
     app.state.auth = Auth(context.config.web)
     app.state.metrics = metrics.WebMetrics(context.db)
+    app.add_middleware(BodyLimit, limit=context.config.web.max_body_bytes, refuse=error_response)
     app.add_middleware(SecurityHeaders)
     install_error_handlers(app)
 

@@ -1,5 +1,6 @@
-"""What a request may carry, on the app as `standin serve` serves it: an id that cannot exist is a 404,
-and a failure answers 500 and logs no caller's words."""
+"""What a request may carry, on the app as `standin serve` serves it: a long body is refused before it is
+read (401 without credentials, 413 past `[web] max_body_bytes`), an id that cannot exist is a 404, and a
+failure answers 500 and logs no caller's words."""
 
 from __future__ import annotations
 
@@ -7,20 +8,105 @@ import logging
 import random
 import re
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from starlette.routing import BaseRoute, Route
 
+from server.config import ConfigError, load
 from server.web import queries
 from server.web.app import create_app
 from server.web.context import WebContext
 from server.web.limits import MAX_ID, MAX_OFFSET, Id
 from tests.store.postgres import both_backends
-from tests.web.conftest import TOKEN, add_call, add_contacts
+from tests.web.conftest import PASSWORD, TOKEN, add_call, add_contacts, csrf_of, live_server, with_web
+from tests.web.streaming import post_streaming
 
+LIMIT = 1024 * 1024  # [web] max_body_bytes by default
+BIG = 50 * 1024 * 1024
+# What loopback socket buffers can take in before the server reads anything, with room to spare; a
+# server that reads the body takes all of it.
+IN_FLIGHT = 20 * 1024 * 1024
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 SECRET = "secret caller words +393471234567"
+
+
+def _where(live: str) -> tuple[str, int]:
+    parts = urlsplit(live)
+    assert parts.hostname and parts.port
+    return parts.hostname, parts.port
+
+
+def _session(live: str) -> tuple[dict[str, str], str]:
+    """The owner's session cookie (as headers) and its CSRF token, logged in through the form."""
+    login = httpx.post(f"{live}/login", data={"password": PASSWORD, "next": "/messages"})
+    assert login.status_code == 303, login.text
+    cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items())
+    page = httpx.get(f"{live}/messages", headers={"Cookie": cookie})
+    return {"Cookie": cookie}, csrf_of(page.text)
+
+
+def test_a_long_body_without_credentials_is_refused_unread(live: str) -> None:
+    host, port = _where(live)
+    for method, path, status in [("POST", "/api/contacts", 401), ("PUT", "/api/profiles/1", 401),
+                                 ("POST", "/contacts", 303), ("POST", "/messages/1/done", 303),
+                                 ("POST", "/metrics", 405)]:
+        sent = post_streaming(host, port, path, BIG, chunked=True, method=method)
+        assert sent.status == status, (path, sent)
+        assert sent.pulled < IN_FLIGHT and sent.closed, (path, sent)
+    for path in ("/api/contacts", "/contacts"):  # a declared length over the limit: 413 at once
+        declared = post_streaming(host, port, path, BIG, chunked=False)
+        assert declared.status == 413 and declared.pulled < IN_FLIGHT and declared.closed, declared
+    for chunked in (True, False):  # the login form is read without credentials, up to the limit
+        login = post_streaming(host, port, "/login", BIG, chunked=chunked,
+                               content_type="application/x-www-form-urlencoded")
+        assert login.status == 413 and login.pulled < IN_FLIGHT and login.closed, login
+
+
+def test_a_long_body_with_credentials_is_refused_at_the_limit(live: str) -> None:
+    host, port = _where(live)
+    for chunked in (True, False):
+        sent = post_streaming(host, port, "/api/contacts", BIG, chunked=chunked, headers=BEARER)
+        assert sent.status == 413 and sent.pulled < IN_FLIGHT and sent.closed, (chunked, sent)
+    cookie, csrf = _session(live)
+    api = post_streaming(host, port, "/api/profiles", BIG, chunked=True,
+                         headers={**cookie, "X-CSRF-Token": csrf})
+    assert api.status == 413 and api.pulled < IN_FLIGHT, api
+    # a form's CSRF token is in the body: reading it for the token is bounded too
+    form = post_streaming(host, port, "/contacts", BIG, chunked=True, headers=cookie,
+                          content_type="application/x-www-form-urlencoded")
+    assert form.status == 413 and form.pulled < IN_FLIGHT, form
+    answer = httpx.post(f"{live}/api/contacts", headers=BEARER, content=b"{" + b" " * LIMIT)
+    assert answer.status_code == 413
+    assert answer.json()["error"].startswith(f"the request body is larger than {LIMIT} bytes")
+
+
+def _padded(data: bytes, size: int) -> Iterator[bytes]:
+    yield data
+    yield b" " * (size - len(data))  # JSON allows trailing white space
+
+
+def test_bodies_up_to_the_limit_still_work(live: str) -> None:
+    with httpx.Client(base_url=live, headers=BEARER) as client:
+        created = client.post("/api/contacts", json={"name": "Anna", "numbers": ["+390633334444"]})
+        assert created.status_code == 201, created.text
+        full = client.post("/api/profiles", content=_padded(b'{"name": "full"}', LIMIT))
+        assert full.status_code == 201, full.text
+        over = client.post("/api/profiles", content=_padded(b'{"name": "over"}', LIMIT + 1))
+        assert over.status_code == 413
+        assert [p["name"] for p in client.get("/api/profiles").json()["items"]] == ["full"]
+        assert client.get("/api/contacts").json()["items"][0]["name"] == "Anna"
+
+
+def test_the_limit_comes_from_the_config(config, db) -> None:  # type: ignore[no-untyped-def]
+    with live_server(with_web(config, max_body_bytes=8192), db) as live:
+        assert httpx.post(f"{live}/api/profiles", headers=BEARER,
+                          content=_padded(b'{"name": "a"}', 8193)).status_code == 413
+        assert httpx.post(f"{live}/api/profiles", headers=BEARER,
+                          content=_padded(b'{"name": "a"}', 8192)).status_code == 201
+    with pytest.raises(ConfigError, match="max_body_bytes must be at least 4096"):
+        load(None, {"web": {"max_body_bytes": 100}})
 
 
 def _routes(routes: list[BaseRoute]) -> Iterator[Route]:
