@@ -25,11 +25,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.sip.hostile import EndpointProcess, endpoint_process, fuzz_packets, udp_from  # noqa: E402
+from tests.sip.hostile import (  # noqa: E402
+    EndpointProcess,
+    endpoint_options,
+    endpoint_process,
+    fuzz_packets,
+    udp_from,
+)
 from tests.sip.sipp import (  # noqa: E402
     answered_call,
     free_port,
-    free_rtp_range,
     refused_call,
     run_sipp,
     scenario,
@@ -39,11 +44,7 @@ ALLOWED, STRANGER = "127.0.0.1", "127.0.0.2"
 
 
 def options(**overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"listen": f"127.0.0.1:{free_port()}", "transports": ["udp", "tcp"],
-                              "rtp_port_start": free_rtp_range(200), "rtp_port_count": 200,
-                              "allow_from": ["127.0.0.1/32"], "media_timeout_s": 2.0}
-    values.update(overrides)
-    return values
+    return endpoint_options(200, **overrides)
 
 
 def call(endpoint: EndpointProcess, cwd: Path, tcp: bool = False) -> bool:

@@ -1,8 +1,10 @@
-"""Who may call (allow_from) and who is calling (the From header's user part). Pure, no pjsua2."""
+"""Who may call (allow_from), who is calling (the From URI, a trunk's P-Asserted-Identity) and how refusals
+are logged. Pure, no pjsua2."""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
 import threading
@@ -12,6 +14,8 @@ from urllib.parse import unquote
 from sip.options import SipOptions, parse_allow_entry
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+log = logging.getLogger("sip.endpoint")
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Direct mode without allow_from: the machine itself and the LAN.
@@ -86,6 +90,31 @@ class AllowList:
         parts = [str(n) for n in self.networks]
         parts += [f"{n} -> {resolved.get(n, 'unresolved')}" for n in self.names]
         return ", ".join(parts) or "nobody"
+
+
+class RefusalTally:
+    """Refusals, logged by kind: the first one of each kind in a minute at once, the rest as a count
+    (a flood of them must not flood the log). Sources are logged as IP addresses only."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        self._window_s = window_s
+        self._since = 0.0
+        self._counts: dict[str, int] = {}
+
+    def note(self, what: str, source: str) -> None:
+        seen = self._counts.get(what, 0)
+        self._counts[what] = seen + 1
+        if seen == 0:
+            log.info("%s, from %s", what, source_ip(source) or "?")
+
+    def flush(self, now: float) -> None:
+        if now - self._since < self._window_s:
+            return
+        for what, count in self._counts.items():
+            if count > 1:
+                log.warning("%s: %d more in the last %.0f s", what, count - 1,
+                            now - self._since if self._since else self._window_s)
+        self._since, self._counts = now, {}
 
 
 def source_ip(address: str) -> IPAddress | None:

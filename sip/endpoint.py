@@ -45,7 +45,7 @@ from types import ModuleType
 from typing import Any
 
 from sip import library
-from sip.access import AllowList, IPAddress, asserted_number, caller_number, resolve, source_ip
+from sip.access import AllowList, IPAddress, RefusalTally, asserted_number, caller_number, resolve, source_ip
 from sip.library import RegistrationStatus, SipUnavailable, pj_error
 from sip.media import LevelNormalizer, SipCall
 from sip.options import SipConfigError, SipOptions
@@ -94,7 +94,7 @@ class SipEndpoint:
         # offered: INVITEs the gate let through to pjsua, each a pjsua call
         self.counts = {"offered": 0, "answered": 0, "refused": 0, "busy": 0, "unavailable": 0, "cancelled": 0,
                        "requests_refused": 0, "connections_refused": 0}
-        self._refusals = _Tally()
+        self._refusals = RefusalTally()
         self._active: dict[str, SipCall] = {}  # answered calls still up (written on the SIP thread)
         self._registration = RegistrationStatus("stopped", registrar=options.registrar)
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -564,31 +564,6 @@ class SipEndpoint:
         for what, path in (("tls_cert", self.options.tls_cert), ("tls_key", self.options.tls_key)):
             if path is None or not path.is_file():
                 raise SipConfigError(f"[sip] {what}: {path} is not a file")
-
-
-class _Tally:
-    """Refusals, logged by kind: the first one of each kind in a minute at once, the rest as a count
-    (a flood of them must not flood the log). Sources are logged as IP addresses only."""
-
-    def __init__(self, window_s: float = 60.0) -> None:
-        self._window_s = window_s
-        self._since = 0.0
-        self._counts: dict[str, int] = {}
-
-    def note(self, what: str, source: str) -> None:
-        seen = self._counts.get(what, 0)
-        self._counts[what] = seen + 1
-        if seen == 0:
-            log.info("%s, from %s", what, source_ip(source) or "?")
-
-    def flush(self, now: float) -> None:
-        if now - self._since < self._window_s:
-            return
-        for what, count in self._counts.items():
-            if count > 1:
-                log.warning("%s: %d more in the last %.0f s", what, count - 1,
-                            now - self._since if self._since else self._window_s)
-        self._since, self._counts = now, {}
 
 
 def _detached(exc: BaseException) -> Exception:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.sip.sipp import free_port, free_rtp_range
+
 REPO = Path(__file__).resolve().parents[2]
 
 SDP = ("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
@@ -125,6 +127,16 @@ def fuzz_packets(count: int, target: str, sources: list[str], seed: int = 14,
         source = sources[i % len(sources)]
         packet = seed_request(KINDS[i % len(KINDS)], target, source, rng, transport)
         yield source, packet if rng.random() < 0.1 else mutate(packet, rng)
+
+
+def endpoint_options(rtp_ports: int = 80, **overrides: Any) -> dict[str, Any]:
+    """SipOptions fields for an endpoint on loopback taking calls from 127.0.0.1 only, UDP and TCP, with
+    `rtp_ports` RTP ports and a 2 s media timeout (calls the hostile traffic set up end quickly)."""
+    values: dict[str, Any] = {"listen": f"127.0.0.1:{free_port()}", "transports": ["udp", "tcp"],
+                              "rtp_port_start": free_rtp_range(rtp_ports), "rtp_port_count": rtp_ports,
+                              "allow_from": ["127.0.0.1/32"], "media_timeout_s": 2.0}
+    values.update(overrides)
+    return values
 
 
 def udp_from(ip: str) -> socket.socket:

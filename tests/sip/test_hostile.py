@@ -17,6 +17,7 @@ import pytest
 
 from tests.sip.endpoint_kit import Handler, loopback_options, require_pjsua2, running
 from tests.sip.hostile import (
+    endpoint_options,
     endpoint_process,
     final_status,
     fuzz_packets,
@@ -26,7 +27,6 @@ from tests.sip.hostile import (
 from tests.sip.sipp import (
     answered_call,
     free_port,
-    free_rtp_range,
     refused_call,
     run_sipp,
     scenario,
@@ -43,14 +43,6 @@ FUZZ_PACKETS = int(os.environ.get("STANDIN_FUZZ_PACKETS", "1500"))
 def _needs_peers() -> None:
     require_pjsua2()
     sipp_binary()
-
-
-def options(**overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {"listen": f"127.0.0.1:{free_port()}", "transports": ["udp", "tcp"],
-                              "rtp_port_start": free_rtp_range(80), "rtp_port_count": 80,
-                              "allow_from": ["127.0.0.1/32"], "media_timeout_s": 2.0}
-    values.update(overrides)
-    return values
 
 
 def good_call(target: str, cwd: Path, *, tcp: bool = False, hold_ms: int = 300) -> Any:
@@ -72,7 +64,7 @@ def _addr(target: str) -> tuple[str, int]:
 
 def test_refused_busy_and_unavailable_invites_without_sdp_leave_it_answering(tmp_path: Path) -> None:
     admit = tmp_path / "full"
-    with endpoint_process(options(max_calls=1), admit) as endpoint:
+    with endpoint_process(endpoint_options(max_calls=1), admit) as endpoint:
         with udp_from(STRANGER) as stranger:
             assert invite_without_sdp(endpoint.target, stranger) == 403
         time.sleep(1.5)  # pjsua 2.12 aborted about a second after such a refusal
@@ -101,7 +93,7 @@ def test_refused_busy_and_unavailable_invites_without_sdp_leave_it_answering(tmp
 def test_a_call_gets_through_a_burst_of_refused_invites(tmp_path: Path) -> None:
     # max_calls at its highest: every INVITE below it sets up a call with two RTP sockets (pjlib's default
     # socket table of 64 ran out at about 31 of them in half a second, and pjsip aborted)
-    wide = options(max_calls=28, rtp_port_start=free_rtp_range(200), rtp_port_count=200)
+    wide = endpoint_options(200, max_calls=28)
     with endpoint_process(wide) as endpoint:
 
         async def both() -> Any:
@@ -133,7 +125,7 @@ def test_a_call_gets_through_a_burst_of_refused_invites(tmp_path: Path) -> None:
 
 
 def test_fuzzed_requests_of_every_kind_leave_it_answering(tmp_path: Path) -> None:
-    with endpoint_process(options(max_calls=4)) as endpoint:
+    with endpoint_process(endpoint_options(max_calls=4)) as endpoint:
         host, port = _addr(endpoint.target)
         with udp_from(ALLOWED) as allowed, udp_from(STRANGER) as stranger:
             socks = {ALLOWED: allowed, STRANGER: stranger}
@@ -166,7 +158,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
 
 
 def test_idle_and_half_open_connections_are_closed_and_calls_go_on(tmp_path: Path) -> None:
-    with endpoint_process(options(tcp_first_message_s=2.0, max_connections=12)) as endpoint:
+    with endpoint_process(endpoint_options(tcp_first_message_s=2.0, max_connections=12)) as endpoint:
         host, port = _addr(endpoint.target)
         strangers = [socket.create_connection((host, port), timeout=2, source_address=(STRANGER, 0))
                      for _ in range(80)]
