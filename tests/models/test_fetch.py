@@ -228,13 +228,13 @@ def test_a_disk_filling_up_keeps_what_was_fetched(server: FileServer, tmp_path: 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.fh, name)
 
-    real_init = fetch._PartWriter.__init__
+    real_init = fetch.PartWriter.__init__
 
     def cramped(self: Any, *args: Any, **kwargs: Any) -> None:
         real_init(self, *args, **kwargs)
         self.fh = FullAfter(self.fh, 70_000)
 
-    monkeypatch.setattr(fetch._PartWriter, "__init__", cramped)
+    monkeypatch.setattr(fetch.PartWriter, "__init__", cramped)
     with pytest.raises(fetch.DiskFullError) as caught:
         pull(models_dir, mset)
     assert str(models_dir / "alpha") in str(caught.value)
