@@ -1,7 +1,9 @@
 """The files every call leaves in its folder: call.wav, trace.jsonl and summary.json.
 
 The recording and the trace are written while the call runs, so a crash leaves them behind; the summary
-is written once, atomically, when the call ends.
+is written once, atomically, when the call ends. Given the engines' provenance (server/provenance.py),
+the trace's first line (kind "engines") and the summary's "engines" say which engines and model files
+served the call, so even a call cut short by a crash tells it.
 
 A live call must not end because its files cannot be written (a full disk, a folder gone read-only):
 with `keep_going=True` a write that fails is reported once (a warning, and `on_write_error`), the file
@@ -26,10 +28,12 @@ log = logging.getLogger(__name__)
 
 class CallFiles:
     def __init__(self, folder: Path, *, keep_going: bool = False,
-                 on_write_error: Callable[[OSError], None] | None = None) -> None:
+                 on_write_error: Callable[[OSError], None] | None = None,
+                 engines: list[dict[str, Any]] | None = None) -> None:
         self.folder = folder
         self.keep_going = keep_going
         self.on_write_error = on_write_error
+        self.engines = engines  # the provenance's JSON form, for the trace's first line and the summary
         self.lost: OSError | None = None  # the first write that failed, when keep_going
         self.trace: Trace
         self.recorder: StereoWavWriter | None
@@ -44,6 +48,7 @@ class CallFiles:
         if not keep_going:
             self.trace = Trace(folder / "trace.jsonl")
             try:
+                self._engines_line()
                 self.recorder = StereoWavWriter(folder / "call.wav")
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -51,6 +56,7 @@ class CallFiles:
                 raise
             return
         self.trace = _KeptTrace(folder / "trace.jsonl", self)
+        self._engines_line()
         try:
             self.recorder = _KeptRecorder(folder / "call.wav", self)
         except OSError as exc:
@@ -67,11 +73,17 @@ class CallFiles:
         if self.on_write_error is not None:
             self.on_write_error(exc)
 
+    def _engines_line(self) -> None:
+        if self.engines is not None:
+            self.trace._write({"kind": "engines", "type": "Engines", "engines": self.engines})
+
     def finish(self, core: Conversation, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         self.trace.close()
         if self.recorder is not None:
             self.recorder.close()
         summary = {**core.report(), **(meta or {})}
+        if self.engines is not None:
+            summary["engines"] = self.engines
         path = self.folder / "summary.json"
         try:
             write_json_atomic(path, summary)

@@ -3,6 +3,7 @@ box without llama.cpp or piper runs fine on the engines it has."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from models.engines import EngineError, ReplyModel, SpeechToText, TextToSpeech, TurnJudge
@@ -29,8 +30,17 @@ def build_engines(config: Config, transcript: Path | None = None) -> Engines:
     from models.vad_silero import SileroVad
 
     vad = SileroVad(Path(config.vad.model) if config.vad.model else None)
-    return Engines(vad=vad, stt=build_stt(config, transcript), judge=build_judge(config),
-                   llm=build_llm(config), tts=build_tts(config))
+    engines = Engines(vad=vad, stt=build_stt(config, transcript), judge=build_judge(config),
+                      llm=build_llm(config), tts=build_tts(config))
+    return with_provenance(engines, config, transcript)
+
+
+def with_provenance(engines: Engines, config: Config, transcript: Path | None = None) -> Engines:
+    """`engines` with what they are and the digests of their model files (server/provenance.py), worked
+    out once here so that every call of this process only copies it."""
+    from server.provenance import describe_engines
+
+    return dataclasses.replace(engines, provenance=describe_engines(engines, config, transcript=transcript))
 
 
 def warm_up(engines: Engines) -> None:

@@ -38,6 +38,7 @@ from server.core.conversation import Conversation
 from server.echo import EchoGate, EchoOptions
 from server.jobs import Failed, Finished, JobRunner, ThreadedJobs
 from server.playout import Playout
+from server.provenance import Provenance
 from server.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Engines:
     judge: TurnJudge
     llm: ReplyModel
     tts: TextToSpeech
+    provenance: Provenance | None = None  # what they are and run on (server/provenance.py), once built
 
 
 @dataclass(frozen=True, slots=True)

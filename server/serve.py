@@ -36,6 +36,7 @@ from server.engines import build_engines, warm_up
 from server.jobs import JobRunner
 from server.notify import Outbox
 from server.owner import Owner
+from server.provenance import provenance_json
 from server.runtime import CallRuntime, Engines, LiveCall, RuntimeOptions
 from server.store.calls import CallLog, describe_error
 from server.store.db import open_database
@@ -82,7 +83,8 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
                                    folder=str(folder))
         await _committed(call_log)
     files = await asyncio.to_thread(CallFiles, folder, keep_going=True,
-                                    on_write_error=disk.write_failed if disk is not None else None)
+                                    on_write_error=disk.write_failed if disk is not None else None,
+                                    engines=provenance_json(engines))
     if call_log is not None:
         files.trace = call_log.observe(files.trace)
     options = RuntimeOptions(language=plan.language, hints=config.stt.hints, echo=config.echo,

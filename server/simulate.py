@@ -3,7 +3,7 @@
 The caller's recording is fed in 20 ms frames; every engine call takes the call time it measured (or the
 latency the config injects) before its result lands; timers fire at their exact times. When the
 recording ends the caller stays silent until the bot is done, then hangs up. The call writes the same
-files as a live one: call.wav, trace.jsonl and summary.json.
+files as a live one: call.wav, trace.jsonl and summary.json (with the engines that served it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from server.callfiles import CallFiles
 from server.config import Config
 from server.core.conversation import Conversation
 from server.jobs import VirtualJobs
+from server.provenance import provenance_json
 from server.runtime import CallRuntime, Engines, RuntimeOptions
 from server.trace import Trace
 
@@ -44,7 +45,7 @@ def simulate(caller: np.ndarray | Iterable[np.ndarray], engines: Engines, config
     live call's `CallLog` does)."""
     latency = {k: v / 1000 for k, v in config.simulate.latency_ms.items()}
     jobs = VirtualJobs(latency)
-    files = CallFiles(out_dir)
+    files = CallFiles(out_dir, engines=provenance_json(engines))
     if observe is not None:
         files.trace = observe(files.trace)
     runtime = CallRuntime(Conversation(config.conversation()), engines, jobs,
