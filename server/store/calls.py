@@ -11,8 +11,9 @@ the caller's words) and the call goes on.
 The call's row itself is committed by `commit_row()` before the call is greeted, so a call is listed
 even when the process dies a moment after answering it. When the call ends, `finish(summary)` replaces
 the live rows with the final ones from summary.json's content (fragments, bot turns, decisions, each
-reply's latencies) in one transaction; it may run twice. What the log learns from the trace is kept by
-a `CallWatch`, which recovery feeds a trace read back after a crash (server/store/replay.py).
+reply's latencies, the engines that served the call) in one transaction; it may run twice. What the log
+learns from the trace is kept by a `CallWatch`, which recovery feeds a trace read back after a crash
+(server/store/replay.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from server.core import events as ev
+from server.provenance import Provenance
 from server.store.db import Database
 from server.store.schema import BotTurn, Call, Decision, Fragment, TurnLatency, utcnow
 from server.trace import Trace
@@ -358,12 +360,21 @@ class CallLog:
             call.error = error
             call.duration_s = float(duration) if duration is not None else None
             call.ended_at = call.started_at + timedelta(seconds=call.duration_s or 0.0)
+            engines = engines_of(summary)
+            if engines is not None:
+                call.engines = engines
             for model in (Fragment, BotTurn, Decision, TurnLatency):
                 session.execute(delete(model).where(model.call_id == call.id))
             session.add_all(final_rows(call.id, summary, replies))
             call_id = call.id
         self.call_id = call_id
         return call_id
+
+
+def engines_of(summary: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """summary.json's "engines" as `calls.engines` keeps it (well-formed entries only), or None."""
+    provenance = Provenance.from_json(summary.get("engines"))
+    return None if provenance is None else provenance.to_json()
 
 
 def final_rows(call_id: int, summary: dict[str, Any], replies: Sequence[ReplyTiming] = ()

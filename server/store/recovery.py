@@ -5,6 +5,7 @@ A call's fragments reach the database while it runs (server/store/calls.py), so 
 mid-call leaves what the caller said behind; its trace.jsonl (flushed at least once a second) tells
 how long the call had lasted and, replayed into the conversation core (server/store/replay.py), what
 the bot said, each turn decision and each reply's latencies: those are stored as for a call that ended.
+The trace's first line also says which engines and model files served the call; the call keeps that.
 Only calls of this node are touched: other standins sharing the database may have calls running.
 """
 
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from server.core.conversation import ConversationOptions
 from server.store.calls import final_rows
 from server.store.db import Database
-from server.store.replay import Replayed, replay_trace
+from server.store.replay import Replayed, replay_trace, trace_engines
 from server.store.schema import BotTurn, Call, Decision, Fragment, Message, TurnLatency
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def _recover(session: Session, call: Call, replayed: Replayed | None) -> None:
     call.ended_reason = RECOVERED_REASON
     call.duration_s = duration
     call.ended_at = call.started_at + timedelta(seconds=duration) if duration is not None else None
+    if call.engines is None and call.folder:
+        call.engines = trace_engines(Path(call.folder) / "trace.jsonl")
     if replayed is None:
         return
     summary = replayed.summary

@@ -6,7 +6,8 @@ utterance ids). Its report is then the summary.json the call would have had at t
 `final_rows` turns it into rows as it does for any call that ended; a `CallWatch` reads the same lines
 for each reply's latencies, as the live call's `CallLog` did. Every command the trace holds is checked
 against the one the core gives again: when they differ (the call's options have changed since, or the
-trace is not one a call wrote), the replay is not used.
+trace is not one a call wrote), the replay is not used. The trace's first line names the engines that
+served the call (`trace_engines`); the replay passes over it.
 """
 
 from __future__ import annotations
@@ -22,13 +23,30 @@ from typing import Any
 
 from server.core import events as ev
 from server.core.conversation import Conversation, ConversationOptions
-from server.store.calls import CallWatch, ReplyTiming
+from server.store.calls import CallWatch, ReplyTiming, engines_of
 from server.trace import Trace
 
 log = logging.getLogger(__name__)
 
 _EVENTS: dict[str, type] = {cls.__name__: cls for cls in typing.get_args(ev.Event)}
 _TIME_SLACK = 2e-3  # the trace keeps 4 decimals of each time; what the core computes from them may move
+
+
+def trace_engines(path: Path, max_lines: int = 8) -> list[dict[str, Any]] | None:
+    """The engines that served the call, from the "engines" line that opens a trace.jsonl (written by
+    server/callfiles.py), in `calls.engines`' form; None when the trace has none."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            for _, raw in zip(range(max_lines), f, strict=False):
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    return None
+                if isinstance(record, dict) and record.get("kind") == "engines":
+                    return engines_of(record)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,8 @@ class Call(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     folder: Mapped[str] = mapped_column(Text, default="")  # holds call.wav, trace.jsonl, summary.json
     node: Mapped[str] = mapped_column(String(128), default="")  # the standin that took it ("" on one box)
+    # the engines and model files (name, sha256) that served it: server/provenance.py's JSON form
+    engines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True), default=None)
     fragments: Mapped[list[Fragment]] = relationship(
         back_populates="call", cascade="all, delete-orphan", order_by="Fragment.start_s")
     bot_turns: Mapped[list[BotTurn]] = relationship(
