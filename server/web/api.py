@@ -81,7 +81,7 @@ def list_calls(request: Request, limit: int = Limit, offset: int = Offset) -> di
 @router.get("/calls/{call_id:id}")
 def get_call(request: Request, call_id: int) -> dict[str, Any]:
     """One call: what the caller said, what the bot meant and what was heard, decisions, latencies,
-    the message taken."""
+    the message taken, and the engines and model files (sha256) that served it."""
     with session_for(request) as session:
         detail = queries.call_detail(session, call_id)
     if detail is None:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.provenance import Provenance
 from server.store.schema import (
     BotTurn,
     Call,
@@ -66,6 +67,8 @@ def call_detail(session: Session, call_id: int) -> dict[str, Any] | None:
     detail: dict[str, Any] = {c.key: getattr(call, c.key) for c in _CALL_COLUMNS}
     detail["error"] = call.error
     detail["folder"] = call.folder  # for the API's recording link; not shown as it is
+    engines = Provenance.from_json(call.engines)  # None for a call stored before standin kept them
+    detail["engines"] = None if engines is None else engines.to_json()
     detail["fragments"] = [
         {"start_s": f.start_s, "end_s": f.end_s, "text": f.text}
         for f in session.scalars(select(Fragment).where(Fragment.call_id == call_id)
