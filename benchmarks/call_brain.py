@@ -86,13 +86,14 @@ def speech_start(clip: np.ndarray) -> float:
     return next(i / 16000 for i in range(0, len(x) - 511, 512) if stream.probability(x[i:i + 512]) >= 0.5)
 
 
-def barge_in(shared: Path, trials: int = 12) -> dict[str, Any]:
+def barge_in(shared: Path, trials: int = 12, tts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`tts`: the [tts] table to speak the reply with (default: espeak-ng)."""
     question = espeak("When will the parcel arrive?")
     speech = shared / "audio" / "speech"
     clips = [read_audio(speech / f) for f in ("spk1_snt1.wav", "spk1_snt2.wav", "quilter.wav")]
     q_end = 0.5 + len(question) / 16000
     reactions, exact = [], 0
-    cfg = config(llm={"replies": [REPLY, "Understood."]}, simulate={"latency_ms": REFERENCE})
+    cfg = config(llm={"replies": [REPLY, "Understood."]}, simulate={"latency_ms": REFERENCE}, tts=tts or {})
     for k in range(trials):
         clip = clips[k % len(clips)]
         cut_in = q_end + 1.0 + 4.0 * k / trials  # spread over the reply

@@ -37,8 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a demo call: an espeak-ng caller leaves a message, standin answers",
-                          description="Make a caller with espeak-ng, run the call, write its files to --out.")
-    demo.add_argument("--config", type=Path, help="a standin TOML file")
+                          description="Make a caller with espeak-ng, run the call on the best models present "
+                                      "(config/starter.toml's, fetched by `standin models pull --set "
+                                      "starter`), write its files to --out.")
+    demo.add_argument("--config", type=Path, help="a standin TOML file (default: config/starter.toml)")
+    demo.add_argument("--stand-ins", action="store_true",
+                      help="no models: the caller's words from the timed transcript, the rules judge, "
+                           "scripted replies, espeak-ng")
     demo.add_argument("--out", type=Path, default=Path("calls/demo"), help="folder for the call's files")
     demo.set_defaults(func=_demo)
 
@@ -125,10 +130,28 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from server.demo import run_demo
+    from server.demo import demo_config, run_demo, turn_latencies
 
-    summary = run_demo(load(args.config), args.out)
+    config, choices = demo_config(args.config, stand_ins=args.stand_ins)
+    print("engines:")
+    for c in choices:
+        note = f"  ({c.note})" if c.note else ""
+        print(f"  {c.role:<6} {c.engine:<10} {c.model or '-'}{note}")
+    if any(c.note for c in choices):
+        print("  fetch the starter models with `standin models pull --set starter`")
+    summary = run_demo(config, args.out)
     _print_summary(summary, args.out)
+    rows = turn_latencies(summary, args.out / "trace.jsonl", config)
+    if rows:
+        print("replies (ms): voice-to-voice = the caller's last word to the bot's first audio")
+
+        def ms(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0f}"
+
+        for i, r in enumerate(rows, 1):
+            print(f"  {i}. voice-to-voice {ms(r['voice_to_voice_ms'])}  stt {ms(r['stt_ms'])}  judge "
+                  f"{ms(r['judge_ms'])}  llm first token {ms(r['llm_first_token_ms'])}, first clause "
+                  f"{ms(r['llm_first_clause_ms'])}  tts first audio {ms(r['tts_first_audio_ms'])}")
     print(f"the caller: {args.out / 'caller.wav'}; listen to the call: play {args.out / 'call.wav'}")
     return 0
 

@@ -27,10 +27,13 @@ class ConfigError(ValueError):
     pass
 
 
+MODEL_SETS = ("cpu", "gpu", "starter", "tests")  # the sets of models/manifest.toml
+
+
 @dataclass(frozen=True, slots=True)
 class ModelsConfig:
     dir: str = ""  # where model files live; relative model paths below start here ("" = the default)
-    set: str = "cpu"  # the manifest set `standin models pull` fetches: cpu | gpu
+    set: str = "cpu"  # the manifest set `standin models pull` fetches: one of MODEL_SETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class SttConfig:
     compute_type: str = ""  # whisper: "" = int8 on CPU, float16 on CUDA
     transcript: str = ""  # transcript: the timed transcript to answer from
     hints: tuple[str, ...] = ()  # names and words to expect (the owner's, places, companies)
+    threads: int = 0  # whisper on a CPU: 0 = CTranslate2's default
     timeout_s: float = 15.0
 
 
@@ -77,6 +81,7 @@ class LlmConfig:
     temperature: float = 0.6
     n_ctx: int = 4096  # llama_cpp (and an llm judge on the same file)
     gpu_layers: int = -1  # llama_cpp: -1 = all, when the build has a GPU backend
+    threads: int = 0  # llama_cpp (and an llm judge on the same file): 0 = llama.cpp's default
     timeout_s: float = 20.0  # longest wait for the next piece of a reply
     message_timeout_s: float = 60.0  # writing up a finished call's message; then the transcript is sent
     message_max_tokens: int = 400
@@ -243,8 +248,9 @@ def _build(tables: dict[str, Any], source: str) -> Config:
             or echo.get("delay_ms", 0) < 0:
         raise ConfigError(f"{source}: [simulate] echo takes delay_ms (>= 0) and gain_db, as numbers; "
                           f"got {echo!r}")
-    if config.models.set not in ("cpu", "gpu"):
-        raise ConfigError(f"{source}: [models] set must be 'cpu' or 'gpu', not {config.models.set!r}")
+    if config.models.set not in MODEL_SETS:
+        raise ConfigError(f"{source}: [models] set must be one of {', '.join(MODEL_SETS)}, not "
+                          f"{config.models.set!r}")
     for key, value in config.simulate.latency_ms.items():
         if key not in _LATENCY_KEYS or not isinstance(value, int | float) or value < 0:
             raise ConfigError(f"{source}: [simulate] latency_ms takes non-negative numbers for "
