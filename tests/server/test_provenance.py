@@ -1,9 +1,10 @@
 """Which engines and model files served a call: described once when the engines are built, digests from
 the models directory's `.verified` cache (a start costs a stat per file), carried by a simulated call's
-summary.json and its trace's first line."""
+summary.json and its trace's first line, and by a live call's row in the database."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 import models.manager
 from models.engines import Line, Verdict
@@ -22,11 +24,16 @@ from models.stt_whisper import WhisperStt
 from server.audio import read_audio
 from server.config import load
 from server.engines import build_engines
+from server.owner import Owner
 from server.provenance import Provenance, describe_engines, provenance_json, server_of
 from server.runtime import Engines
+from server.serve import answer
 from server.simulate import simulate
+from server.store.db import open_database
+from server.store.schema import Call
 from tests.fakes import SpanStt, SpanVad, ToneTts
 from tests.models.tiny_gguf import write_tiny_llama
+from tests.server.owner_kit import WavTransport, scenario_config
 
 VOICE = "piper/en_US-test-medium.onnx"
 GGUF = "llm/tiny.gguf"
@@ -232,3 +239,27 @@ def test_a_simulated_calls_summary_and_trace_say_which_engines_served_it(
     first = json.loads((out / "trace.jsonl").read_text().splitlines()[0])
     assert first == {"kind": "engines", "type": "Engines", "engines": expected}
     assert os.path.basename(expected[1]["files"][0]["name"]) == "quick_question.tsv"
+
+
+def test_a_live_calls_row_keeps_the_engines_that_served_it(shared: Path, tmp_path: Path) -> None:
+    config = scenario_config(shared, "quick_question", tmp_path)
+    db = open_database(f"sqlite:///{tmp_path / 'standin.db'}")
+    owner = Owner(config, db, build_engines(config))
+    transport = WavTransport(read_audio(shared / "scenarios" / "quick_question.wav"))
+
+    async def call() -> dict[str, Any]:
+        owner.start()
+        try:
+            return await answer(transport, owner.engines, config, owner.calls_dir, owner=owner)
+        finally:
+            await asyncio.to_thread(owner.stop)
+
+    try:
+        summary = asyncio.run(call())
+        assert owner.engines.provenance is not None
+        expected = owner.engines.provenance.to_json()
+        assert summary["engines"] == expected
+        with db.session() as s:
+            assert s.scalars(select(Call)).one().engines == expected
+    finally:
+        db.close()
