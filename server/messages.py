@@ -176,6 +176,8 @@ def parse_message(data: Mapping[str, Any], story: CallStory) -> TakenMessage:
         raise InvalidMessage(f"text is empty or longer than {MAX_TEXT} characters")
     if fields["urgency"] not in URGENCIES:
         raise InvalidMessage("urgency is not one of " + ", ".join(URGENCIES))
+    if not _grounded(text, story):
+        raise InvalidMessage("the text is not made of what the caller said")
     language = fields["language"].lower()
     if not re.fullmatch(r"[a-z]{2}", language):
         language = base_language(story.language)
@@ -213,6 +215,25 @@ def take_message(story: CallStory, engine: object, *, template_dir: str | Path |
         reason = str(exc) if isinstance(exc, EngineError | InvalidMessage) else type(exc).__name__
         log.warning("the message is the transcript: %s", reason)
         return transcript_message(story)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if len(w) >= 4 and not w.isdigit()}
+
+
+def _grounded(text: str, story: CallStory) -> bool:
+    """Whether a written message is made of what the caller said: at least a third of its words are the
+    caller's, and no more of them come from the bot's lines alone than from the caller's. A small model
+    may hand back the greeting, its own last reply or a refusal as the message; the caller's own words
+    (the transcript) are then the better message. A fluent paraphrase keeps the caller's names and
+    nouns, so it passes."""
+    caller = _content_words(" ".join(story.caller_lines()))
+    if not caller:
+        return True
+    bot = _content_words(" ".join(line.text for line in story.lines if line.role == "bot")) - caller
+    words = _content_words(text)
+    from_caller, from_bot = len(words & caller), len(words & bot)
+    return 3 * from_caller >= len(words) and from_bot <= from_caller
 
 
 def _said(name: str, heard: str) -> bool:

@@ -23,6 +23,7 @@ from server.messages import (
     MESSAGE_SCHEMA,
     CallStory,
     Interrupted,
+    InvalidMessage,
     parse_message,
     prompt_messages,
     story_of_call,
@@ -85,10 +86,32 @@ def test_a_name_or_a_number_the_caller_never_said_is_not_believed() -> None:
     assert message.callback_number == NUMBER  # the number the call came from
 
 
+def test_a_message_made_of_the_bots_words_is_not_believed() -> None:
+    # What the 0.5B model wrote as the message of a real call: the bot's greeting with the caller's name.
+    greeting = "Hello, you have reached Marco's phone. I'm his assistant: how can I help?"
+    story = CallStory((Line("bot", greeting),
+                       Line("caller", "Hi, this is Anna from the bakery. Please ask Marco to call me back "
+                                      "about the invoice.")), caller_number=NUMBER, language="en")
+    copied = {**GOOD, "caller_name": "Anna", "callback_number": "",
+              "text": "Anna, you have reached Marco's phone. I'm his assistant: how can I help?"}
+    message = take_message(story, FixedJson(copied))
+    assert message is not None and message.source == "transcript"
+    assert "invoice" in message.text
+    paraphrase = {**copied, "text": "Anna from the bakery asks Marco to call her back about an invoice."}
+    assert parse_message(paraphrase, story).source == "llm"
+    for text in ("Someone wants to discuss the weather forecast tomorrow.",
+                 # and what it wrote on another run: a refusal that happens to name the caller
+                 "Anna, I'm sorry, but I can't assist with that. Please let me know if you have any other "
+                 "questions."):
+        with pytest.raises(InvalidMessage, match="not made of what the caller said"):
+            parse_message({**copied, "text": text}, story)
+
+
 def test_a_number_dictated_in_words_is_believed() -> None:
     story = CallStory((Line("caller", "Call me on three four seven, one two three, four five six seven."),),
                       caller_number="", language="en")
-    message = parse_message({**GOOD, "caller_name": "", "callback_number": "347 123 4567"}, story)
+    message = parse_message({**GOOD, "caller_name": "", "callback_number": "347 123 4567",
+                             "text": "Call them back on 347 123 4567."}, story)
     assert message.callback_number == "3471234567" and message.caller_name == ""
 
 
