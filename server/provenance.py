@@ -279,10 +279,10 @@ class _Digests:
         return None
 
     def _cached(self, rel: str, path: Path, st: os.stat_result) -> str:
-        from models.manager import _VerifiedCache  # the cache `standin models list` and `pull` keep
+        from models.manager import VerifiedCache  # the cache `standin models list` and `pull` keep
 
         if self._cache is None:
-            self._cache = _VerifiedCache(self.models_dir)
+            self._cache = VerifiedCache(self.models_dir)
         digest: str | None = self._cache.get(rel, st, "sha256")
         if digest is None:
             digest = _read_through(path, rel, st)
