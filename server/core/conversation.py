@@ -76,6 +76,7 @@ class _Turn:
 
     version: int
     quiet_since: float | None
+    epoch: int = 0  # the caller's voice onsets when its timers were armed: a later onset makes them stale
     judge_job: int | None = None
     p_complete: float | None = None
     draft: Utterance | None = None
@@ -111,6 +112,7 @@ class Conversation:
         self._turn: _Turn | None = None
         self._barge: _Barge | None = None
         self._quiet_since: float | None = 0.0  # caller silent since (None while voiced)
+        self._voice_epoch = 0  # caller voice onsets so far
         self._last_activity = 0.0
         self._caller_turn_speech = 0  # speech samples since the bot last spoke
         self._last_backchannel = -1e9
@@ -224,6 +226,7 @@ class Conversation:
         if isinstance(s, VoiceStarted):
             self._fragments[s.fragment.id] = s.fragment
             self._quiet_since = None
+            self._voice_epoch += 1
             if s.resumed:
                 self._caller_went_on()
             elif self._mouth.audible() and self._mouth.front is not None and self._mouth.front.interruptible:
@@ -253,6 +256,8 @@ class Conversation:
                 self._resume(b, "noise")
             elif self.story.version != self._decided_version and self.story.caller_has_last_word():
                 self._decide()  # words came in while a noise was taken for more speech
+            else:
+                self._renew_turn()  # a noise, not the caller going on: the pause goes on
 
     def _transcribe(self, frag: Fragment, speculative: bool) -> None:
         self._asked.add((frag.id, frag.revision))
@@ -317,12 +322,14 @@ class Conversation:
         if text and self.story.version != self._decided_version:
             self._abandon_turn()
             self._decide()
+        elif final and not text:
+            self._renew_turn()  # the voice held no words: the pause goes on
 
     def _decide(self) -> None:
         if self._quiet_since is None:
             return  # speaking again: the next transcript decides, or the noise that was no words
         self._decided_version = self.story.version
-        self._turn = turn = _Turn(self.story.version, self._quiet_since)
+        self._turn = turn = _Turn(self.story.version, self._quiet_since, epoch=self._voice_epoch)
         if self.options.turns.question_shortcut and asks_question(self.story.last_caller_text()):
             self._grant(turn, "shortcut")
             return
@@ -381,6 +388,19 @@ class Conversation:
         elif draft.state is State.HELD:
             self._mouth.release(draft)
 
+    def _renew_turn(self) -> None:
+        """The caller's voice since the turn's timers were armed turned out to be no words: the turn for
+        the same story goes on, its timers counted again from the new quiet."""
+        turn = self._turn
+        if (turn is None or turn.granted or turn.version != self.story.version or self._quiet_since is None
+                or turn.epoch == self._voice_epoch):
+            return
+        turn.epoch, turn.quiet_since = self._voice_epoch, self._quiet_since
+        if turn.judge_job is None:
+            self._wait(turn)
+        else:
+            self._timer("ack", turn.quiet_since + self.options.turns.ack_after_ms / 1000)
+
     def _abandon_turn(self) -> None:
         """Whatever was being prepared for the caller's last words is no longer wanted."""
         turn, self._turn = self._turn, None
@@ -393,7 +413,9 @@ class Conversation:
     def _on_timer(self, e: ev.TimerFired) -> None:
         turn = self._turn
         caller_quiet = self._quiet_since is not None
-        current = turn is not None and turn.version == self.story.version
+        # A timer belongs to the turn that armed it: the same story, and no caller voice since.
+        current = (turn is not None and turn.version == self.story.version
+                   and turn.epoch == self._voice_epoch)
         pending = current and turn is not None and not turn.granted and caller_quiet
         if e.name == "release" and turn is not None and turn.granted and caller_quiet:
             if turn.version == self.story.version and turn.draft is not None and not turn.draft.released:

@@ -77,3 +77,41 @@ def test_after_the_call_ended_events_change_nothing() -> None:
     c.handle(ev.CallerHungUp(1.0))
     assert c.ended == "caller hung up"
     assert windows(c, 40, [0.9] * 20 + [0.02] * 20) == []
+
+
+def _waiting_turn() -> tuple[Conversation, ev.StartTimer, int]:
+    """A caller's line judged WAIT: the core, its backstop timer, and the next window index."""
+    c = core()
+    [t] = of(ev.Transcribe, windows(c, 0, [0.9] * 20 + [0.02] * 3))
+    [judge] = of(ev.Judge, c.handle(ev.TranscriptReady(23 * W / 16000, t.job, "So I wanted to tell him")))
+    out = c.handle(ev.VerdictReady(24 * W / 16000, judge.job, 0.1))
+    [backstop] = [x for x in of(ev.StartTimer, out) if x.name == "backstop"]
+    return c, backstop, 24
+
+
+def test_a_backstop_armed_before_the_caller_spoke_again_never_fires() -> None:
+    # The trace this comes from: a backstop armed at a WAIT fired during the caller's next pause,
+    # 0.2 s after their next fragment closed, while that fragment was still being transcribed.
+    c, backstop, i = _waiting_turn()
+    out = windows(c, i, [0.02] * 25 + [0.9] * 60 + [0.02] * 40)  # a new fragment of ~2 s, then a pause
+    [t2] = of(ev.Transcribe, out)  # the new fragment, still being transcribed
+    assert t2.start > 20 * W
+    late = (i + 125) * W / 16000
+    assert late > backstop.at
+    assert c.handle(ev.TimerFired(late, "backstop")) == []
+    assert [d["by"] for d in c.decisions] == ["judge"]  # the WAIT only: the stale timer granted nothing
+    out = c.handle(ev.TranscriptReady(late + 0.01, t2.job, "that the meeting moved to Friday."))
+    assert of(ev.Judge, out)  # the new words make a new decision
+
+
+def test_voice_without_words_renews_the_waiting_turns_timers_from_the_new_pause() -> None:
+    c, backstop, i = _waiting_turn()
+    out = windows(c, i, [0.02] * 25 + [0.9] * 15 + [0.02] * 20)  # a cough in the pause, then quiet
+    [t2] = of(ev.Transcribe, out)
+    quiet = (i + 40) * W / 16000
+    out = c.handle(ev.TranscriptReady((i + 60) * W / 16000, t2.job, ""))
+    [renewed] = [x for x in of(ev.StartTimer, out) if x.name == "backstop"]
+    first_quiet = 20 * W / 16000
+    assert renewed.at == pytest.approx(quiet + (backstop.at - first_quiet), abs=0.04)
+    c.handle(ev.TimerFired(renewed.at, "backstop"))
+    assert c.decisions[-1]["by"] == "backstop"  # the turn the cough interrupted is granted after all
