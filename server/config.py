@@ -17,6 +17,7 @@ from typing import Any
 
 from models.engines import CallContext
 from server.core.conversation import CallOptions, ConversationOptions
+from server.core.phrases import PHRASE_KEYS, phrases_for
 from server.core.segmenter import SegmenterOptions
 from server.core.speech import SpeechOptions
 from server.core.turns import TurnOptions
@@ -177,6 +178,7 @@ class Config:
     contacts: ContactsConfig = field(default_factory=ContactsConfig)
     sip: dict[str, Any] = field(default_factory=dict)  # checked by sip.options.SipOptions.from_mapping
     source: str = "defaults"
+    owner_phrases: frozenset[str] = frozenset()  # the fixed lines [call] sets: kept in every language
 
     @property
     def language(self) -> str:
@@ -192,8 +194,13 @@ class Config:
                            owner_name=self.llm.owner_name,
                            started_at=datetime.now().astimezone().isoformat(timespec="minutes"))
 
-    def conversation(self) -> ConversationOptions:
-        return ConversationOptions(self.call, self.segmenter, self.turns, self.speech)
+    def conversation(self, language: str | None = None) -> ConversationOptions:
+        """The core's options for a call in `language` (default: the owner's): the fixed lines the
+        owner did not write in [call] are that language's."""
+        defaults = phrases_for(language or self.language)
+        call = dataclasses.replace(self.call, **{k: defaults[k] for k in PHRASE_KEYS
+                                                 if k not in self.owner_phrases})
+        return ConversationOptions(call, self.segmenter, self.turns, self.speech)
 
 
 _ENGINES = {
@@ -226,7 +233,7 @@ def load(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None =
 
 
 def _build(tables: dict[str, Any], source: str) -> Config:
-    known = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+    known = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("source", "owner_phrases")}
     hints = typing.get_type_hints(Config)
     unknown = sorted(set(tables) - set(known))
     if unknown:
@@ -237,7 +244,9 @@ def _build(tables: dict[str, Any], source: str) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [{name}] must be a table")
         parts[name] = dict(table) if name == "sip" else _options(hints[name], table, f"{source}: [{name}]")
-    config = Config(**parts, source=source)
+    call_table = tables.get("call", {})
+    owner_phrases = frozenset(k for k in PHRASE_KEYS if isinstance(call_table, dict) and k in call_table)
+    config = Config(**parts, source=source, owner_phrases=owner_phrases)
     for stage, allowed in _ENGINES.items():
         engine = getattr(config, stage).engine
         if engine not in allowed:

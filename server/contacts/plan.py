@@ -50,7 +50,7 @@ def default_plan(config: Config, caller_number: str = "") -> CallPlan:
 
 def _plan(config: Config, caller_number: str, contact: Contact | None, profile: Profile | None) -> CallPlan:
     language = (profile.language if profile else "") or config.language
-    conversation = config.conversation()
+    conversation = config.conversation(language)
     if profile is not None:
         call = conversation.call
         conversation = dataclasses.replace(

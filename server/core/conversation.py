@@ -22,6 +22,7 @@ from typing import Any
 
 from server.core import events as ev
 from server.core.mouth import Desk, Job, Mouth
+from server.core.phrases import PHRASES
 from server.core.segmenter import (
     Fragment,
     FragmentClosed,
@@ -44,15 +45,18 @@ from server.core.turns import (
     is_backchannel,
 )
 
+_EN = PHRASES["en"]
+
 
 @dataclass(frozen=True, slots=True)
 class CallOptions:
     rate: int = 16000
-    greeting: str = "Hello, this is the assistant answering for the person you called. How can I help?"
-    goodbye: str = "Thank you, I will pass your message on. Goodbye."
-    ack: str = "Mm-hm?"
-    backchannel: str = "Mm-hm."
-    apology: str = "Sorry, something went wrong on my side. Could you say that again?"
+    greeting: str = _EN["greeting"]
+    goodbye: str = _EN["goodbye"]
+    ack: str = _EN["ack"]
+    backchannel: str = _EN["backchannel"]
+    apology: str = _EN["apology"]
+    repeat: str = _EN["repeat"]  # asked when the caller's words were not heard clearly (rule 11)
     caller_backchannels: frozenset[str] = BACKCHANNELS  # what counts as "mhm" from the caller
     silence_timeout_s: float = 10.0
     max_duration_s: float = 180.0
@@ -107,6 +111,8 @@ class Conversation:
         self._mouth = Mouth(self._desk, o.speech)
         self._fragments: dict[int, Fragment] = {}
         self._texts: dict[tuple[int, int], str] = {}  # (fragment, revision) -> transcript
+        self._confidence: dict[tuple[int, int], float] = {}  # (fragment, revision) -> how sure STT was
+        self._asked_to_repeat = False  # the bot's last answer to the caller asked them to say it again
         self._asked: set[tuple[int, int]] = set()  # (fragment, revision) sent to STT, not failed
         self._in_flight: set[tuple[int, int]] = set()
         self._turn: _Turn | None = None
@@ -299,6 +305,7 @@ class Conversation:
             return  # the caller went on after this audio
         text = e.text.strip()
         self._texts[(frag.id, frag.revision)] = text
+        self._confidence[(frag.id, frag.revision)] = e.confidence
         if frag.closed:
             for record in self.fragments:
                 if record["id"] == frag.id:
@@ -315,8 +322,11 @@ class Conversation:
                 self._resume(b, "backchannel" if text else "no words")
                 return
             self._commit_barge(b)
+        if final and text and self._unsure(frag):
+            return
         if final:
             self.story.commit_caller(frag.id, text)
+            self._asked_to_repeat = self._asked_to_repeat and not text
         else:
             self.story.set_pending(frag.id, text)
         if text and self.story.version != self._decided_version:
@@ -324,6 +334,20 @@ class Conversation:
             self._decide()
         elif final and not text:
             self._renew_turn()  # the voice held no words: the pause goes on
+
+    def _unsure(self, frag: Fragment) -> bool:
+        """Rule 11: a line heard too unsurely to act on makes the bot ask to hear it again, once; its
+        words stay out of the story. Returns whether it did."""
+        confidence = self._confidence.get((frag.id, frag.revision), 1.0)
+        if confidence >= self.options.turns.repeat_below or self._asked_to_repeat or self._mouth.line:
+            return False
+        self._asked_to_repeat = True
+        self._desk.note("unsure", confidence=round(confidence, 3))
+        self.story.withdraw_pending()
+        self._abandon_turn()
+        self._decided_version = self.story.version
+        self._mouth.say(Kind.REPEAT, self.options.call.repeat)
+        return True
 
     def _decide(self) -> None:
         if self._quiet_since is None:

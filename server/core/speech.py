@@ -32,6 +32,7 @@ class Kind(enum.StrEnum):
     ACK = "ack"
     BACKCHANNEL = "backchannel"
     APOLOGY = "apology"
+    REPEAT = "repeat"  # asking the caller to say again what was not heard clearly
     GOODBYE = "goodbye"
 
 

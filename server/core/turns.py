@@ -9,6 +9,8 @@
 4. While the judge is still out and the pause reaches `ack_after_ms`, the bot says a short
    acknowledgement instead of leaving dead air.
 5. In a long caller turn, a long WAIT pause gets a backchannel ("mm-hm") when they are enabled.
+6. A line heard with low confidence is not judged at all: the bot asks the caller to say it again,
+   once; the next line is taken as heard, however unsure.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class TurnOptions:
     backchannel_after_ms: int = 1500  # pause length that earns a backchannel
     backchannel_min_turn_ms: int = 6000  # caller speech in this turn before backchannels start
     backchannel_every_ms: int = 8000
+    # Rule 11: a caller's line heard with confidence below this is not guessed at: the bot asks once
+    # to hear it again (never twice in a row). 0 turns it off.
+    repeat_below: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:

@@ -115,3 +115,37 @@ def test_voice_without_words_renews_the_waiting_turns_timers_from_the_new_pause(
     assert renewed.at == pytest.approx(quiet + (backstop.at - first_quiet), abs=0.04)
     c.handle(ev.TimerFired(renewed.at, "backstop"))
     assert c.decisions[-1]["by"] == "backstop"  # the turn the cough interrupted is granted after all
+
+
+def _unsure_core() -> Conversation:
+    from server.core.turns import TurnOptions
+
+    c = Conversation(ConversationOptions(call=CallOptions(greeting=""), turns=TurnOptions(repeat_below=0.5)))
+    c.handle(ev.CallStarted(0.0))
+    return c
+
+
+def _line(c: Conversation, first: int, text: str, confidence: float) -> list[ev.Command]:
+    """A caller's fragment from window `first`: 20 windows of voice, a pause that closes it, its words."""
+    out = windows(c, first, [0.02] * 25 + [0.9] * 20 + [0.02] * 20)
+    [t] = of(ev.Transcribe, out)
+    return c.handle(ev.TranscriptReady((first + 66) * W / 16000, t.job, text, confidence))
+
+
+def test_an_unsure_line_is_not_guessed_at_the_bot_asks_once_to_hear_it_again() -> None:
+    c = _unsure_core()
+    out = _line(c, 0, "the pear sink is blocked", 0.2)
+    assert not of(ev.Judge, out) and not of(ev.Reply, out)
+    assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
+    assert c.story.lines() == ()  # the unsure words are not the caller's story
+    # Heard unsurely again: taken as heard this time, never a second "could you repeat".
+    out = _line(c, 70, "the kitchen sink is blocked", 0.3)
+    assert of(ev.Judge, out) and not of(ev.Synthesize, out)
+    assert [line.text for line in c.story.lines()] == ["the kitchen sink is blocked"]
+
+
+def test_a_clear_line_is_judged_as_usual() -> None:
+    c = _unsure_core()
+    out = _line(c, 0, "Yes.", 0.9)
+    assert not of(ev.Synthesize, out)
+    assert [line.text for line in c.story.lines()] == ["Yes."]

@@ -143,3 +143,17 @@ def test_impossible_notify_retries_are_refused(notify: str, tmp_path: Path) -> N
     path.write_text(f"[notify]\n{notify}\n")
     with pytest.raises(ConfigError, match=r"\[notify\]"):
         load(path)
+
+
+def test_the_calls_fixed_lines_follow_its_language_unless_the_owner_wrote_them() -> None:
+    from server.core.phrases import PHRASES
+
+    italian = load(None, {"stt": {"language": "it"}})
+    call = italian.conversation().call
+    assert (call.greeting, call.goodbye, call.ack, call.repeat) == (
+        PHRASES["it"]["greeting"], PHRASES["it"]["goodbye"], PHRASES["it"]["ack"], PHRASES["it"]["repeat"])
+    assert load(None).conversation("it-IT").call.goodbye == PHRASES["it"]["goodbye"]  # a profile's language
+    assert load(None).conversation("de").call.goodbye == PHRASES["en"]["goodbye"]  # none written: English
+    own = load(None, {"stt": {"language": "it"}, "call": {"goodbye": "Ciao da Marco!"}})
+    assert own.conversation().call.goodbye == "Ciao da Marco!"
+    assert own.conversation().call.apology == PHRASES["it"]["apology"]
