@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Select, case, func, literal, select, union_all
 from sqlalchemy.exc import SQLAlchemyError
@@ -137,6 +137,7 @@ class DatabaseCollector(Collector):
             groups = queries.inbox_groups(session)
             errored = session.scalar(select(func.count()).select_from(Call).where(Call.error != "")) or 0
             self.latencies.refresh(session)
+            figures = queries.turn_figures(session, over_only=True)
             recent = session.execute(select(*STAGES.values()).order_by(TurnLatency.id.desc())
                                      .limit(RECENT_TURNS)).all()
         out: list[Metric] = []
@@ -157,6 +158,14 @@ class DatabaseCollector(Collector):
             deliveries.add_metric([state], counts["deliveries"].get(state, 0))
         out.append(deliveries)
         out.append(self.latencies.histogram())
+        turns = CounterMetricFamily(
+            "standin_replies", "Replies of the calls that are over: all of them, those the caller went on "
+            f"talking into within {queries.RESUMED_WITHIN_S:g} s (answered into a pause), and those that "
+            f"came more than {queries.WAITED_OVER_S:g} s after the caller stopped", labels=["kind"])
+        turns.add_metric(["all"], figures["replies"])
+        turns.add_metric(["answered_into_pause"], figures["answered_into_pause"])
+        turns.add_metric(["waited_over_2s"], figures["waited_over_2s"])
+        out.append(turns)
         recent_gauge = GaugeMetricFamily(
             "standin_turn_latency_recent_seconds", f"Quantiles over the last {RECENT_TURNS} replies",
             labels=["stage", "quantile"])

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from server.provenance import Provenance
@@ -82,6 +82,7 @@ def call_detail(session: Session, call_id: int) -> dict[str, Any] | None:
         {"at_s": d.at_s, "verdict": d.verdict, "by": d.by, "p_complete": d.p_complete}
         for d in session.scalars(select(Decision).where(Decision.call_id == call_id)
                                  .order_by(Decision.at_s, Decision.id))]
+    detail["turn_figures"] = turn_figures(session, call_id)
     detail["latencies"] = [latency_dict(t) for t in session.scalars(
         select(TurnLatency).where(TurnLatency.call_id == call_id)
         .order_by(TurnLatency.caller_end_s, TurnLatency.id))]
@@ -99,6 +100,31 @@ def unheard(heard: str, intended: str) -> str:
     if said and intended.startswith(said):
         return intended[len(said):].strip()
     return intended.strip()
+
+
+RESUMED_WITHIN_S = 1.0  # the caller spoke again this soon after the bot began: it answered into a pause
+WAITED_OVER_S = 2.0  # a reply that came this long after the caller stopped kept them waiting
+
+
+def _resumed() -> Any:
+    """A reply the caller talked into: one of their fragments began within RESUMED_WITHIN_S of it."""
+    return select(Fragment.id).where(
+        Fragment.call_id == TurnLatency.call_id, Fragment.start_s > TurnLatency.first_audio_s,
+        Fragment.start_s <= TurnLatency.first_audio_s + RESUMED_WITHIN_S).exists()
+
+
+def turn_figures(session: Session, call_id: int | None = None, *, over_only: bool = False) -> dict[str, int]:
+    """How the bot took its turns: replies, replies the caller went on talking into (it answered into a
+    pause), and replies that came over WAITED_OVER_S after the caller stopped; for one call, or all."""
+    waited = (TurnLatency.first_audio_s - TurnLatency.caller_end_s) > WAITED_OVER_S
+    query = select(func.count(), func.count(case((_resumed(), 1))), func.count(case((waited, 1)))) \
+        .select_from(TurnLatency).where(TurnLatency.first_audio_s.is_not(None))
+    if call_id is not None:
+        query = query.where(TurnLatency.call_id == call_id)
+    if over_only:
+        query = query.join(Call, Call.id == TurnLatency.call_id).where(Call.state != "live")
+    replies, into_pause, late = session.execute(query).one()
+    return {"replies": replies, "answered_into_pause": into_pause, "waited_over_2s": late}
 
 
 def latency_dict(t: TurnLatency) -> dict[str, Any]:

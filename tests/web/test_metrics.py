@@ -110,3 +110,29 @@ def test_latency_totals_follow_added_and_replaced_rows(site: Site) -> None:
     with db.session() as s:
         s.execute(delete(Call))
     assert stt() == (0, 0)
+
+
+def test_replies_into_a_pause_and_late_replies_are_counted_per_call_and_in_metrics(site: Site) -> None:
+    from server.store.schema import Fragment
+
+    db = site.context.db
+    add_call(db, 1)  # replies 0.6 s after the caller stopped, and the caller waits for them to finish
+    with db.session() as s:
+        call = Call(uid="eager-and-late", state="ended", started_at=BASE, error="", source="sip")
+        call.fragments = [Fragment(start_s=1.0, end_s=3.0, text="I need three things."),
+                          Fragment(start_s=3.9, end_s=5.0, text="The quote."),
+                          Fragment(start_s=9.0, end_s=10.0, text="And the invoice.")]
+        call.latencies = [TurnLatency(caller_end_s=3.0, first_audio_s=3.5),  # the caller went on at 3.9
+                          TurnLatency(caller_end_s=10.0, first_audio_s=12.6)]  # 2.6 s of dead air
+        s.add(call)
+        s.flush()
+        eager = call.id
+    samples = _samples(site.client.get("/metrics", headers=site.bearer()).text)
+    assert samples[("standin_replies_total", (("kind", "all"),))] == 4
+    assert samples[("standin_replies_total", (("kind", "answered_into_pause"),))] == 1
+    assert samples[("standin_replies_total", (("kind", "waited_over_2s"),))] == 1
+    detail = site.client.get(f"/api/calls/{eager}", headers=site.bearer()).json()
+    assert detail["turn_figures"] == {"replies": 2, "answered_into_pause": 1, "waited_over_2s": 1}
+    site.login()
+    page = site.client.get(f"/calls/{eager}").text
+    assert "1 into a pause" in page and "1 after over 2 s" in page
