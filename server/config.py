@@ -7,6 +7,7 @@ Each table maps onto a frozen options dataclass; an unknown key, a wrong type or
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -151,6 +152,38 @@ class ContactsConfig:
     default_profile: str = "default"
 
 
+_OWNER_PHONE = re.compile(r"(sips?:[^\s@]+@[^\s]+)|(\+?[0-9*#][0-9*# ]*)")
+_HOURS = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])-([01]?[0-9]|2[0-3]):([0-5][0-9])")
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerConfig:
+    """[owner]: putting callers through to the owner's own phone (server/ringthrough.py)."""
+
+    phone: str = ""  # "" = never; a SIP URI (sip:me@192.168.1.20) or a number dialled through the trunk
+    method: str = "bridge"  # bridge: ring, announce, join the calls | transfer: blind SIP REFER
+    ring_timeout_s: float = 20.0  # ringing this long unanswered: back to the caller, take the message
+    decide_timeout_s: float = 15.0  # answered, the owner has this long to press 1
+    profiles: tuple[str, ...] = ("*",)  # the callers' profiles that may be put through ("*": any)
+    keypad: bool = True  # a caller pressing 0 asks to be put through
+    on_request: bool = True  # a caller asking for the owner does
+    urgent: bool = False  # a caller saying it is urgent does (any profile; still not in quiet hours)
+    quiet_hours: tuple[str, ...] = ()  # "22:00-07:00", local time: nobody is put through then
+    do_not_disturb: bool = False  # nobody is put through at all (the dashboard may turn it on too)
+
+    def __post_init__(self) -> None:
+        if self.phone and not _OWNER_PHONE.fullmatch(self.phone.strip()):
+            raise ValueError(f"phone must be a SIP URI (sip:user@host) or a number (+39 333 1234567), "
+                             f"not {self.phone!r}")
+        if self.method not in ("bridge", "transfer"):
+            raise ValueError(f"method must be bridge or transfer, not {self.method!r}")
+        if self.ring_timeout_s <= 0 or self.decide_timeout_s <= 0:
+            raise ValueError("ring_timeout_s and decide_timeout_s must be positive")
+        for span in self.quiet_hours:
+            if not _HOURS.fullmatch(span.replace(" ", "")):
+                raise ValueError(f"quiet_hours takes spans like \"22:00-07:00\", not {span!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class SimulateConfig:
     latency_ms: dict[str, float] = field(default_factory=dict)  # stt, judge, llm, tts
@@ -176,6 +209,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     contacts: ContactsConfig = field(default_factory=ContactsConfig)
+    owner: OwnerConfig = field(default_factory=OwnerConfig)
     sip: dict[str, Any] = field(default_factory=dict)  # checked by sip.options.SipOptions.from_mapping
     source: str = "defaults"
     owner_phrases: frozenset[str] = frozenset()  # the fixed lines [call] sets: kept in every language

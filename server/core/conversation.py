@@ -23,6 +23,7 @@ from typing import Any
 from server.core import events as ev
 from server.core.mouth import Desk, Job, Mouth
 from server.core.phrases import PHRASES
+from server.core.ringthrough import RingOptions, RingThrough
 from server.core.segmenter import (
     Fragment,
     FragmentClosed,
@@ -72,6 +73,7 @@ class ConversationOptions:
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
     turns: TurnOptions = field(default_factory=TurnOptions)
     speech: SpeechOptions = field(default_factory=SpeechOptions)
+    ring: RingOptions = field(default_factory=RingOptions)
 
 
 @dataclass(slots=True)
@@ -146,6 +148,10 @@ class Conversation:
             ev.Dtmf: self._on_dtmf,
             ev.CallerHungUp: self._on_hangup,
         }
+        # putting the caller through to the owner (server/core/ringthrough.py)
+        self.ring = RingThrough(o.ring, self._desk, self._mouth, caller_lines=self.story_caller_lines,
+                                hush=self._hush, end=self._end)
+        self._handlers.update(self.ring.handlers())
 
     # ------------------------------------------------------------------ entry point
 
@@ -180,6 +186,7 @@ class Conversation:
         self._end("caller hung up", hang_up=False)
 
     def _end(self, reason: str, hang_up: bool = True) -> None:
+        self.ring.call_ending(self.t, reason)
         for u in list(self._mouth.line):
             if u.on_line:
                 self._cut_off(u)
@@ -210,10 +217,27 @@ class Conversation:
     def _on_dtmf(self, e: ev.Dtmf) -> None:
         self._desk.note("dtmf", digit=e.digit)
         self._last_activity = e.t
+        if self.ring.on_dtmf(e):
+            return
+
+    def _hush(self) -> None:
+        """Ring-through: the bot stops talking (what the caller heard stays in the story), drafts go."""
+        self._abandon_turn()
+        self._barge = None
+        for u in list(self._mouth.line):
+            if u.on_line:
+                self._cut_off(u)
+            else:
+                self._mouth.drop(u)
+
+    def story_caller_lines(self) -> list[str]:
+        return [line.text for line in self.story.lines() if line.role == "caller" and line.text]
 
     # ------------------------------------------------------------------ caller audio
 
     def _on_vad(self, e: ev.VadWindow) -> None:
+        if self.ring.bridged:
+            return  # the caller talks to the owner now
         for s in self.seg.push(e.start, e.end, e.p, masked=e.echo):
             self._on_segment(s)
         frag = self.seg.fragment
@@ -329,6 +353,9 @@ class Conversation:
             self._asked_to_repeat = self._asked_to_repeat and not text
         else:
             self.story.set_pending(frag.id, text)
+        if self.ring.on_caller_line(self.t, text):  # asked for the owner: no turn to decide
+            self._decided_version = self.story.version
+            return
         if text and self.story.version != self._decided_version:
             self._abandon_turn()
             self._decide()
@@ -350,7 +377,7 @@ class Conversation:
         return True
 
     def _decide(self) -> None:
-        if self._quiet_since is None:
+        if self._quiet_since is None or self.ring.holds_turns:
             return  # speaking again: the next transcript decides, or the noise that was no words
         self._decided_version = self.story.version
         self._turn = turn = _Turn(self.story.version, self._quiet_since, epoch=self._voice_epoch)
@@ -435,6 +462,8 @@ class Conversation:
             self._mouth.drop(turn.draft)
 
     def _on_timer(self, e: ev.TimerFired) -> None:
+        if self.ring.on_timer(e):
+            return
         turn = self._turn
         caller_quiet = self._quiet_since is not None
         # A timer belongs to the turn that armed it: the same story, and no caller voice since.

@@ -133,9 +133,48 @@ class CallerHungUp:
     t: float
 
 
+# ring-through (server/core/ringthrough.py): standin's own call to the owner's phone, attempt by attempt
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRinging:
+    """The owner's phone is ringing (a 180/183 to standin's call to it; a NOTIFY 180 for a transfer)."""
+
+    t: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerAnswered:
+    """The owner picked up (for a transfer: the caller was put through)."""
+
+    t: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerDigit:
+    """The owner pressed a key on the call to them."""
+
+    t: float
+    attempt: int
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerGone:
+    """The call to the owner ended, or could not be made; `status` is its final SIP status (0: none)."""
+
+    t: float
+    attempt: int
+    status: int
+    reason: str = ""
+
+
 Event = (
     CallStarted | VadWindow | TranscriptReady | VerdictReady | ReplyText | ReplyDone | SpeechReady
     | SynthesisDone | JobFailed | PlayoutProgress | PlayoutStopped | TimerFired | Dtmf | CallerHungUp
+    | OwnerRinging | OwnerAnswered | OwnerDigit | OwnerGone
 )
 
 # --------------------------------------------------------------------------- commands (core -> runtime)
@@ -239,7 +278,32 @@ class Note:
     data: tuple[tuple[str, object], ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class RingOwner:
+    """Call the owner's phone for `attempt`; once they answer, say `announcement` to them and report
+    their keys. With `transfer`, hand the caller over by a blind SIP transfer (REFER) instead."""
+
+    attempt: int
+    announcement: str
+    transfer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeOwner:
+    """Join the caller and the owner: from now on they hear each other, and standin only records."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropOwner:
+    """Hang up the call to the owner (if it is still up)."""
+
+    attempt: int
+    reason: str
+
+
 Command = (
     Transcribe | Judge | Reply | Synthesize | Cancel | Play | Stop | Resume | Drop | StartTimer | Hangup
-    | Note
+    | Note | RingOwner | BridgeOwner | DropOwner
 )

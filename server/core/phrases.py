@@ -21,6 +21,16 @@ PHRASES = MappingProxyType({
         "backchannel": "Mm-hm.",
         "apology": "Sorry, something went wrong on my side. Could you say that again?",
         "repeat": "Sorry, I didn't catch that. Could you say it again?",
+        # ring-through (server/core/ringthrough.py): to the caller, then to the owner
+        "ring_trying": "One moment, I'll try to put you through now.",
+        "ring_no_answer": "I couldn't reach them just now. Tell me your message and I'll pass it on.",
+        "ring_declined": "They can't take the call right now. Tell me your message and I'll pass it on.",
+        "ring_unavailable": "I can't put you through at the moment, but I'll gladly take your message.",
+        "ring_announce": "A call for you from {caller}.",
+        "ring_said": "They said: {said}",
+        "ring_ask": "Press 1 to take the call, or 2 and I will take a message.",
+        "ring_unknown": "a withheld number",
+        "ring_number": "number {number}",
     }),
     "it": MappingProxyType({
         "greeting": "Buongiorno, risponde l'assistente della persona che ha chiamato. Come posso aiutarla?",
@@ -29,6 +39,15 @@ PHRASES = MappingProxyType({
         "backchannel": "Mh-mh.",
         "apology": "Mi scusi, ho avuto un problema. Può ripetere?",
         "repeat": "Mi scusi, non ho capito bene. Può ripetere?",
+        "ring_trying": "Un momento, provo a metterla in comunicazione.",
+        "ring_no_answer": "Al momento non risponde. Mi lasci pure il messaggio, lo riferirò.",
+        "ring_declined": "Al momento non può rispondere. Mi lasci pure il messaggio, lo riferirò.",
+        "ring_unavailable": "Ora non posso passarle la chiamata, ma prendo volentieri il suo messaggio.",
+        "ring_announce": "Una chiamata per te da {caller}.",
+        "ring_said": "Ha detto: {said}",
+        "ring_ask": "Premi 1 per rispondere, oppure 2 e prendo io il messaggio.",
+        "ring_unknown": "un numero anonimo",
+        "ring_number": "il numero {number}",
     }),
 })
 

@@ -34,6 +34,7 @@ class Kind(enum.StrEnum):
     APOLOGY = "apology"
     REPEAT = "repeat"  # asking the caller to say again what was not heard clearly
     GOODBYE = "goodbye"
+    RING = "ring"  # about putting the caller through to the owner (server/core/ringthrough.py)
 
 
 class State(enum.StrEnum):
