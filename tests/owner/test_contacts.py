@@ -68,7 +68,7 @@ def test_numbers_are_normalised(raw: str, expected: str) -> None:
     ("+393331234567", "393331234567", True),  # ... or its plus
     ("+442079460958", "02079460958", True),  # the national trunk 0 is not part of the +44 number
     ("+39021234567", "021234567", True),  # the Italian 0 is
-    ("0212345678", "212345678", True),
+    ("0212345678", "212345678", False),  # two national spellings, no region to read them in
     ("+393331234567", "+413331234567", False),  # both carry a country code: only exactly
     ("+393331234567", "1234567", False),  # too short a tail to tell
     ("12345", "912345", False),
