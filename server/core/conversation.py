@@ -16,11 +16,13 @@ caller's fragment make the stop final (cut off), silence or a backchannel lets i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from server.core import events as ev
+from server.core.dictation import DictationOptions, Reading, Status, denies, read_lines, spell
 from server.core.mouth import Desk, Job, Mouth
 from server.core.phrases import PHRASES
 from server.core.ringthrough import RingOptions, RingThrough
@@ -58,6 +60,7 @@ class CallOptions:
     backchannel: str = _EN["backchannel"]
     apology: str = _EN["apology"]
     repeat: str = _EN["repeat"]  # asked when the caller's words were not heard clearly (rule 11)
+    readback: str = _EN["readback"]  # a dictated number read back (rule 11); {number} is the number
     caller_backchannels: frozenset[str] = BACKCHANNELS  # what counts as "mhm" from the caller
     silence_timeout_s: float = 10.0
     max_duration_s: float = 180.0
@@ -73,6 +76,7 @@ class ConversationOptions:
     segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
     turns: TurnOptions = field(default_factory=TurnOptions)
     speech: SpeechOptions = field(default_factory=SpeechOptions)
+    dictation: DictationOptions = field(default_factory=DictationOptions)
     ring: RingOptions = field(default_factory=RingOptions)
 
 
@@ -89,6 +93,15 @@ class _Turn:
     granted: bool = False
     release_at: float = 0.0
     acked: bool = False
+    dictating: bool = False  # held for a number being dictated (server/core/dictation.py)
+    reading: Reading | None = None  # the number this turn reads back
+
+
+@dataclass(slots=True)
+class _ReadBack:
+    utterance: Utterance
+    number: str  # E.164 when it could be told
+    denied: bool = False  # the caller's next line began with a "no"
 
 
 @dataclass(slots=True)
@@ -127,6 +140,8 @@ class Conversation:
         self._goodbye_reason: str | None = None
         self._decided_version = -1  # the story version the latest turn decision was made for
         self._acknowledgements: set[int] = set()  # caller fragments that were only a backchannel
+        self._keys: list[tuple[int, str]] = []  # keypad presses: (story lines before it, key)
+        self._readbacks: list[_ReadBack] = []
         # what happened, for summary.json
         self.fragments: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
@@ -219,6 +234,7 @@ class Conversation:
         self._last_activity = e.t
         if self.ring.on_dtmf(e):
             return
+        self._dictation_key(e)
 
     def _hush(self) -> None:
         """Ring-through: the bot stops talking (what the caller heard stays in the story), drafts go."""
@@ -381,6 +397,8 @@ class Conversation:
             return  # speaking again: the next transcript decides, or the noise that was no words
         self._decided_version = self.story.version
         self._turn = turn = _Turn(self.story.version, self._quiet_since, epoch=self._voice_epoch)
+        if self._dictate(turn):
+            return
         if self.options.turns.question_shortcut and asks_question(self.story.last_caller_text()):
             self._grant(turn, "shortcut")
             return
@@ -389,6 +407,69 @@ class Conversation:
         if self.options.turns.draft_while_judging:
             turn.draft = self._mouth.reply(self.story.lines(), self.story.version, release=False)
         self._timer("ack", self._quiet_since + self.options.turns.ack_after_ms / 1000)
+
+    # ------------------------------------------------------------------ a number being dictated
+
+    def _dictation_key(self, e: ev.Dtmf) -> None:
+        """A keypad digit is part of the number being dictated; it may start, continue or end one."""
+        committed = len(self.story.lines()) - (self.story.pending_fragment is not None)
+        self._keys.append((committed, e.digit))
+        if self._quiet_since is None:
+            return  # the caller is speaking too: their words make the next decision, keys included
+        reading = self._reading()
+        if reading.status is not Status.NONE:
+            self._abandon_turn()
+            self._decided_version = self.story.version
+            self._turn = turn = _Turn(self.story.version, e.t, epoch=self._voice_epoch)
+            self._dictate(turn, reading)
+
+    def _reading(self, final: bool = False) -> Reading:
+        """The number the caller is dictating, if they are (server/core/dictation.py)."""
+        lines = [(line.role, line.text) for line in self.story.lines()]
+        last = self._last_readback()
+        reading = read_lines(lines, self._keys, self.options.dictation, asked=last is not None, final=final)
+        if last is not None:
+            said = [text for _, text in itertools.takewhile(lambda x: x[0] == "caller", reversed(lines))]
+            last.denied = bool(said) and denies(said[-1], self.options.dictation.language)
+            if reading.number == last.number and not last.denied:
+                return Reading(Status.NONE)  # said again after the read-back: that is a yes
+        return reading
+
+    def _last_readback(self) -> _ReadBack | None:
+        """The read-back that was the bot's last line, if it was one."""
+        said = [u for u in self.spoken if u.kind not in (Kind.ACK, Kind.BACKCHANNEL)]
+        return next((r for r in self._readbacks if said and r.utterance is said[-1]), None)
+
+    def _dictate(self, turn: _Turn, reading: Reading | None = None, final: bool = False) -> bool:
+        """A number being dictated decides the turn without the judge: mid-number, WAIT with the longer
+        backstop; a valid number that may go on, WAIT with the ordinary one; complete, read it back.
+        Returns whether it decided."""
+        r = reading or self._reading(final)
+        if r.status is Status.NONE:
+            return False
+        if r.status is Status.DONE:
+            self._decision("COMPLETE", "dictation")
+            turn.granted, turn.reading = True, r
+            quiet = turn.quiet_since if turn.quiet_since is not None else self.t
+            at = quiet + self.options.turns.min_gap_ms / 1000
+            if self.t >= at - 1e-9:
+                self._read_back(turn)
+            else:
+                self._timer("readback", at)
+            return True
+        self._decision("WAIT", "dictation")
+        turn.dictating = True
+        turn.p_complete = 0.0 if r.status is Status.SHORT else None  # 0: a sure WAIT, the long backstop
+        self._wait(turn)
+        return True
+
+    def _read_back(self, turn: _Turn) -> None:
+        r = turn.reading
+        assert r is not None
+        text = self.options.call.readback.replace("{number}", spell(r, self.options.dictation.language))
+        turn.draft = self._mouth.say(Kind.REPEAT, text)  # held back like a reply if the caller goes on
+        if turn.draft is not None:
+            self._readbacks.append(_ReadBack(turn.draft, r.number))
 
     def _on_verdict(self, e: ev.VerdictReady) -> None:
         job = self._desk.jobs.pop(e.job, None)
@@ -474,7 +555,11 @@ class Conversation:
             if turn.version == self.story.version and turn.draft is not None and not turn.draft.released:
                 self._release_reply(turn)
         elif e.name == "backstop" and pending and turn is not None and turn.judge_job is None:
-            self._grant(turn, "backstop", turn.p_complete)
+            if not (turn.dictating and self._dictate(turn, final=True)):
+                self._grant(turn, "backstop", turn.p_complete)
+        elif e.name == "readback" and current and caller_quiet and turn is not None and turn.granted:
+            if turn.reading is not None and turn.draft is None:
+                self._read_back(turn)
         elif e.name == "ack" and pending and turn is not None and turn.judge_job is not None:
             if not turn.acked and not self._mouth.line:
                 turn.acked = True
@@ -661,4 +746,10 @@ class Conversation:
             "story": self.story.render(),
             "story_lines": [{"role": line.role, "text": line.text} for line in self.story.lines()],
             "ended": self.ended,
+            "dictated_number": self._dictated_number(),
         }
+
+    def _dictated_number(self) -> str | None:
+        """The last number read back to the caller, unless they said no to it (E.164 when known)."""
+        heard = [r for r in self._readbacks if r.utterance.state not in (State.HELD, State.CANCELLED)]
+        return heard[-1].number if heard and not heard[-1].denied else None

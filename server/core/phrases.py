@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 __all__ = ["PHRASES", "PHRASE_KEYS", "phrases_for"]
 
-PHRASE_KEYS = ("greeting", "goodbye", "ack", "backchannel", "apology", "repeat")
+PHRASE_KEYS = ("greeting", "goodbye", "ack", "backchannel", "apology", "repeat", "readback")
 
 PHRASES = MappingProxyType({
     "en": MappingProxyType({
@@ -21,6 +21,7 @@ PHRASES = MappingProxyType({
         "backchannel": "Mm-hm.",
         "apology": "Sorry, something went wrong on my side. Could you say that again?",
         "repeat": "Sorry, I didn't catch that. Could you say it again?",
+        "readback": "Let me read that back: {number}. Is that right?",  # a dictated number, in groups
         # ring-through (server/core/ringthrough.py): to the caller, then to the owner
         "ring_trying": "One moment, I'll try to put you through now.",
         "ring_no_answer": "I couldn't reach them just now. Tell me your message and I'll pass it on.",
@@ -39,6 +40,7 @@ PHRASES = MappingProxyType({
         "backchannel": "Mh-mh.",
         "apology": "Mi scusi, ho avuto un problema. Può ripetere?",
         "repeat": "Mi scusi, non ho capito bene. Può ripetere?",
+        "readback": "Le rileggo il numero: {number}. È corretto?",
         "ring_trying": "Un momento, provo a metterla in comunicazione.",
         "ring_no_answer": "Al momento non risponde. Mi lasci pure il messaggio, lo riferirò.",
         "ring_declined": "Al momento non può rispondere. Mi lasci pure il messaggio, lo riferirò.",
