@@ -16,8 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
+
 from models.engines import CallContext
 from server.core.conversation import CallOptions, ConversationOptions
+from server.core.dictation import DictationOptions, region_for_language
 from server.core.phrases import PHRASE_KEYS, phrases_for
 from server.core.segmenter import SegmenterOptions
 from server.core.speech import SpeechOptions
@@ -150,6 +153,15 @@ class ContactsConfig:
     carddav_password_file: str = ""  # ... or a file with it; never the password itself
     carddav_refresh_min: float = 60.0  # how often `standin serve` fetches the address book again
     default_profile: str = "default"
+    # the owner's country (ISO 3166, "IT") for numbers written or said without a country code; "" = the
+    # country of the owner's language when there is one (it -> IT), else none
+    region: str = ""
+
+    def __post_init__(self) -> None:
+        if self.region and self.region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"region must be a two-letter country code such as IT, GB or US (or empty), "
+                             f"not {self.region!r}")
+        object.__setattr__(self, "region", self.region.upper())
 
 
 _OWNER_PHONE = re.compile(r"(sips?:[^\s@]+@[^\s]+)|(\+?[0-9*#][0-9*# ]*)")
@@ -218,6 +230,11 @@ class Config:
     def language(self) -> str:
         return self.stt.language
 
+    @property
+    def region(self) -> str:
+        """The owner's country for numbers without a country code ("" when none can be told)."""
+        return self.contacts.region or region_for_language(self.language)
+
     def timeouts(self) -> dict[str, float]:
         return {"stt": self.stt.timeout_s, "judge": self.judge.timeout_s, "llm": self.llm.timeout_s,
                 "tts": self.tts.timeout_s}
@@ -234,7 +251,8 @@ class Config:
         defaults = phrases_for(language or self.language)
         call = dataclasses.replace(self.call, **{k: defaults[k] for k in PHRASE_KEYS
                                                  if k not in self.owner_phrases})
-        return ConversationOptions(call, self.segmenter, self.turns, self.speech)
+        return dataclasses.replace(ConversationOptions(call, self.segmenter, self.turns, self.speech),
+                                   dictation=DictationOptions(language or self.language, self.region))
 
 
 _ENGINES = {
