@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from models.engines import EngineError, Line
 from models.prompts import base_language, find_template
 from server.contacts.numbers import normalise
+from server.core.dictation import digits_said
 from server.core.story import CUT_OFF
 from server.store.schema import Call, Message
 
@@ -57,11 +58,6 @@ _WORDS: dict[str, tuple[str, str, dict[str, str]]] = {
                                     "es": "Spanish"}),
     "it": ("il titolare", "sconosciuto", {"en": "inglese", "it": "italiano", "de": "tedesco",
                                           "fr": "francese", "es": "spagnolo"}),
-}
-_DIGIT_WORDS = {  # spoken digits, as a transcript may spell them
-    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-    "seven": "7", "eight": "8", "nine": "9", "uno": "1", "due": "2", "tre": "3", "quattro": "4",
-    "cinque": "5", "sei": "6", "sette": "7", "otto": "8", "nove": "9",
 }
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -243,10 +239,14 @@ def _said(name: str, heard: str) -> bool:
 
 
 def _number_said(number: str, heard: str) -> bool:
-    """`number`'s digits were dictated in what the caller said (digits, or digits spelled as words),
-    possibly after the country code."""
-    spoken = "".join(_DIGIT_WORDS.get(w.lower(), w) for w in _WORD.findall(heard) if w.isdigit()
-                     or w.lower() in _DIGIT_WORDS)
+    """`number`'s digits were dictated in what the caller said, possibly after the country code: as
+    numerals or as words, in English or Italian, the way the core hears a dictated number ("oh two oh",
+    "double five", "trentaquattro"; server/core/dictation.py). The E.164 form the core reports for a
+    number it read back (summary.json's `dictated_number`) passes, trunk 0 and all, when it was spoken:
+    digits keyed on the keypad are not in the transcript."""
     digits = number.lstrip("+")
-    return len(digits) >= 3 and (digits in spoken or any(
-        digits[k:] in spoken and len(digits) - k >= 6 for k in range(1, 4)))
+    for spoken in {digits_said(heard, language) for language in ("en", "it")}:
+        if len(digits) >= 3 and (digits in spoken or any(
+                digits[k:] in spoken and len(digits) - k >= 6 for k in range(1, 4))):
+            return True
+    return False
