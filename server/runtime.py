@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from server.jobs import Failed, Finished, JobRunner, ThreadedJobs
 from server.playout import Playout
 from server.provenance import Provenance
 from server.trace import Trace
+
+if TYPE_CHECKING:
+    from server.ringthrough import RingDriver
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ class CallRuntime:
         self._rec_in: deque[np.ndarray] = deque()
         self._rec_out: deque[np.ndarray] = deque()
         self.now = 0.0
+        self.ring: RingDriver | None = None  # carries out ring-through commands (server/ringthrough.py)
 
     # ------------------------------------------------------------------ driving
 
@@ -129,6 +133,9 @@ class CallRuntime:
     def feed(self, frame: np.ndarray, t: float) -> None:
         """Caller audio (int16 at the call rate) that has arrived by time `t`."""
         self.advance(t)
+        if self.core.ring.bridged:  # talking to the owner: recorded, not listened to
+            self._record(self._rec_in, frame)
+            return
         self._caller.append(frame)
         self._record(self._rec_in, frame)
         pcm = np.concatenate([self._pending, frame]) if len(self._pending) else frame
@@ -175,11 +182,18 @@ class CallRuntime:
         self.advance(t)
         self._handle(ev.Dtmf(t, digit))
 
+    def deliver(self, event: ev.Event) -> None:
+        """An event from outside the engines (the owner's call, for ring-through) at its time."""
+        self.advance(event.t)
+        self._handle(event)
+
     def idle(self) -> bool:
         """Nothing said, playing or being worked on (timers aside)."""
         return not self._jobs and not self.playout.busy() and not self.core.seg.voiced
 
     def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
         self.jobs.close()
         self._flush_recording()
 
@@ -233,6 +247,8 @@ class CallRuntime:
             heapq.heappush(self._timers, (c.at, c.name))
         elif isinstance(c, ev.Hangup):
             self.hangup = c.reason
+        elif self.ring is not None and self.ring.takes(c):
+            self.ring.execute(c, t)
 
     def _submit(self, job: int, engine: str, work: Callable[[], Iterator[Any]], t: float) -> None:
         self._jobs[job] = engine
@@ -288,6 +304,11 @@ class CallRuntime:
     def played(self, frame: np.ndarray) -> None:
         """Bot audio that went to the line, in order: for the echo gate and the recording."""
         self.echo.played(frame)
+        if not self.core.ring.bridged:  # once bridged, the owner's voice is this side (owner_audio)
+            self._record(self._rec_out, frame)
+
+    def owner_audio(self, frame: np.ndarray) -> None:
+        """The owner's voice on a bridged call: what the caller hears instead of the bot's."""
         self._record(self._rec_out, frame)
 
     def _record(self, side: deque[np.ndarray], frame: np.ndarray) -> None:

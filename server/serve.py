@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import signal
@@ -37,6 +38,7 @@ from server.jobs import JobRunner
 from server.notify import Outbox
 from server.owner import Owner
 from server.provenance import provenance_json
+from server.ringthrough import RingDriver, Switchboard, call_ring_options
 from server.runtime import CallRuntime, Engines, LiveCall, RuntimeOptions
 from server.store.calls import CallLog, describe_error
 from server.store.db import open_database
@@ -63,9 +65,12 @@ def new_call_folder(calls_dir: Path, call_id: str, started: datetime) -> Path:
 
 
 async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *,
-                 owner: Owner | None = None, disk: DiskGuard | None = None) -> dict[str, Any]:
+                 owner: Owner | None = None, disk: DiskGuard | None = None,
+                 switchboard: Switchboard | None = None) -> dict[str, Any]:
     """Run one answered call to its end and store it; returns its summary. The call's row is committed
-    before it is greeted; its files that cannot be written (a full disk) are given up, not the call."""
+    before it is greeted; its files that cannot be written (a full disk) are given up, not the call.
+    With a `switchboard` (the SIP endpoint) and `[owner] phone`, the caller may be put through to the
+    owner (server/ringthrough.py)."""
     started = datetime.now().astimezone()
     source = str(getattr(call, "source", "") or "sip")
     if owner is not None:
@@ -89,10 +94,18 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
         files.trace = call_log.observe(files.trace)
     options = RuntimeOptions(language=plan.language, hints=config.stt.hints, echo=config.echo,
                              context=plan.context, timeouts_s=config.timeouts())
+    target = _owner_target(config, switchboard) if source == "sip" else None
+    ring = call_ring_options(config, plan, call.caller_number, can_dial=target is not None)
+    conversation = dataclasses.replace(plan.conversation, ring=ring)
 
     def make(jobs: JobRunner) -> CallRuntime:
-        return CallRuntime(Conversation(plan.conversation), engines, jobs, options=options,
-                           trace=files.trace, recorder=files.recorder)
+        runtime = CallRuntime(Conversation(conversation), engines, jobs, options=options,
+                              trace=files.trace, recorder=files.recorder)
+        if target is not None and switchboard is not None:
+            runtime.ring = RingDriver(switchboard, call, target, tts=engines.tts,
+                                      owner_language=config.language, deliver=runtime.deliver, now=live.now,
+                                      record_owner=runtime.owner_audio)
+        return runtime
 
     live = LiveCall(make)
     with contextlib.suppress(AttributeError):
@@ -108,6 +121,9 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
     finally:
         meta.update(error=error, duration_s=round(live.now(), 3))
         core = live.runtime.core if live.runtime else Conversation()
+        if (ring_record := core.ring.report()) is not None:
+            driver = live.runtime.ring if live.runtime else None
+            meta["ring_through"] = {**ring_record, **(driver.report() if driver is not None else {})}
         try:
             summary = await asyncio.to_thread(files.finish, core, meta)
         finally:
@@ -115,6 +131,20 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
                 owner.call_ended(call_log, summary if summary is not None else {**core.report(), **meta})
     log.info("call %s ended (%s) after %.1fs", call.call_id, runtime.core.ended, live.now())
     return summary
+
+
+def _owner_target(config: Config, switchboard: Switchboard | None) -> str | None:
+    """The URI to ring for `[owner] phone`, or None when nobody can be put through."""
+    if not config.owner.phone or switchboard is None:
+        return None
+    from sip.ring import target_uri
+
+    try:
+        return target_uri(config.owner.phone, getattr(getattr(switchboard, "options", None), "registrar_host",
+                                                      None))
+    except ValueError as exc:
+        log.error("[owner] phone: %s", exc)
+        return None
 
 
 async def _committed(call_log: CallLog) -> None:
@@ -141,11 +171,15 @@ async def _refuse(call: Any, owner: Owner | None, plan: CallPlan, *, uid: str, s
     return summary
 
 
-def call_runner(owner: Owner, disk: DiskGuard | None = None) -> Callable[[Any], Awaitable[dict[str, Any]]]:
-    """`answer` bound to `owner`: what the SIP endpoint and the browser test call hand calls to."""
+def call_runner(owner: Owner, disk: DiskGuard | None = None,
+                switchboard: Callable[[], Switchboard | None] | None = None
+                ) -> Callable[[Any], Awaitable[dict[str, Any]]]:
+    """`answer` bound to `owner`: what the SIP endpoint and the browser test call hand calls to.
+    `switchboard` gives the SIP endpoint, for putting callers through to the owner."""
 
     async def run(call: Any) -> dict[str, Any]:
-        return await answer(call, owner.engines, owner.config, owner.calls_dir, owner=owner, disk=disk)
+        return await answer(call, owner.engines, owner.config, owner.calls_dir, owner=owner, disk=disk,
+                            switchboard=switchboard() if switchboard is not None else None)
 
     return run
 
@@ -206,6 +240,14 @@ async def serve(config: Config) -> None:
     from sip.options import SipOptions
 
     options = SipOptions.from_mapping(config.sip)
+    if config.owner.phone:
+        from server.config import ConfigError
+        from sip.ring import target_uri
+
+        try:
+            target_uri(config.owner.phone, options.registrar_host)
+        except ValueError as exc:
+            raise ConfigError(f"{config.source}: [owner] phone: {exc}") from None
     calls_dir = Path(config.storage.calls_dir)
     await asyncio.to_thread(calls_dir.mkdir, parents=True, exist_ok=True)
     engines = build_engines(config)
@@ -217,7 +259,8 @@ async def serve(config: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with owner_running(config, engines) as owner, \
             DiskGuard(calls_dir, on_refuse=owner.call_refused).watching() as disk:
-        endpoint = SipEndpoint(options, call_runner(owner, disk), loop=loop, admit=disk.admit)
+        endpoint = SipEndpoint(options, call_runner(owner, disk, switchboard=lambda: endpoint), loop=loop,
+                               admit=disk.admit)
         await asyncio.to_thread(endpoint.start)
         try:
             log.info("standin is answering on %s",

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from sip import library
+from sip import library, ring
 from sip.access import AllowList, IPAddress, RefusalTally, asserted_number, caller_number, resolve, source_ip
 from sip.library import RegistrationStatus, SipUnavailable, pj_error
 from sip.media import LevelNormalizer, SipCall
@@ -182,6 +182,14 @@ class SipEndpoint:
         """The answered calls that are still up (a snapshot, from any thread)."""
         return list(self._active.values())
 
+    def dial(self, uri: str) -> ring.OwnerLeg:
+        """From the loop: call `uri` from standin's account; the OwnerLeg follows it (sip/ring.py)."""
+        return ring.dial(self, uri, f"out-{next(self._call_numbers)}")
+
+    def bridge(self, a: SipCall, b: SipCall) -> None:
+        """From any thread: the two calls hear each other, in the conference bridge (sip/ring.py)."""
+        self._post(lambda: ring.bridge(self, a.call_id, b.call_id))
+
     # ------------------------------------------------------------------ the SIP thread
 
     def _run(self, password: str | None) -> None:
@@ -308,8 +316,8 @@ class SipEndpoint:
     def _active_legs(self) -> int:
         """Calls taken and not on their way out: one standin hung up can take pjsua half a minute to end
         (a 200 the caller never ACKed is sent again until then) and must not keep the line busy."""
-        return sum(1 for leg in self._legs.values()
-                   if leg.call is not None and not leg.disconnected and leg.hangup_reason is None)
+        return sum(1 for leg in self._legs.values() if leg.call is not None and not leg.disconnected
+                   and leg.hangup_reason is None and not getattr(leg, "outbound", False))
 
     # ------------------------------------------------------------------ calls (SIP thread)
 
@@ -402,6 +410,8 @@ class SipEndpoint:
 
     def on_call_state(self, leg: Any) -> None:
         info = leg.getInfo()
+        if getattr(leg, "outbound", False):  # one standin placed (sip/ring.py)
+            ring.outbound_state(leg, info, self._pj)
         if info.state != self._pj.PJSIP_INV_STATE_DISCONNECTED or leg.disconnected:
             return
         leg.disconnected = True

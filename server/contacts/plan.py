@@ -36,7 +36,7 @@ def plan_call(config: Config, db: Database, caller_number: str) -> CallPlan:
     Blocking: run it in a worker thread. Database errors propagate (SQLAlchemyError); `default_plan`
     is the plan to fall back on then."""
     with db.session() as session:
-        contact = find_contact(session, caller_number)
+        contact = find_contact(session, caller_number, config.region)
         profile = contact.profile if contact is not None else None
         if profile is None:
             profile = session.scalar(select(Profile).where(Profile.name == config.contacts.default_profile))

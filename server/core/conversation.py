@@ -467,7 +467,7 @@ class Conversation:
         r = turn.reading
         assert r is not None
         text = self.options.call.readback.replace("{number}", spell(r, self.options.dictation.language))
-        turn.draft = self._mouth.say(Kind.REPEAT, text)  # held back like a reply if the caller goes on
+        turn.draft = self._mouth.say(Kind.READBACK, text)  # held back like a reply if the caller goes on
         if turn.draft is not None:
             self._readbacks.append(_ReadBack(turn.draft, r.number))
 

@@ -33,6 +33,7 @@ class Kind(enum.StrEnum):
     BACKCHANNEL = "backchannel"
     APOLOGY = "apology"
     REPEAT = "repeat"  # asking the caller to say again what was not heard clearly
+    READBACK = "readback"  # a dictated number read back for the caller to confirm
     GOODBYE = "goodbye"
     RING = "ring"  # about putting the caller through to the owner (server/core/ringthrough.py)
 
