@@ -79,6 +79,7 @@ REPLIES = {  # scripted, short, plenty of them so a call never runs out
            "Certo.", "Va bene, altro?", "Bene."],
 }
 WHISPER = {"en": "whisper/tiny.en", "it": "whisper/base"}
+PATIENT_S = 600.0  # real engines under the reference profile: wall-clock timeouts out of the way
 
 
 # --------------------------------------------------------------------------- specs
@@ -413,6 +414,9 @@ def call_config(rendered: Rendered, mode: Mode, out: Path) -> Any:
 
     tables["models"] = {"dir": str(default_models_dir())}
     tables["stt"].update({"engine": "whisper", "model": WHISPER[s.language]})
+    if not mode.measured:  # the profile sets the call's times; a busy box must not time engines out
+        for name in ("stt", "judge", "llm", "tts"):
+            tables.setdefault(name, {})["timeout_s"] = PATIENT_S
     return load(ROOT / "config" / "starter.toml", tables)
 
 
@@ -449,11 +453,22 @@ def run_one(rendered: Rendered, mode: Mode) -> dict[str, Any]:
 
 
 def _run_many(items: Sequence[Rendered], mode: Mode, jobs: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     if jobs <= 1:
-        return [run_one(r, mode) for r in items]
+        results: Iterable[dict[str, Any]] = (run_one(r, mode) for r in items)
+        return _progress(results, rows, len(items))
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-        return list(pool.map(run_one, items, [mode] * len(items), chunksize=4))
+        return _progress(pool.map(run_one, items, [mode] * len(items), chunksize=4), rows, len(items))
+
+
+def _progress(results: Iterable[dict[str, Any]], rows: list[dict[str, Any]],
+              total: int) -> list[dict[str, Any]]:
+    for row in results:
+        rows.append(row)
+        if len(rows) % 50 == 0 or len(rows) == total:
+            print(f"{len(rows)}/{total} calls", file=sys.stderr, flush=True)
+    return rows
 
 
 def report(rows: Sequence[dict[str, Any]], mode: Mode, seconds: float) -> dict[str, Any]:
@@ -485,11 +500,15 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def mode_key(mode: Mode) -> str:
+def result_key(mode: Mode, voices: Sequence[str] | None, channels: Sequence[str] | None, only: str) -> str:
+    """Where a run's results go in the results file: one entry per mode and selection."""
     parts = ["real" if mode.real else "transcript"]
     parts += [f"judge={mode.judge}"] if mode.judge else []
     parts += [f"llm={mode.llm}"] if mode.llm else []
     parts += ["measured"] if mode.measured else []
+    parts += [f"voices={'/'.join(voices)}"] if voices else []
+    parts += [f"channels={'/'.join(channels)}"] if channels else []
+    parts += [f"only={only}"] if only else []
     return ",".join(parts)
 
 
@@ -529,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(table(result))
     if str(args.json) != "-":
         previous = json.loads(args.json.read_text()) if args.json.exists() else {}
-        previous[mode_key(mode)] = result
+        previous[result_key(mode, voices, channels, args.only or "")] = result
         args.json.write_text(json.dumps(previous, indent=1, ensure_ascii=False) + "\n")
 
 
