@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session
 from server.config import Config
 from server.contacts import CallPlan, default_plan, plan_call
 from server.messages import CallStory, Interrupted, TakenMessage, story_of_call, take_message
+from server.ringthrough import with_missed_ring
 from server.runtime import Engines
 from server.store.calls import CallLog, StoreWriter, describe_error
 from server.store.db import Database
@@ -211,7 +212,9 @@ class Owner:
             if call.message is not None:
                 return call.message.id
             story = story_of_call(call, self.config.llm.owner_name, self.config.language)
-        taken = self._write(story, interrupt_on_call)
+            ring, who, started = call.ring_through, call.caller_name or call.caller_number, call.started_at
+        # a ring-through that missed the owner is said first, urgent, even when the caller said nothing
+        taken = with_missed_ring(self._write(story, interrupt_on_call), ring, caller=who, started_at=started)
         if taken is None:
             return None
         return self._store(call_id, taken)

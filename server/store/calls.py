@@ -363,6 +363,8 @@ class CallLog:
             engines = engines_of(summary)
             if engines is not None:
                 call.engines = engines
+            if isinstance(ring := summary.get("ring_through"), dict):
+                call.ring_through = ring
             for model in (Fragment, BotTurn, Decision, TurnLatency):
                 session.execute(delete(model).where(model.call_id == call.id))
             session.add_all(final_rows(call.id, summary, replies))

@@ -117,6 +117,9 @@ class Call(Base):
     node: Mapped[str] = mapped_column(String(128), default="")  # the standin that took it ("" on one box)
     # the engines and model files (name, sha256) that served it: server/provenance.py's JSON form
     engines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    # putting the caller through to the owner, when tried: summary.json's "ring_through" (trigger, outcome,
+    # times on the call's timeline, the owner's SIP status; server/ringthrough.py)
+    ring_through: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     fragments: Mapped[list[Fragment]] = relationship(
         back_populates="call", cascade="all, delete-orphan", order_by="Fragment.start_s")
     bot_turns: Mapped[list[BotTurn]] = relationship(

@@ -69,6 +69,7 @@ def call_detail(session: Session, call_id: int) -> dict[str, Any] | None:
     detail["folder"] = call.folder  # for the API's recording link; not shown as it is
     engines = Provenance.from_json(call.engines)  # None for a call stored before standin kept them
     detail["engines"] = None if engines is None else engines.to_json()
+    detail["ring_through"] = call.ring_through if isinstance(call.ring_through, dict) else None
     detail["fragments"] = [
         {"start_s": f.start_s, "end_s": f.end_s, "text": f.text}
         for f in session.scalars(select(Fragment).where(Fragment.call_id == call_id)
