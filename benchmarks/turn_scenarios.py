@@ -20,10 +20,10 @@ office noise at 20 dB SNR, cafe at 15 dB, and a phone band (16 kHz -> 8 kHz -> 1
 only what changed is made again.
 
 Scoring (summary.json of each simulated call):
-1. into a pause: the bot started talking (anything but a backchannel or the greeting) in the silence
-   after a WAIT phrase, before the caller's next phrase;
-2. a COMPLETE phrase whose answer (a reply, apology or goodbye) came more than 2 s / 3 s after its end,
-   or not at all before the caller spoke again;
+1. into a pause: the bot started talking (any bot turn but a backchannel or the greeting: a reply, an
+   ack, a read-back...) in the silence after a WAIT phrase, before the caller's next phrase;
+2. a COMPLETE phrase whose answer (any of those but an ack) came more than 2 s / 3 s after its end, or
+   not at all before the caller spoke again;
 3. voice-to-voice: a COMPLETE phrase's end to the start of the bot's answer.
 """
 
@@ -68,8 +68,8 @@ TAIL_S = 0.5
 HANGUP_AFTER_S = 6.0  # the caller holds on this long after the bot falls silent, so a 3 s wait can show
 LEVEL_DBFS = -23.0  # speech RMS over its sounding frames
 LABELS = ("WAIT", "COMPLETE")
-TALK = {"reply", "ack", "apology", "goodbye"}  # the bot taking the floor (not "backchannel", "greeting")
-ANSWER = {"reply", "apology", "goodbye"}  # what answers a finished turn
+NOT_TALK = {"greeting", "backchannel"}  # bot turns that do not take the floor
+NOT_ANSWER = NOT_TALK | {"ack"}  # ... and that do not answer a finished turn ("mm-hm?")
 REPLIES = {  # scripted, short, plenty of them so a call never runs out
     "en": ["All right, I'll pass that on.", "Okay, noted.", "Sure, I've got that.", "Thank you.",
            "Understood.", "Okay.", "Right, I'll tell him.", "Got it.", "Noted, thanks.", "Of course.",
@@ -349,11 +349,12 @@ def score(summary: dict[str, Any], phrases: Sequence[Phrase]) -> dict[str, Any]:
     for i, p in enumerate(phrases):
         until = phrases[i + 1].start_s if i + 1 < len(phrases) else float("inf")
         if p.label == "WAIT" and i + 1 < len(phrases):
-            spoke = [b for b in turns if b["kind"] in TALK and p.end_s <= b["start_s"] < until]
+            spoke = [b for b in turns if b["kind"] not in NOT_TALK and p.end_s <= b["start_s"] < until]
             if spoke:
                 into_pause.append({"after": p.text, "pause_s": round(until - p.end_s, 2), **what(spoke[0])})
         elif p.label == "COMPLETE":
-            answer = next((b for b in turns if b["kind"] in ANSWER and p.end_s <= b["start_s"] < until), None)
+            after = [b for b in turns if b["kind"] not in NOT_ANSWER and p.end_s <= b["start_s"] < until]
+            answer = after[0] if after else None
             answers.append({"text": p.text, "end_s": p.end_s,
                             "v2v_s": None if answer is None else round(answer["start_s"] - p.end_s, 3)})
     waits = sum(1 for p in phrases[:-1] if p.label == "WAIT")
@@ -476,11 +477,24 @@ def report(rows: Sequence[dict[str, Any]], mode: Mode, seconds: float) -> dict[s
                  "into_pause": r["into_pause"], "late": [a for a in r["answers"]
                                                          if a["v2v_s"] is None or a["v2v_s"] > 2.0]}
                 for r in rows if r["into_pause"] or r["late2"]]
-    return {"mode": dataclasses.asdict(mode), "latency_ms": None if mode.measured else REFERENCE,
+    return {"commit": _commit(), "mode": dataclasses.asdict(mode),
+            "latency_ms": None if mode.measured else REFERENCE,
             "runs": len(rows), "wall_s": round(seconds, 1), "total": tally(rows),
             "by_language": group(rows, "language"), "by_voice": group(rows, "voice"),
             "by_channel": group(rows, "channel"), "clean_vs_noisy": group(rows, "noisy"),
             "by_class": group(rows, "class"), "failures": failures}
+
+
+def _commit() -> str:
+    """The checkout's commit, marked when server/ or models/ have uncommitted changes."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "server", "models")
+    return git("rev-parse", "--short", "HEAD") + (" + local changes" if dirty else "")
 
 
 def table(result: dict[str, Any]) -> str:

@@ -116,8 +116,13 @@ def test_a_reply_in_a_wait_pause_is_counted() -> None:
     assert s["v2v"] == [0.5] and s["late2"] == s["late3"] == 0
 
 
+def test_any_turn_the_bot_takes_counts_whatever_its_kind() -> None:
+    s = ts.score(summary(("readback", 4.2), ("readback", 6.7)), PHRASES)  # kinds the core may add later
+    assert [p["after"] for p in s["into_pause"]] == ["The quote,"] and s["v2v"] == [0.7]
+
+
 def test_an_answer_half_a_second_after_complete_is_no_failure() -> None:
-    s = ts.score(summary(("backchannel", 3.6), ("reply", 6.5)), PHRASES)  # a backchannel is no answer
+    s = ts.score(summary(("backchannel", 3.6), ("reply", 6.5)), PHRASES)  # a backchannel takes no turn
     assert s["into_pause"] == [] and s["late2"] == s["late3"] == s["unanswered"] == 0
     assert s["answers"] == [{"text": "and the invoice.", "end_s": 6.0, "v2v_s": 0.5}]
 
