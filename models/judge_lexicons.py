@@ -75,6 +75,10 @@ class Lexicon:
         accent_fixes: Mapping[str, str] | None = None,  # "e'" -> "è"
         split_elision: bool = False,  # "l'ordine" is two words
         introductions: Iterable[str] = (),  # a whole first sentence that only says who is calling
+        tag_questions: str = "",  # a line ending so asks, question mark or not ("..., isn't he")
+        open_requests: str = "",  # a line ending so has its request still to come ("oh, and tell him")
+        one_letter_words: str = "",  # single letters that are words, not spelling ("a", "i")
+        spelling: str = r"(?!)",  # regex: a spelling alphabet in use ("b come bologna")
     ) -> None:
         self.accent_fixes = dict(accent_fixes or {})
         self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
@@ -109,7 +113,12 @@ class Lexicon:
         # Matched against the caller's own text: a name is a capitalised word (or two) in a transcript.
         self.introduction_re = re.compile(
             "|".join(f"(?:{p})".replace("{NAME}", _NAME) for p in introductions) or r"(?!)")
+        self.tag_questions = _cover(self._phrase_table(tag_questions))
+        self.open_requests = _cover(self._phrase_table(open_requests))
+        self.one_letter_words = _words(one_letter_words)
+        self.spelling_re = re.compile(spelling)
         self.short_answer_cover = _cover(self.short_answers)
+        self.short_answer_words = frozenset(p for p in self.short_answers if " " not in p)
         self.greeting_cover = _cover(self.greetings)
         # words stripped from the start of a clause before matching it ("okay, so, hold on")
         self.lead_words = (self.fillers | _words(list_joiners)
@@ -222,6 +231,16 @@ ENGLISH = Lexicon(
         r"(?i:this is|it's|it is|i'm|i am|my name is|here's|here is) {NAME}"
         r"(?: (?i:from|at|of|with|calling from) [^.!?]{1,40})?(?: (?i:here|calling))?",
     ),
+    tag_questions="isn't it|isn't he|isn't she|isn't that|aren't they|aren't you|aren't we|wasn't it"
+                  "|wasn't he|wasn't she|weren't they|don't you|don't they|don't we|doesn't he|doesn't she"
+                  "|doesn't it|didn't he|didn't she|didn't we|didn't you|didn't they|won't you|won't he"
+                  "|won't she|won't they|won't it|can't you|can't he|can't she|couldn't you|wouldn't it"
+                  "|wouldn't you|haven't you|hasn't he|hasn't she|shouldn't he|right|correct|yeah|is that"
+                  " right|is that ok|is that okay|ok|okay|or not",
+    open_requests="tell him|tell her|tell them|ask him|ask her|ask them|let him know|let her know"
+                  "|remind him|remind her|tell him please|please tell him|please tell her",
+    one_letter_words="a i",
+    spelling=r"(?<![\w'])[a-z] (?:for|as in) [a-z]+",
 )
 
 ITALIAN = Lexicon(
@@ -275,7 +294,8 @@ ITALIAN = Lexicon(
     time_words="alle all' ore dalle verso entro le l' fino tra fra",
     closings="grazie|grazie mille|arrivederci|arrivederla|buona giornata|buona serata|buonanotte|a presto"
              "|è tutto|basta così|nient'altro|tutto qui|la ringrazio|ti ringrazio|saluti|numero sbagliato"
-             "|ciao|buon lavoro|a dopo|alla prossima|non importa|lasci stare",
+             "|ciao|buon lavoro|a dopo|alla prossima|non importa|lasci stare|ci sentiamo|a risentirci"
+             "|ho sbagliato numero|non fa niente",
     short_answers="sì|si|no|ok|okay|va bene|vabbè|vabbene|certo|certamente|esatto|esattamente|giusto"
                   "|perfetto|d'accordo|benissimo|bene|sicuro|assolutamente|appunto|ottimo|capito|come no"
                   "|per favore|non proprio|neanche|nemmeno|infatti|proprio così|volentieri|nessun problema"
@@ -284,7 +304,8 @@ ITALIAN = Lexicon(
              "|le riferisca|mi richiami|richiamarmi|mi faccia richiamare|mi chiami|mi faccia sapere"
              "|gli faccia sapere|le faccia sapere|mi raccomando|gli ricordi|le ricordi|gli dia|le dia"
              "|mi ricontatti|ricontattarmi",
-    request_starts="può|potrebbe|puoi|potresti|dica|chieda|riferisca|richiamatemi",
+    request_starts="può|potrebbe|puoi|potresti|dica|chieda|riferisca|richiamatemi|gli può|le può|gli potrebbe"
+                   "|le potrebbe",
     question_starts="chi|cosa|che cosa|quando|dove|come|quanto|quanta|quanti|quante|quale|quali|c'è|è|può"
                     "|potrebbe|posso|sa|mi sa|avete|ci sono",
     urgency="urgente|urgenza|urgentemente|emergenza|subito|al più presto|il prima possibile|prima possibile"
@@ -318,6 +339,12 @@ ITALIAN = Lexicon(
         r"(?i:sono|mi chiamo|qui è|qui parla|il mio nome è|parla) {NAME}"
         r"(?: (?i:da|di|del|della|dello|dalla|dal|dallo|dell'|dall'|per) ?[^.!?]{1,40})?",
     ),
+    tag_questions="vero|non è vero|giusto|no|o no|o sbaglio|d'accordo|va bene|ok|okay|sì o no|è così",
+    open_requests="gli dica|le dica|dica a|gli chieda|le chieda|gli riferisca|le riferisca|gli faccia sapere"
+                  "|le faccia sapere|gli ricordi|le ricordi|gli dica per favore|per favore gli dica"
+                  "|per favore le dica",
+    one_letter_words="a e i o",
+    spelling=r"(?<![\w'])[a-z] come [a-zà-ù]+",
 )
 
 LEXICONS: dict[str, Lexicon] = {"en": ENGLISH, "it": ITALIAN}

@@ -9,18 +9,27 @@ verdict's `reason`. In priority order:
 3.  trailing-punctuation   ends in "," ";" ":" "-" or "..."                           WAIT
 4.  filler                 only fillers and hesitations ("um", "well", "ehm", "beh")   WAIT
 5.  trailing-filler        ends in a hesitation ("... the invoice and uh")             WAIT
+    tag-question           ends in a question tag, "?" or not ("..., isn't he", "vero") COMPLETE
+    spelling               ends in spelled letters ("w h i", "b come bologna"): is    WAIT, unsure
+                           the word done? the rules cannot tell
 6.  trailing-<class>       ends in a word that cannot end a sentence: an article,      WAIT
-                           possessive, conjunction, preposition ("the", "and", "di")
+                           possessive, conjunction, preposition ("the", "and", "di");
+                           a number word in a run of numbers is a digit ("nove uno")
 7.  dangling-<class>       no end punctuation and ends in a word that seldom ends one  WAIT
-                           ("that", "is", "perché", "also")
+                           ("that", "is", "perché", "also"), unless the word before
+                           makes it whole ("I think so", "ce l'ha")
 8.  preamble               the last clause announces content to come ("I wanted to     WAIT
-                           leave a message", "hold on", "un attimo")
+                           leave a message", "hold on", "un attimo"); unpunctuated,
+                           also its end after a filler ("thanks oh and one more thing")
 9.  number-sequence        ends in a digit group or a run of numbers, not a time       WAIT
-                           ("my number is three three nine"; "at ten" is a time)
+                           ("my number is three three nine"; "at ten" is a time); the
+                           digits of a number dictated over several fragments add up
 10. greeting               only a greeting, as the caller's first line ("hello.")     WAIT, unsure
     introduction           only who is calling, as the first line ("this is Anna        WAIT, unsure
                            from the bakery.", "sono Paolo"): the reason comes next
-11. closing                thanks or goodbye in the last sentence                      COMPLETE
+11. closing                thanks or goodbye in the last sentence (a greeting that     COMPLETE
+                           opens it, "ciao, sono Paola", is no goodbye; nor is "first,
+                           thanks for the flowers", see 15)
 12. short-answer           the last sentence is "yes", "okay", "va bene", ...          COMPLETE
 13. period-after-<class>   as 7 but with a period, unless the word before makes it a   WAIT, unsure
                            whole sentence ("it is.", "I think so.", "non so perché.")
@@ -28,7 +37,10 @@ verdict's `reason`. In priority order:
     list-complete          ... and now all of them                                     COMPLETE
 15. list-opener            starts with "first", "innanzitutto", ...                    WAIT
     list-item              starts with "second,", "the third thing", "secondo punto"   WAIT, unsure
-16. request / urgency      "please", "tell him", "gli dica"; "urgent", "subito"        COMPLETE
+16. open-request           ends in "tell him", "gli dica": what to tell is to come     WAIT
+    request / urgency      "please", "tell him", "gli dica"; "urgent", "subito"        COMPLETE
+    reply                  a short answer to the bot's question ("no it's fine", "sì    COMPLETE
+                           molto"), punctuated or not
 17. exclamation            ends in "!"                                                 COMPLETE
 18. question-words         no end punctuation, starts like a question ("is he there")  COMPLETE, unsure
     unpunctuated           no end punctuation otherwise (speech cut mid-phrase?)       WAIT, unsure
@@ -64,14 +76,18 @@ P_SHORT_ANSWER = 0.85
 P_EXCLAMATION = 0.82
 P_LIST_COMPLETE = 0.8
 P_STATEMENT = 0.7
+P_REPLY = 0.7
+P_TAG_QUESTION = 0.8
 P_QUESTION_WORDS = 0.6
 P_UNPUNCTUATED = 0.4
 P_LIST_ITEM = 0.4  # "second, ...": a list goes on, but this may be its last item
 P_GREETING = 0.35
 P_INTRODUCTION = 0.3
 P_PERIOD_AFTER = 0.3
+P_SPELLING = 0.3  # letters spelled so far: perhaps the whole word, perhaps not
 P_LIST_OPENER = 0.18
 P_DANGLING = 0.15
+P_OPEN_REQUEST = 0.15
 P_LIST_PENDING = 0.12
 P_LONG_NUMBER = 0.35  # nine digits or more: perhaps a whole phone number, perhaps not
 P_NUMBER = 0.1
@@ -231,10 +247,15 @@ class RulesJudge:
         first = not any(line.role == "caller" and line.text.strip() for line in story[:last])
         if first and _introduces(story[last].text, lex):
             return Verdict(P_INTRODUCTION, "introduction")
-        return _judge_line(text, tokens, lex, context, first=first)
+        since_bot = _since_bot(story, last)
+        carried = _carried_digits(since_bot, lex)
+        asked = (not since_bot and last > 0 and story[last - 1].role == "bot"
+                 and _end_mark(_normalise(story[last - 1].text)) == "?")
+        return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked)
 
 
-def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool) -> Verdict:
+def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,
+                carried_digits: int = 0, asked: bool = False) -> Verdict:
     mark = _end_mark(text)
     if mark == "?":
         return Verdict(P_QUESTION, "question")
@@ -245,26 +266,37 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     word = tokens[-1]
     if word in lex.hesitations:
         return Verdict(P_TRAILING_FILLER, "trailing-filler")
-    if word in lex.trailing:
-        return Verdict(P_TRAILING_WORD, f"trailing-{lex.trailing[word]}")
-    if word in lex.dangling and not mark:
-        return Verdict(P_DANGLING, f"dangling-{lex.dangling[word]}")
-
+    if _ends_with(tokens, lex.tag_questions, more=2):
+        return Verdict(P_TAG_QUESTION, "tag-question")
+    if _spelling(tokens, text, lex):
+        return Verdict(P_SPELLING, "spelling")
     last_sentence = _SENTENCE_END.split(text)[-1]
     sentence = _tokens(last_sentence, lex) or tokens
+    digit = len(tokens) > 1 and bool(lex.number_re.fullmatch(word) and lex.number_re.fullmatch(tokens[-2]))
+    if word in lex.trailing and not digit:
+        return Verdict(P_TRAILING_WORD, f"trailing-{lex.trailing[word]}")
+    if word in lex.dangling and not mark and not digit and not _resolved(sentence, lex, strict=True):
+        return Verdict(P_DANGLING, f"dangling-{lex.dangling[word]}")
+
     core = _strip_lead(sentence, lex)
-    if lex.preamble_re.fullmatch(" ".join(_strip_lead(
-            _tokens(_CLAUSE_END.split(last_sentence.rstrip(".!"))[-1], lex), lex))):
+    if _preamble(last_sentence, lex, mark):
         return Verdict(P_PREAMBLE, "preamble")
 
     numbers, digits = _number_run(sentence, lex)
+    if numbers and numbers == len(sentence) and carried_digits:  # a number dictated in groups
+        numbers, digits = numbers + 1, digits + carried_digits
     if numbers and (numbers > 1 or digits >= 5 or any(t in lex.number_contexts for t in sentence)):
         return Verdict(P_LONG_NUMBER if digits >= 9 else P_NUMBER, "number-sequence")
 
     joined = f" {' '.join(sentence)} "
     if first and _covered(tokens, lex.greeting_cover, lex.fillers):
         return Verdict(P_GREETING, "greeting")
-    if any(_has(p, joined) for p in lex.closings):
+    first_sentence = _SENTENCE_END.split(text)[0]
+    opener = " ".join(_strip_lead(_tokens(first_sentence, lex), lex))
+    opens_list = bool(lex.list_opener_re.fullmatch(opener)) and not any(
+        lex.ordinals.get(t, 0) > 1 for t in tokens)
+    farewell = f" {' '.join(_strip_greeting(sentence, lex))} "
+    if any(_has(p, farewell) for p in lex.closings) and not opens_list:  # not "first, thanks for..."
         return Verdict(P_CLOSING, "closing")
     if _covered(sentence, lex.short_answer_cover, lex.fillers) and sentence[-1] not in lex.fillers:
         return Verdict(P_SHORT_ANSWER, "short-answer")
@@ -277,20 +309,23 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
             return Verdict(P_LIST_PENDING, "announced-list")
         if context:  # announced earlier, and this line completes it
             return Verdict(P_LIST_COMPLETE, "list-complete")
-    first_sentence = _SENTENCE_END.split(text)[0]
-    opener = " ".join(_strip_lead(_tokens(first_sentence, lex), lex))
-    if lex.list_opener_re.fullmatch(opener) and not any(lex.ordinals.get(t, 0) > 1 for t in tokens):
+    if opens_list:
         return Verdict(P_LIST_OPENER, "list-opener")
     first_clause = _strip_lead(_tokens(_CLAUSE_END.split(first_sentence)[0], lex), lex)
     if lex.list_item_re.fullmatch(" ".join(first_clause)):
         return Verdict(P_LIST_ITEM, "list-item")
 
     start = f" {' '.join(core[:3])} "
+    if _ends_with(sentence, lex.open_requests):
+        return Verdict(P_OPEN_REQUEST, "open-request")
     if any(_has(p, joined) for p in lex.requests) or any(
             start.startswith(f" {p} ") for p in lex.request_starts):
         return Verdict(P_REQUEST, "request")
     if any(_has(p, joined) for p in lex.urgency):
         return Verdict(P_URGENCY, "urgency")
+    if asked and len(tokens) <= 4 and (tokens[0] in lex.short_answer_words
+                                       or tokens[-1] in lex.short_answer_words):
+        return Verdict(P_REPLY, "reply")
     if mark == "!":
         return Verdict(P_EXCLAMATION, "exclamation")
     if not mark:
@@ -314,6 +349,71 @@ def _introduces(line: str, lex: Lexicon) -> bool:
     return bool(lex.introduction_re.fullmatch(rest))
 
 
+def _ends_with(tokens: Sequence[str], phrases: Sequence[list[str]], *, more: int = 0) -> bool:
+    """Whether `tokens` end in one of `phrases` with at least `more` words before it."""
+    return any(len(tokens) >= len(words) + more and list(tokens[-len(words):]) == words for words in phrases)
+
+
+def _spelling(tokens: Sequence[str], text: str, lex: Lexicon) -> bool:
+    """The line ends in letters spelled one by one ("w h i", "u g o") or in a spelling alphabet
+    ("r come roma", "b for bravo")."""
+    tail = tokens[-3:]
+    letters = len(tail) >= 2 and all(len(t) == 1 and t.isalpha() for t in tail[-2:])
+    if letters and not all(t in lex.one_letter_words for t in tail[-2:]):
+        return True
+    return bool(lex.spelling_re.search(" ".join(tokens[-4:])))
+
+
+def _preamble(sentence: str, lex: Lexicon, mark: str) -> bool:
+    """The last clause of `sentence` announces content to come. Without punctuation there are no
+    clauses to split on: then a preamble may also end the line after a filler or a thank-you."""
+    clause = _strip_lead(_tokens(_CLAUSE_END.split(sentence.rstrip(".!"))[-1], lex), lex)
+    if lex.preamble_re.fullmatch(" ".join(clause)):
+        return True
+    if mark or _CLAUSE_END.search(sentence):
+        return False
+    tokens = _tokens(sentence, lex)
+    return any(lex.preamble_re.fullmatch(" ".join(tokens[i:])) for i in range(1, len(tokens))
+               if tokens[i - 1] in lex.lead_words or tokens[i - 1] in lex.closings)
+
+
+def _strip_greeting(tokens: list[str], lex: Lexicon) -> list[str]:
+    """`tokens` without the greetings they start with ("ciao, sono Paola": a hello, not a goodbye),
+    unless nothing else is left ("ciao ciao")."""
+    i = 0
+    while i < len(tokens):
+        match = next((g for g in lex.greeting_cover if tokens[i:i + len(g)] == g), None)
+        if match is None:
+            break
+        i += len(match)
+    return tokens[i:] if i < len(tokens) else tokens
+
+
+def _since_bot(story: Sequence[Line], last: int) -> list[str]:
+    """The caller's fragments between the bot's last line and the caller's last line, oldest first."""
+    texts: list[str] = []
+    for line in reversed(story[:last]):
+        if line.role != "caller":
+            break
+        if line.text.strip():
+            texts.append(_normalise(line.text))
+    texts.reverse()
+    return texts
+
+
+def _carried_digits(previous: Sequence[str], lex: Lexicon) -> int:
+    """Digits of a number dictated across `previous` fragments: the run that ends the last of them,
+    and the runs before it while whole fragments are nothing but numbers."""
+    digits = 0
+    for text in reversed(previous):
+        tokens = _tokens(_SENTENCE_END.split(text)[-1], lex)
+        numbers, run = _number_run(tokens, lex)
+        digits += run
+        if not numbers or numbers < len(tokens):
+            break
+    return digits
+
+
 def _strip_lead(tokens: list[str], lex: Lexicon) -> list[str]:
     """`tokens` without the fillers, short answers and joiners they start with."""
     i = 0
@@ -322,12 +422,16 @@ def _strip_lead(tokens: list[str], lex: Lexicon) -> list[str]:
     return tokens[i:]
 
 
-def _resolved(sentence: Sequence[str], lex: Lexicon) -> bool:
+def _resolved(sentence: Sequence[str], lex: Lexicon, *, strict: bool = False) -> bool:
     """Whether the last sentence still ends whole on its dangling last word: "it is.", "I think so.",
-    "non so perché.", "that's what it's about.", "how much the deposit is."."""
+    "non so perché.", "that's what it's about.", "how much the deposit is.". `strict` (no period to
+    go by): only a conjunction or an auxiliary can be made whole, by the word before or a question word
+    ("I think so", "ce l'ha", "quando vuole")."""
+    cls = lex.dangling[sentence[-1]]
+    if strict and cls not in ("conjunction", "auxiliary"):  # "tell him I", "let him know that"
+        return False
     if len(sentence) > 1 and sentence[-2] in lex.resolvers:
         return True
-    cls = lex.dangling[sentence[-1]]
-    if cls in ("adverb", "determiner", "pronoun"):  # "the invoice too.", "I need this.", "so did I."
+    if not strict and cls in ("adverb", "determiner", "pronoun"):  # "the invoice too.", "so did I."
         return True
     return cls in ("preposition", "auxiliary") and any(t in lex.wh_words for t in sentence[:-1])

@@ -445,3 +445,61 @@ def test_a_caller_who_only_says_who_they_are_is_not_done(language: str, text: st
 def test_an_introduction_later_in_the_call_is_judged_as_a_statement() -> None:
     story = [Line("caller", "Is Marco there?"), Line("bot", "He is out."), Line("caller", "This is Anna.")]
     assert JUDGE.judge(story, language="en").reason != "introduction"
+
+
+# --------------------------------------------------------------------------- lines heard without punctuation
+
+
+@pytest.mark.parametrize(("text", "language", "reason"), [
+    ("he's back on monday isn't he", "en", "tag-question"),
+    ("we said thursday didn't we", "en", "tag-question"),
+    ("the meeting's at three right", "en", "tag-question"),
+    ("torna lunedì vero", "it", "tag-question"),
+    ("glielo dice lei no", "it", "tag-question"),
+    ("avevamo detto giovedì o sbaglio", "it", "tag-question"),
+    ("w h i", "en", "spelling"),
+    ("m come milano a come ancona", "it", "spelling"),
+    ("oh yes tell him", "en", "open-request"),
+    ("ah sì gli dica", "it", "open-request"),
+    ("thank you oh and one more thing", "en", "preamble"),
+    ("grazie ah un'altra cosa", "it", "preamble"),
+    ("firstly thank you for the flowers", "en", "list-opener"),
+    ("ciao sono io paola", "it", "unpunctuated"),
+    ("va bene ci sentiamo", "it", "closing"),
+    ("could you let him know that", "en", "dangling-relative"),
+])
+def test_unpunctuated_rule(text: str, language: str, reason: str) -> None:
+    assert judge(text, language=language).reason == reason
+
+
+def test_a_dangling_word_made_whole_by_the_word_before() -> None:
+    # without a period only a conjunction or an auxiliary can end whole ("I think so", "ce l'ha")
+    assert judge("i think so").reason != "dangling-conjunction"
+    assert judge("il numero ce l'ha", language="it").reason != "dangling-auxiliary"
+    assert judge("tell him I").reason == "dangling-pronoun"
+
+
+def test_a_number_dictated_over_several_fragments_adds_up() -> None:
+    asked = [Line("bot", "What number can he call you back on?")]
+    groups = ["three four seven", "eight one two", "five five six seven"]
+    verdicts = [JUDGE.judge([*asked, *(Line("caller", g) for g in groups[:n])], language="en")
+                for n in (1, 2, 3)]
+    assert [v.reason for v in verdicts] == ["number-sequence"] * 3
+    assert verdicts[0].p_complete < 0.2 and verdicts[1].p_complete < 0.2
+    assert 0.2 <= verdicts[2].p_complete < 0.5  # ten digits: perhaps the whole number
+    # "uno" after other digits is a digit, not an article
+    story = [Line("bot", "Mi lascia un numero?"), Line("caller", "sì zero due"),
+             Line("caller", "quattro cinque sei sette otto nove uno")]
+    assert JUDGE.judge(story, language="it").reason == "number-sequence"
+
+
+def test_a_short_reply_to_the_bots_question_is_complete() -> None:
+    for question, reply, language in (("Is it urgent?", "yes very", "en"),
+                                      ("Would you like him to call you back?", "no it's fine", "en"),
+                                      ("Vuole che la richiami?", "no non serve", "it"),
+                                      ("Ha il suo numero?", "credo di sì", "it")):
+        v = JUDGE.judge([Line("bot", question), Line("caller", reply)], language=language)
+        assert v.reason == "reply" and complete(v), reply
+    # not when the bot asked nothing
+    told = [Line("bot", "Go ahead."), Line("caller", "yes very")]
+    assert JUDGE.judge(told, language="en").reason != "reply"
