@@ -124,7 +124,8 @@ def test_no_answer_in_time_drops_the_owner_tells_the_caller_and_turns_resume() -
     (ev.OwnerGone(6.0, 1, 200, "hung up"), "declined", "ring_declined"),
     (ev.TimerFired(19.0, "ring_decide"), "not accepted", "ring_declined"),
 ])
-def test_the_owner_not_taking_the_call_falls_back_to_a_message(how: ev.Event, outcome: str, line: str) -> None:
+def test_the_owner_not_taking_the_call_falls_back_to_a_message(how: ev.Event, outcome: str,
+                                                               line: str) -> None:
     c = core()
     c.handle(ev.Dtmf(1.0, "0"))
     c.handle(ev.OwnerAnswered(4.0, 1))

@@ -34,24 +34,27 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def test_quiet_hours_may_cross_midnight() -> None:
-    assert in_quiet_hours(("22:00-07:00",), NIGHT) and in_quiet_hours(("22:00-07:00",), datetime(2026, 1, 1, 6))
+    night = ("22:00-07:00",)
+    assert in_quiet_hours(night, NIGHT) and in_quiet_hours(night, datetime(2026, 1, 1, 6))
     assert not in_quiet_hours(("22:00-07:00",), NOON)
     assert in_quiet_hours(("12:00-13:30",), NOON) and not in_quiet_hours(("12:30-13:30",), NOON)
 
 
-@pytest.mark.parametrize(("owner", "profile", "at", "allowed", "why_not", "keypad"), [
-    (OwnerConfig(phone="sip:me@10.0.0.2"), "default", NOON, True, "", True),
-    (OwnerConfig(phone="sip:me@10.0.0.2", quiet_hours=("22:00-07:00",)), "default", NIGHT, False,
-     "quiet hours", True),
-    (OwnerConfig(phone="sip:me@10.0.0.2", do_not_disturb=True), "family", NOON, False, "do not disturb", True),
-    (OwnerConfig(phone="sip:me@10.0.0.2", profiles=("family",)), "default", NOON, False, "profile default",
-     False),
-    (OwnerConfig(phone="sip:me@10.0.0.2", profiles=("family",)), "family", NOON, True, "", True),
+PHONE = "sip:me@10.0.0.2"
+
+
+@pytest.mark.parametrize(("owner", "profile", "at", "expected"), [
+    (OwnerConfig(phone=PHONE), "default", NOON, (True, "", True)),
+    (OwnerConfig(phone=PHONE, quiet_hours=("22:00-07:00",)), "default", NIGHT, (False, "quiet hours", True)),
+    (OwnerConfig(phone=PHONE, do_not_disturb=True), "family", NOON, (False, "do not disturb", True)),
+    (OwnerConfig(phone=PHONE, profiles=("family",)), "default", NOON, (False, "profile default", False)),
+    (OwnerConfig(phone=PHONE, profiles=("family",)), "family", NOON, (True, "", True)),
     # anyone who says it is urgent, but only that: no keypad, no asking
-    (OwnerConfig(phone="sip:me@10.0.0.2", profiles=("family",), urgent=True), "default", NOON, True, "", False),
+    (OwnerConfig(phone=PHONE, profiles=("family",), urgent=True), "default", NOON, (True, "", False)),
 ])
-def test_who_may_be_put_through_and_when(owner: OwnerConfig, profile: str, at: datetime, allowed: bool,
-                                         why_not: str, keypad: bool) -> None:
+def test_who_may_be_put_through_and_when(owner: OwnerConfig, profile: str, at: datetime,
+                                         expected: tuple[bool, str, bool]) -> None:
+    allowed, why_not, keypad = expected
     plan = default_plan(load(None, {"contacts": {"default_profile": profile}}), NUMBER)
     o = ring_options(owner, plan, at, caller_number=NUMBER, owner_language="en")
     assert (o.enabled, o.allowed, o.why_not, o.keypad) == (True, allowed, why_not, keypad)
