@@ -232,8 +232,9 @@ class Conversation:
     def _on_dtmf(self, e: ev.Dtmf) -> None:
         self._desk.note("dtmf", digit=e.digit)
         self._last_activity = e.t
-        if self.ring.on_dtmf(e):
-            return
+        dictating = self._reading().status is not Status.NONE
+        if not dictating and self.ring.on_dtmf(e):
+            return  # a 0 while a number is being dictated is one of its digits, not a call for the owner
         self._dictation_key(e)
 
     def _hush(self) -> None:

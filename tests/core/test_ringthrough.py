@@ -195,3 +195,10 @@ def test_asking_for_the_owner(text: str, language: str, asks: bool) -> None:
 ])
 def test_saying_it_is_urgent(text: str, language: str, urgent: bool) -> None:
     assert says_urgent(text, language) is urgent
+
+
+def test_a_0_keyed_while_a_number_is_dictated_is_a_digit_not_a_call_for_the_owner() -> None:
+    c = core()
+    caller_line(c, 0, "My number is three four seven, one two")
+    out = c.handle(ev.Dtmf(3.0, "0"))
+    assert not of(ev.RingOwner, out) and c.ring.report() is None
