@@ -172,7 +172,11 @@ def test_idle_and_half_open_connections_are_closed_and_calls_go_on(tmp_path: Pat
         half.sendall(b"INVITE sip:standin@" + host.encode() + b" SIP/2.0\r\nVia: SIP/2.0/TCP ")
         extra = [socket.create_connection((host, port), timeout=2, source_address=(ALLOWED, 0))
                  for _ in range(3)]
-        assert sum(_closed_within(s, 0.5) for s in extra) >= 2, "connections beyond max_connections stayed"
+        # Closed well before the 2 s an idle allowed connection gets (pjsip accepts one connection per
+        # poll, so on a loaded box the last ones take a few hundred ms each).
+        deadline = time.monotonic() + 1.5
+        closed = sum(_closed_within(s, max(0.05, deadline - time.monotonic())) for s in extra)
+        assert closed >= 2, "connections beyond max_connections stayed"
         result = good_call(endpoint.target, tmp_path)  # UDP, while they are held
         assert result.ok, result.output
         started = time.monotonic()
