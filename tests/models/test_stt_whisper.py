@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 JFK = SHARED / "audio" / "speech" / "jfk.wav"
 NO_FILTERS = WhisperOptions(device="cpu", cpu_threads=2, no_speech_threshold=None, min_avg_logprob=None,
-                            max_compression_ratio=None, drop_stock_phrases=False)
+                            min_long_logprob=None, max_compression_ratio=None, drop_stock_phrases=False)
 
 
 class Seg(NamedTuple):
@@ -192,6 +192,7 @@ def test_filter_keeps_good_segments() -> None:
 @pytest.mark.parametrize("seg", [
     Seg("Hello.", no_speech_prob=0.8, avg_logprob=-1.2),  # silence
     Seg("Hello.", avg_logprob=-2.0),  # too unsure
+    Seg("Please join me in the comments below.", avg_logprob=-1.1),  # many words, all of them unsure
     Seg("the the the the the the", compression_ratio=3.1),  # repeating itself
     Seg(" Sottotitoli a cura di QTSS"),  # credit line
     Seg("Subtitles by the Amara.org community"),
@@ -322,7 +323,8 @@ def test_default_filter_runs_on_the_decoded_segments(stt: WhisperStt, speech: np
 
 
 @pytest.mark.parametrize(("segments", "text"), [
-    ([Seg(" Thank you.")], ""),
+    ([Seg(" Thank you.", no_speech_prob=0.8, avg_logprob=-0.7)], ""),  # Whisper filling silence
+    ([Seg(" Thank you.", no_speech_prob=0.4, avg_logprob=-0.2)], "Thank you."),  # a caller's answer
     ([Seg(" Grazie per la visione!", avg_logprob=-0.1)], ""),
     ([Seg(" Sono Mario Rossi,", 0.0, 2.0), Seg(" richiamami.", 2.0, 3.0),
       Seg(" Sottotitoli creati dalla comunità Amara.org", 3.0, 5.0)], "Sono Mario Rossi, richiamami."),
