@@ -490,8 +490,9 @@ def margins(points: Points, options: WhisperOptions, split: str) -> dict[str, An
         "stock_no_speech": ("stock", said, o.stock_no_speech - nsp, nsp - o.stock_no_speech),
         "stock_logprob": ("stock", said & ~stock_loud, lp - o.stock_logprob, o.stock_logprob - lp),
     }
+    # noise is counted against a threshold only on the side it drops (an AND rule's other part holds)
     return {name: {"heard": nearest(heard & where, safe),
-                   "noise": nearest(noise & sole[rule] & where, inside)}
+                   "noise": nearest(noise & sole[rule] & where & (inside >= 0), inside)}
             for name, (rule, where, safe, inside) in rows.items()}
 
 
