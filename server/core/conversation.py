@@ -255,13 +255,13 @@ class Conversation:
     def _on_vad(self, e: ev.VadWindow) -> None:
         if self.ring.bridged:
             return  # the caller talks to the owner now
-        for s in self.seg.push(e.start, e.end, e.p, masked=e.echo):
+        for s in self.seg.push(e.start, e.end, e.p, masked=e.echo, bot=self._mouth.audible()):
             self._on_segment(s)
         frag = self.seg.fragment
         t = self.options.turns
         if frag is not None and not self.seg.voiced:
             key = (frag.id, frag.revision)
-            ready = frag.speech >= self.seg.samples(self.options.segmenter.min_speech_ms)
+            ready = self.seg.enough_speech(frag)
             if ready and key not in self._asked and self.seg.pause >= self.seg.samples(t.speculate_ms):
                 self._transcribe(frag, speculative=True)
         if self.seg.voiced:

@@ -7,7 +7,9 @@ Rules, in the order they apply to each VAD window:
 4. A fragment opens with the first voiced window (minus `preroll_ms`) and closes once a pause reaches
    `cut_ms`, ending `postroll_ms` after the voice stopped. Voice inside the pause resumes the fragment
    and bumps its revision, so work done on an older revision can be recognised as stale.
-5. A closed fragment holding less than `min_speech_ms` of speech is dropped as noise.
+5. A closed fragment holding less than `min_speech_ms` of speech is dropped as noise; one that began
+   while the bot was talking needs `min_speech_over_bot_ms` (an echo the gate missed is short, and a
+   short answer comes after the bot has stopped).
 6. A window masked by the bot's echo tells nothing: a voiced run neither grows nor ends in it, and a
    pause goes on; but `masked_hold_ms` of masked windows in a row end a voiced run, so lone windows
    of echo that slipped through cannot add up to an onset.
@@ -26,13 +28,14 @@ class SegmenterOptions:
     cut_ms: int = 500
     preroll_ms: int = 200
     postroll_ms: int = 150
-    min_speech_ms: int = 300
+    min_speech_ms: int = 200  # 300 dropped 31 of 208 short answers ("Yes.", "No."), 200 drops 5
+    min_speech_over_bot_ms: int = 300  # an echo residue of 200-300 ms kept the bot paused for STT
     masked_hold_ms: int = 128
 
     def __post_init__(self) -> None:
         if not 0.0 < self.end_p <= self.start_p < 1.0:
             raise ValueError("VAD thresholds need 0 < end_p <= start_p < 1")
-        for name in ("onset_ms", "cut_ms", "min_speech_ms"):
+        for name in ("onset_ms", "cut_ms", "min_speech_ms", "min_speech_over_bot_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -47,6 +50,7 @@ class Fragment:
     speech: int = 0  # samples of speech windows
     revision: int = 0
     closed: bool = False
+    over_bot: bool = False  # began while the bot was talking
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,9 @@ class Segmenter:
         """Speech samples of the current voiced run (0 when not voiced)."""
         return self._run_speech if self.voiced else 0
 
-    def push(self, start: int, end: int, p: float, masked: bool = False) -> list[SegmentEvent]:
+    def push(self, start: int, end: int, p: float, masked: bool = False,
+             bot: bool = False) -> list[SegmentEvent]:
+        """One VAD window; `masked`: judged the bot's echo; `bot`: the bot's voice is on the line."""
         o = self.options
         self._now = end
         out: list[SegmentEvent] = []
@@ -124,7 +130,8 @@ class Segmenter:
             self._run_start, self._run_speech, self._onset_sent = start, 0, False
             frag = self.fragment
             if frag is None:
-                frag = Fragment(self._next_id, max(0, start - self.samples(o.preroll_ms)), start, end)
+                frag = Fragment(self._next_id, max(0, start - self.samples(o.preroll_ms)), start, end,
+                                over_bot=bot)
                 self._next_id += 1
                 self.fragment = frag
                 out.append(VoiceStarted(start, frag, resumed=False))
@@ -149,6 +156,11 @@ class Segmenter:
             out.append(self.close(end))
         return out
 
+    def enough_speech(self, frag: Fragment) -> bool:
+        """Whether `frag` holds enough speech to be the caller's words rather than noise (rule 5)."""
+        o = self.options
+        return frag.speech >= self.samples(o.min_speech_over_bot_ms if frag.over_bot else o.min_speech_ms)
+
     def close(self, now: int) -> FragmentClosed | FragmentDropped:
         """Close the open fragment at `now` (also used when the bot takes the floor mid-pause)."""
         frag = self.fragment
@@ -159,6 +171,6 @@ class Segmenter:
             frag.voice_end = now
         frag.end = min(now, frag.voice_end + self.samples(self.options.postroll_ms))
         frag.closed = True
-        if frag.speech < self.samples(self.options.min_speech_ms):
+        if not self.enough_speech(frag):
             return FragmentDropped(frag)
         return FragmentClosed(frag)

@@ -62,6 +62,17 @@ def test_short_sounds_are_dropped_as_noise() -> None:
     assert [type(e) for e in events if isinstance(e, FragmentClosed | FragmentDropped)] == [FragmentDropped]
 
 
+def test_a_short_answer_counts_unless_it_began_while_the_bot_was_talking() -> None:
+    answer = [0.9] * 8 + [0.0] * 20  # 256 ms of speech: a short "Yes."
+    kept = feed(Segmenter(SegmenterOptions()), answer)
+    assert [type(e) for e in kept if isinstance(e, FragmentClosed | FragmentDropped)] == [FragmentClosed]
+    seg = Segmenter(SegmenterOptions())
+    over_bot: list[object] = []
+    for i, p in enumerate(answer):
+        over_bot.extend(seg.push(i * W, (i + 1) * W, p, bot=i < 4))  # the bot's voice was on the line
+    assert [type(e) for e in over_bot if isinstance(e, FragmentClosed | FragmentDropped)] == [FragmentDropped]
+
+
 def test_pause_is_measured_from_where_the_voice_stopped() -> None:
     seg = Segmenter(SegmenterOptions())
     feed(seg, [0.9] * 10 + [0.0] * 3)
