@@ -101,11 +101,19 @@ class PiperTts:
             for _ in self.synthesize(WARM_UP_TEXT, language=language):
                 pass
 
-    def _voice(self, language: str) -> _Voice:
+    def speaks(self, language: str) -> bool:
+        """Whether a voice is configured for `language`."""
+        return self._key(language) is not None
+
+    def _key(self, language: str) -> str | None:
         wanted = _language_key(language)
         key = next((k for k in (wanted, wanted.split("-")[0]) if k in self._paths), None)
         if key is None:  # "en" finds a voice configured as "en-us"
             key = next((k for k in self._paths if k.split("-")[0] == wanted.split("-")[0]), None)
+        return key
+
+    def _voice(self, language: str) -> _Voice:
+        key = self._key(language)
         if key is None:
             raise EngineError(f"no piper voice for language {language!r}; configured languages: "
                               f"{', '.join(self._paths)}")

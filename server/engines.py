@@ -56,7 +56,8 @@ def build_stt(config: Config, transcript: Path | None = None) -> SpeechToText:
     if c.engine == "whisper":
         from models.stt_whisper import WhisperOptions, WhisperStt
 
-        options = WhisperOptions(device=c.device, compute_type=c.compute_type or None)  # type: ignore[arg-type]
+        options = WhisperOptions(device=c.device, compute_type=c.compute_type or None,  # type: ignore[arg-type]
+                                 cpu_threads=c.threads)
         return WhisperStt(model_path(config, c.model, "[stt] engine = \"whisper\""), options)
     from models.stt_transcript import TranscriptStt
 
@@ -70,7 +71,8 @@ def build_stt(config: Config, transcript: Path | None = None) -> SpeechToText:
 def _llama_options(config: Config):  # type: ignore[no-untyped-def]
     from models.llama import LlamaOptions
 
-    return LlamaOptions(n_ctx=config.llm.n_ctx, n_gpu_layers=config.llm.gpu_layers)
+    return LlamaOptions(n_ctx=config.llm.n_ctx, n_gpu_layers=config.llm.gpu_layers,
+                        n_threads=config.llm.threads or None)
 
 
 def build_judge(config: Config) -> TurnJudge:
@@ -109,10 +111,13 @@ def build_llm(config: Config) -> ReplyModel:
 def build_tts(config: Config) -> TextToSpeech:
     c = config.tts
     if c.engine == "piper":
+        from models.tts_espeak import EspeakTts
+        from models.tts_languages import ByLanguage
         from models.tts_piper import PiperOptions, PiperTts
 
         voice = model_path(config, c.voice, "[tts] engine = \"piper\"")
-        return PiperTts(PiperOptions(voices={config.language: voice}, length_scale=c.length_scale))
+        piper = PiperTts(PiperOptions(voices={config.language: voice}, length_scale=c.length_scale))
+        return ByLanguage((piper, EspeakTts(rate=c.rate)))  # a call in a language piper has no voice for
     from models.tts_espeak import EspeakTts
 
     return EspeakTts(voice=c.voice or None, rate=c.rate)

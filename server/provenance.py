@@ -123,7 +123,7 @@ def describe_engines(engines: Any, config: Config | None = None, *, transcript: 
 def _describe(role: str, engine: Any, config: Config | None, transcript: Path | None,
               digests: _Digests) -> EngineInfo:
     info = _describe_one(role, engine, config, transcript, digests)
-    parts = _inner_judges(engine) if role == "judge" else []
+    parts = _inner_judges(engine) if role == "judge" else list(getattr(engine, "parts", ()))
     if not parts:
         return info
     # a judge made of judges (rules first, a model second): each part says what it is, then the whole

@@ -3,6 +3,7 @@ add up to exactly the audio it made, so every word span it gives is where that w
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,3 +51,19 @@ def test_joes_durations_sum_to_its_audio_and_spans_hold_words(tts: PiperTts, tex
             # each span holds speech: its loudest 10 ms well above the clause's quiet floor
             frames = x[w.start:w.end][: (w.end - w.start) // 220 * 220].reshape(-1, 220)
             assert np.sqrt((frames ** 2).mean(axis=1)).max() > 1000, w
+
+
+def test_a_language_without_a_piper_voice_is_spoken_by_espeak(tmp_path: Path) -> None:
+    from models.tts_espeak import EspeakTts
+    from models.tts_languages import ByLanguage
+    from server.config import load
+    from server.engines import build_tts
+
+    config = load(None, {"tts": {"engine": "piper", "voice": str(real_model(JOE))}})
+    tts = build_tts(config)
+    assert isinstance(tts, ByLanguage)
+    assert type(tts.engine_for("en")).__name__ == "PiperTts"
+    assert isinstance(tts.engine_for("it"), EspeakTts)
+    chunks = list(tts.synthesize("Grazie, arrivederci.", language="it"))
+    assert " ".join(w.text for c in chunks for w in c.words) == "Grazie, arrivederci."
+    assert sum(len(c.audio) for c in chunks) > 0.3 * chunks[0].sample_rate
