@@ -474,8 +474,9 @@ def _progress(results: Iterable[dict[str, Any]], rows: list[dict[str, Any]],
 
 def report(rows: Sequence[dict[str, Any]], mode: Mode, seconds: float) -> dict[str, Any]:
     failures = [{"run": f"{r['scenario']}@{r['voice']}/{r['channel']}",
-                 "into_pause": r["into_pause"], "late": [a for a in r["answers"]
-                                                         if a["v2v_s"] is None or a["v2v_s"] > 2.0]}
+                 "into_pause": r["into_pause"],
+                 "late": [a for a in r["answers"] if a["v2v_s"] is None or a["v2v_s"] > 2.0],
+                 **({"heard": r["heard"]} if "heard" in r else {})}
                 for r in rows if r["into_pause"] or r["late2"]]
     return {"commit": _commit(), "mode": dataclasses.asdict(mode),
             "latency_ms": None if mode.measured else REFERENCE,
