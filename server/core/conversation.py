@@ -376,17 +376,34 @@ class Conversation:
         if text and self.story.version != self._decided_version:
             self._abandon_turn()
             self._decide()
-        elif final and not text:
+        elif final and not text and not self._unheard(frag):
             self._renew_turn()  # the voice held no words: the pause goes on
 
     def _unsure(self, frag: Fragment) -> bool:
         """Rule 11: a line heard too unsurely to act on makes the bot ask to hear it again, once; its
         words stay out of the story. Returns whether it did."""
         confidence = self._confidence.get((frag.id, frag.revision), 1.0)
-        if confidence >= self.options.turns.repeat_below or self._asked_to_repeat or self._mouth.line:
+        if confidence >= self.options.turns.repeat_below:
+            return False
+        return self._ask_to_repeat("unsure", confidence=round(confidence, 3))
+
+    def _unheard(self, frag: Fragment) -> bool:
+        """Rule 11 again: the caller spoke at some length since the bot last did, and none of it came
+        out as words (whisper returns nothing for speech it cannot make out). Without this the caller
+        would wait for an answer that never comes."""
+        if self.story.caller_has_last_word() or self._quiet_since is None:
+            return False  # their earlier words stand: the pause goes on, the turn is judged on them
+        if frag.speech < self.seg.samples(self.options.turns.repeat_min_speech_ms):
+            return False  # a short noise
+        return self._ask_to_repeat("no words", speech_ms=round(self.seg.ms(frag.speech)))
+
+    def _ask_to_repeat(self, why: str, **note: Any) -> bool:
+        """Ask the caller to say it again, unless the bot already did (never twice in a row) or has the
+        line. Returns whether it asked."""
+        if self._asked_to_repeat or self._mouth.line:
             return False
         self._asked_to_repeat = True
-        self._desk.note("unsure", confidence=round(confidence, 3))
+        self._desk.note(why.replace(" ", "_"), **note)
         self.story.withdraw_pending()
         self._abandon_turn()
         self._decided_version = self.story.version

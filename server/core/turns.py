@@ -40,6 +40,9 @@ class TurnOptions:
     # to hear it again (never twice in a row). 0 turns it off. At 0.3, whisper's confidence on short
     # answers (benchmarks/whisper_noise.json) asks 1.9 % of those heard right and 39 % of those misheard.
     repeat_below: float = 0.3
+    # ... and speech this long that gave no words at all, when the caller has said nothing since the
+    # bot spoke, is asked for again too (once), rather than left unanswered.
+    repeat_min_speech_ms: int = 600
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:

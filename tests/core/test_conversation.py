@@ -149,3 +149,22 @@ def test_a_clear_line_is_judged_as_usual() -> None:
     out = _line(c, 0, "Yes.", 0.9)
     assert not of(ev.Synthesize, out)
     assert [line.text for line in c.story.lines()] == ["Yes."]
+
+
+def test_speech_that_gives_no_words_is_asked_for_again_once_instead_of_left_unanswered() -> None:
+    c = _unsure_core()
+    out = windows(c, 0, [0.02] * 25 + [0.9] * 30 + [0.02] * 20)  # ~1 s of speech whisper cannot make out
+    [t] = of(ev.Transcribe, out)
+    out = c.handle(ev.TranscriptReady(76 * W / 16000, t.job, "", 0.0))
+    assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
+    # Unheard again: not asked a second time in a row.
+    out = windows(c, 76, [0.02] * 25 + [0.9] * 30 + [0.02] * 20)
+    [t] = of(ev.Transcribe, out)
+    assert not of(ev.Synthesize, c.handle(ev.TranscriptReady(152 * W / 16000, t.job, "", 0.0)))
+
+
+def test_a_short_noise_without_words_is_not_asked_about() -> None:
+    c = _unsure_core()
+    out = windows(c, 0, [0.02] * 25 + [0.9] * 12 + [0.02] * 20)  # 384 ms: a cough
+    [t] = of(ev.Transcribe, out)
+    assert not of(ev.Synthesize, c.handle(ev.TranscriptReady(58 * W / 16000, t.job, "", 0.0)))
