@@ -24,6 +24,8 @@ verdict's `reason`. In priority order:
 9.  number-sequence        ends in a digit group or a run of numbers, not a time       WAIT
                            ("my number is three three nine"; "at ten" is a time); the
                            digits of a number dictated over several fragments add up
+    whole-number           ... and ten digits or more have been given: a whole phone   COMPLETE, unsure
+                           number (the bot reads it back)
 10. greeting               only a greeting, as the caller's first line ("hello.")     WAIT, unsure
     introduction           only who is calling, as the first line ("this is Anna        WAIT, unsure
                            from the bakery.", "sono Paolo"): the reason comes next
@@ -89,7 +91,8 @@ P_LIST_OPENER = 0.18
 P_DANGLING = 0.15
 P_OPEN_REQUEST = 0.15
 P_LIST_PENDING = 0.12
-P_LONG_NUMBER = 0.35  # nine digits or more: perhaps a whole phone number, perhaps not
+P_LONG_NUMBER = 0.35  # nine digits: perhaps a whole phone number, perhaps not
+P_WHOLE_NUMBER = 0.6  # ten or more: a whole phone number in Italy, the UK (most) and North America
 P_NUMBER = 0.1
 P_FILLER = 0.1
 P_TRAILING_FILLER = 0.09
@@ -286,7 +289,9 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if numbers and numbers == len(sentence) and carried_digits:  # a number dictated in groups
         numbers, digits = numbers + 1, digits + carried_digits
     if numbers and (numbers > 1 or digits >= 5 or any(t in lex.number_contexts for t in sentence)):
-        return Verdict(P_LONG_NUMBER if digits >= 9 else P_NUMBER, "number-sequence")
+        if digits >= 10:
+            return Verdict(P_WHOLE_NUMBER, "whole-number")
+        return Verdict(P_LONG_NUMBER if digits == 9 else P_NUMBER, "number-sequence")
 
     joined = f" {' '.join(sentence)} "
     if first and _covered(tokens, lex.greeting_cover, lex.fillers):

@@ -309,7 +309,7 @@ def test_own_lines(language: str, cases: list[tuple[str, str]]) -> None:
     ("The reference is 4 4 1 9 8.", "en", "number-sequence"),
     ("See you at ten thirty.", "en", "closing"),
     ("He'll be in at ten thirty.", "en", "statement"),
-    ("Il numero è 02 4455 6677 8.", "it", "number-sequence"),
+    ("Il numero è 02 4455 6677 8.", "it", "whole-number"),
     ("Tell him the car is ready.", "en", "request"),
     ("Gli riferisca che la macchina è pronta.", "it", "request"),
     ("The water is everywhere, please hurry.", "en", "request"),
@@ -341,8 +341,10 @@ def test_confidence_bands() -> None:
     for text in ("Hi.", "The quote he sent was.", "he left the keys with the neighbour"):
         assert 0.2 <= judge(text).p_complete < 0.5, text
     assert judge("When is he back?").p_complete > judge("The neighbour has the keys.").p_complete > 0.5
-    # nine digits or more may be a whole number: still WAIT, but an unsure one
-    assert 0.2 <= judge("My number is 347 555 1234.").p_complete < 0.5
+    # nine digits may be a whole number: still WAIT, but an unsure one; ten are a whole phone number
+    # (Italy, North America, most of the UK): COMPLETE, but an unsure one
+    assert 0.2 <= judge("My number is 347 555 123.").p_complete < 0.5
+    assert 0.5 <= judge("My number is 347 555 1234.").p_complete < 0.9
 
 
 def test_greeting_waits_only_as_the_first_line() -> None:
@@ -484,9 +486,9 @@ def test_a_number_dictated_over_several_fragments_adds_up() -> None:
     groups = ["three four seven", "eight one two", "five five six seven"]
     verdicts = [JUDGE.judge([*asked, *(Line("caller", g) for g in groups[:n])], language="en")
                 for n in (1, 2, 3)]
-    assert [v.reason for v in verdicts] == ["number-sequence"] * 3
+    assert [v.reason for v in verdicts] == ["number-sequence"] * 2 + ["whole-number"]
     assert verdicts[0].p_complete < 0.2 and verdicts[1].p_complete < 0.2
-    assert 0.2 <= verdicts[2].p_complete < 0.5  # ten digits: perhaps the whole number
+    assert 0.5 <= verdicts[2].p_complete < 0.9  # ten digits: the whole number
     # "uno" after other digits is a digit, not an article
     story = [Line("bot", "Mi lascia un numero?"), Line("caller", "sì zero due"),
              Line("caller", "quattro cinque sei sette otto nove uno")]
