@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,9 @@ class RuntimeOptions:
     trim_level: int = 40  # leading TTS samples below this (int16) are silence, cut for a faster start
     echo: EchoOptions = field(default_factory=EchoOptions)
     caller_memory_s: float = 120.0  # caller audio kept for transcription
+    # Evaluate the call's reply prompt in a thread of its own at the start ("background"), or not at
+    # all here ("off": a simulated call primes before its virtual clock starts).
+    prime_reply: str = "background"
 
 
 class _Ring:
@@ -129,6 +133,15 @@ class CallRuntime:
 
     def start(self, t: float = 0.0) -> None:
         self._handle(ev.CallStarted(t))
+        prime = getattr(self.engines.llm, "prime", None)
+        if prime is not None and self.options.prime_reply == "background":  # while the greeting plays
+            threading.Thread(target=self._prime, args=(prime,), name="prime-reply", daemon=True).start()
+
+    def _prime(self, prime: Callable[[CallContext], None]) -> None:
+        try:
+            prime(self.options.context)
+        except Exception as exc:  # the first reply then evaluates the prompt itself
+            log.warning("priming the reply prompt failed (%s)", type(exc).__name__)
 
     def feed(self, frame: np.ndarray, t: float) -> None:
         """Caller audio (int16 at the call rate) that has arrived by time `t`."""

@@ -51,7 +51,7 @@ def simulate(caller: np.ndarray | Iterable[np.ndarray], engines: Engines, config
     runtime = CallRuntime(Conversation(config.conversation()), engines, jobs,
                           options=RuntimeOptions(language=config.language, hints=config.stt.hints,
                                                  context=config.context(), timeouts_s=config.timeouts(),
-                                                 echo=config.echo),
+                                                 echo=config.echo, prime_reply="off"),
                           trace=files.trace, recorder=files.recorder)
     echo = EchoPath(**config.simulate.echo) if config.simulate.echo else None
     hangup_after = config.simulate.hangup_after_s
@@ -59,6 +59,9 @@ def simulate(caller: np.ndarray | Iterable[np.ndarray], engines: Engines, config
     limit = float("inf")  # until the recording's end is known
     silence = np.zeros(audio.FRAME, np.int16)
     error: str | None = None
+    prime = getattr(engines.llm, "prime", None)
+    if prime is not None:  # a live call does this while its greeting plays: here, off the virtual clock
+        prime(runtime.options.context)
     try:
         runtime.start(0.0)
         k = 0

@@ -5,6 +5,7 @@ HTTP errors). Nothing is downloaded; nothing is timed."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -165,6 +166,19 @@ def test_judge_and_replies_share_a_model_without_re_evaluating_the_prefix(gguf_d
     _events(model, STORY, max_tokens=8)
     prompt = LlamaCppReplies(model)._prompt(build_messages(STORY, CONTEXT), 8)[0]
     assert _perf(model)[0] * 3 < len(prompt)
+
+
+def test_priming_at_call_start_spares_the_first_reply_its_system_prompt(gguf_dir: Path) -> None:
+    model = _model(gguf_dir, "primed.gguf")
+    replies = LlamaCppReplies(model, LlamaCppRepliesOptions(temperature=0.0, max_tokens=8))
+    context = dataclasses.replace(CONTEXT, caller_number="+390612345678")  # a call of its own
+    prompt, keep, _ = replies._prompt(build_messages(STORY, context), 8)
+    _perf_reset(model)
+    replies.prime(context)
+    assert _perf(model)[0] >= keep > 0  # the system prompt, evaluated before anyone spoke
+    _perf_reset(model)
+    assert isinstance(list(replies.reply(STORY, context))[-1], ReplyEnd)
+    assert _perf(model)[0] <= len(prompt) - keep  # the first reply evaluates only the story
 
 
 def test_judges_on_many_threads_agree_with_one_thread(gguf_dir: Path) -> None:

@@ -38,7 +38,7 @@ def check_call(summary: dict[str, Any], database: str) -> None:
     assert replies, summary["bot_turns"]  # the model answered, and piper spoke it with its word clock
     assert all(w["end_s"] > w["start_s"] for b in replies for w in b["words"]), replies
     kinds = {e["role"]: e["kind"] for e in summary["engines"]}
-    assert (kinds["stt"], kinds["llm"], kinds["tts"]) == ("whisper", "llama_cpp", "piper"), kinds
+    assert (kinds["stt"], kinds["llm"], kinds["tts"]) == ("whisper", "llama_cpp", "piper+espeak"), kinds
     db = open_database(database)
     try:
         with db.session() as s:
