@@ -111,10 +111,11 @@ def test_built_engines_name_their_model_files_and_digests_and_a_second_start_rea
                                   "options": {"n_ctx": 512, "threads": "default", "gpu_layers": 0}}
     assert described["llm"]["kind"] == "llama_cpp" and described["llm"]["files"] == [gguf]
     assert described["llm"]["options"]["max_tokens"] == config.llm.max_tokens
-    assert described["tts"]["kind"] == "piper" and described["tts"]["model"] == "en_US-test-medium"
+    # piper for the voice's language, espeak-ng for any other (models/tts_languages.py)
+    assert described["tts"]["kind"] == "piper+espeak" and described["tts"]["model"] == "en_US-test-medium"
     assert [(f["name"], f["sha256"]) for f in described["tts"]["files"]] == [
         (VOICE, sha256(models_dir / VOICE)), (VOICE + ".json", sha256(models_dir / (VOICE + ".json")))]
-    assert described["tts"]["options"] == {"length_scale": 1.1}
+    assert described["tts"]["options"] == {"length_scale": 1.1, "rate": config.tts.rate}
     assert reads.count("tiny.gguf") == 1  # judge and replies share the file: read once
 
     # The digests went into `.verified`, where `standin models list` finds them too
