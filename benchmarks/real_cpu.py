@@ -166,13 +166,14 @@ def tts_stage(models: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 2. calls
 
 
-def calls(models: Path, shared: Path) -> dict[str, Any]:
+def calls(models: Path, shared: Path, reply_model: str = "") -> dict[str, Any]:
     from models.stt_transcript import read_transcript
     from server.demo import turn_latencies
     from server.engines import build_engines, warm_up
     from server.simulate import simulate
 
-    config = starter(models, call={"greeting": "Hello, Marco's phone, how can I help?"})
+    llm = {"model": reply_model} if reply_model else {}
+    config = starter(models, call={"greeting": "Hello, Marco's phone, how can I help?"}, llm=llm)
     engines = build_engines(config)
     warm_up(engines)
     every, final, rows = [], [], []
@@ -245,24 +246,26 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
 
 
 def judge_quality(config: Config, shared: Path) -> dict[str, Any]:
+    from models.judge_cases import load_cases, unpunctuated
     from server.engines import build_judge
 
     judge = build_judge(config)
     getattr(judge, "warm_up", lambda: None)()
-    sets = {"dev.tsv (held out)": _tsv(shared / "turns" / "dev.tsv")}
+    sets = {"dev.tsv (held out)": load_cases(shared / "turns" / "dev.tsv")}
     for path in sorted((ROOT / "tests" / "data" / "turns").glob("*.tsv")):
-        sets[path.name] = _tsv(path)
+        sets[path.name] = load_cases(path)
     out: dict[str, Any] = {}
-    for name, rows in sets.items():
+    for name, cases in sets.items():
         for punctuated in (True, False):
             scores, labels = [], []
-            for label, language, text, *_ in rows:
-                line = text if punctuated else re.sub(r"[^\w\s']", "", text).lower()
-                scores.append(judge.judge((Line("caller", line),), language=language).p_complete)
-                labels.append(label == "COMPLETE")
+            for case in cases:
+                line = case.text if punctuated else unpunctuated(case.text)
+                story = (*case.context, Line("caller", line))
+                scores.append(judge.judge(story, language=case.language).p_complete)
+                labels.append(case.label == "COMPLETE")
             right = sum((s >= config.turns.threshold) == y for s, y in zip(scores, labels, strict=True))
             out[f"{name}, {'punctuated' if punctuated else 'bare'}"] = {
-                "lines": len(rows), "accuracy": round(right / len(rows), 3),
+                "lines": len(cases), "accuracy": round(right / len(cases), 3),
                 "auc": round(auc(scores, labels), 3)}
     return out
 
@@ -351,6 +354,7 @@ def main() -> None:
                            "reply": reply_stage(models, args.threads),
                            "tts_first_audio_ms": tts_stage(models)},
         "calls": lambda: calls(models, args.shared),
+        "calls_0.5b": lambda: calls(models, args.shared, "llm/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
         "wer": lambda: wer(models, args.shared, args.threads),
         "judge": lambda: judge_quality(config, args.shared),
         "barge_in": lambda: barge_in(models, args.shared),
