@@ -125,13 +125,14 @@ class LlmJudge:
         self.options = options
         self.last_evaluated = 0  # tokens the last verdict evaluated (the prefix cache at work)
         self._prompts: dict[str, _Prompt] = {}
-        self.rules = RulesJudge()
         self.calibration = options.calibration
         if self.calibration is None:
             self.calibration, why = lookup(model.path, prompt_fingerprint(options), options.mode)
             if self.calibration is None:
                 log.warning("the turn judge is uncalibrated: %s; its p_complete is the raw sigmoid of the "
                             "model's score (calibrate it with benchmarks/judge_calibration.py --write)", why)
+        # held only when it is consulted: the call's provenance names the judges a judge holds
+        self.rules = RulesJudge() if self.calibration is not None and self.calibration.uses_rules else None
 
     def warm_up(self) -> None:
         for language in self.options.warm_languages:
@@ -142,7 +143,7 @@ class LlmJudge:
     def judge(self, story: Sequence[Line], *, language: str) -> Verdict:
         calibration = self.calibration
         rules = None
-        if calibration is not None and calibration.uses_rules:
+        if self.rules is not None:
             rules = self.rules.judge(story, language=language)
             gate = self.options.rules_gate
             if rules.reason == "empty" or (gate and not gate[0] < rules.p_complete < gate[1]):
