@@ -113,7 +113,8 @@ def test_noise_is_not_a_caller(shared: Path, tmp_path: Path, noise: str) -> None
     config = load(None, {"call": {"greeting": ""}, "simulate": {"latency_ms": FIXED}})
     caller = read_audio(shared / "audio" / "noise" / f"{noise}.wav")
     s = simulate(caller, build_engines(config, transcript=tsv), config, tmp_path / "call").summary
-    assert s["caller_fragments"] == []
+    # Babble is speech-like: a burst of it may make a fragment, which must come to no words.
+    assert [f["text"] for f in s["caller_fragments"] if f["text"]] == []
     # The only thing the bot may say to a line with nobody on it is goodbye, after the silence timeout.
     assert [b["kind"] for b in s["bot_turns"]] in ([], ["goodbye"])
     assert s["decisions"] == []
