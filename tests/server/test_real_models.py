@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +78,13 @@ def test_a_call_on_real_models_leaves_the_callers_words(tmp_path: Path) -> None:
     check_call(summary, config.storage.database)
 
 
-def test_a_sip_call_on_real_models_leaves_the_callers_words(tmp_path: Path) -> None:
+def served_over_sip(config: Any, phone: Callable[[str], Awaitable[None]]) -> list[dict[str, Any]]:
+    """Run `phone(address)` (a caller dialling standin's UDP address) against a SIP endpoint whose calls
+    go through `answer` with an Owner on `config`'s real engines; the summaries, once messages are out."""
     from server.engines import build_engines, warm_up
     from sip.endpoint import SipEndpoint
-    from tests.sip.endpoint_kit import loopback_options, require_pjsua2
-    from tests.sip.test_live_calls import pjsua2_call
+    from tests.sip.endpoint_kit import loopback_options
 
-    require_pjsua2()
-    config = real_config(tmp_path)
-    wav = tmp_path / "caller.wav"
-    audio = speak(LINE, lead_s=GREETING_S, tail_s=0.5)
-    soundfile.write(wav, audio, 16000, subtype="PCM_16")
     db = open_database(config.storage.database)
     engines = build_engines(config)
     warm_up(engines)
@@ -102,7 +99,7 @@ def test_a_sip_call_on_real_models_leaves_the_callers_words(tmp_path: Path) -> N
         endpoint = SipEndpoint(loopback_options(), on_call, loop=asyncio.get_running_loop())
         endpoint.start()
         try:
-            await pjsua2_call(endpoint.addresses["udp"], wav, tmp_path / "phone", len(audio) / 16000 + 9.0)
+            await phone(endpoint.addresses["udp"])
             for _ in range(200):
                 if summaries:
                     break
@@ -116,6 +113,23 @@ def test_a_sip_call_on_real_models_leaves_the_callers_words(tmp_path: Path) -> N
         asyncio.run(run())
     finally:
         db.close()
+    return summaries
+
+
+def test_a_sip_call_on_real_models_leaves_the_callers_words(tmp_path: Path) -> None:
+    from tests.sip.endpoint_kit import require_pjsua2
+    from tests.sip.test_live_calls import pjsua2_call
+
+    require_pjsua2()
+    config = real_config(tmp_path)
+    wav = tmp_path / "caller.wav"
+    audio = speak(LINE, lead_s=GREETING_S, tail_s=0.5)
+    soundfile.write(wav, audio, 16000, subtype="PCM_16")
+
+    async def phone(address: str) -> None:
+        await pjsua2_call(address, wav, tmp_path / "phone", len(audio) / 16000 + 9.0)
+
+    summaries = served_over_sip(config, phone)
     assert len(summaries) == 1, "the SIP call was not answered"
     print("heard:", heard(summaries[0]), file=sys.stderr)
     check_call(summaries[0], config.storage.database)
@@ -124,46 +138,20 @@ def test_a_sip_call_on_real_models_leaves_the_callers_words(tmp_path: Path) -> N
 def test_sipps_sample_recording_leaves_no_invented_words_on_real_models(tmp_path: Path) -> None:
     # tiny.en once wrote "Please join me in the comments below." for g711a.pcap (speech in another
     # language), and that became the owner's message.
-    from server.engines import build_engines, warm_up
-    from sip.endpoint import SipEndpoint
-    from tests.sip.endpoint_kit import loopback_options, require_pjsua2
+    from tests.sip.endpoint_kit import require_pjsua2
     from tests.sip.sipp import free_port, pcap_folder, run_sipp
 
     require_pjsua2()
     pcap_folder(tmp_path)
     config = real_config(tmp_path, call={"greeting": "Hello."})
-    db = open_database(config.storage.database)
-    engines = build_engines(config)
-    warm_up(engines)
-    owner = Owner(config, db, engines)
-    summaries: list[dict[str, Any]] = []
 
-    async def on_call(call: Any) -> None:
-        summaries.append(await answer(call, engines, config, owner.calls_dir, owner=owner))
+    async def phone(address: str) -> None:
+        args = ["-sn", "uac_pcap", address, "-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1",
+                "-mp", str(free_port())]
+        result = await run_sipp(args, tmp_path, timeout_s=40)
+        assert result.ok, result.output
 
-    async def run() -> None:
-        owner.start()
-        endpoint = SipEndpoint(loopback_options(), on_call, loop=asyncio.get_running_loop())
-        endpoint.start()
-        try:
-            args = ["-sn", "uac_pcap", endpoint.addresses["udp"], "-m", "1", "-i", "127.0.0.1",
-                    "-mi", "127.0.0.1", "-mp", str(free_port())]
-            result = await run_sipp(args, tmp_path, timeout_s=40)
-            assert result.ok, result.output
-            for _ in range(200):
-                if summaries:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.to_thread(owner.flush, 120)
-        finally:
-            await asyncio.to_thread(endpoint.stop)
-            await asyncio.to_thread(owner.stop)
-
-    try:
-        asyncio.run(run())
-    finally:
-        db.close()
-    [summary] = summaries
+    [summary] = served_over_sip(config, phone)
     assert heard(summary) == "", summary["caller_fragments"]
     db = open_database(config.storage.database)
     try:
