@@ -112,7 +112,7 @@ def _writable(path: Path) -> bool:
 def default_set_name() -> str:
     """`gpu` on a box with a CUDA GPU, `cpu` otherwise."""
     try:
-        import ctranslate2  # type: ignore[import-untyped]
+        import ctranslate2
 
         return "gpu" if int(ctranslate2.get_cuda_device_count()) > 0 else "cpu"
     except Exception:  # no CTranslate2, or a broken CUDA: fall back to the driver's mark

@@ -112,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.notify import NotifyError
     from server.serve import serve
     from server.store.db import DatabaseError
-    from sip.endpoint import SipUnavailable
+    from sip.library import SipUnavailable
     from sip.options import SipConfigError
 
     config = load(args.config)

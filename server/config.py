@@ -249,8 +249,8 @@ class Config:
         """The core's options for a call in `language` (default: the owner's): the fixed lines the
         owner did not write in [call] are that language's."""
         defaults = phrases_for(language or self.language)
-        call = dataclasses.replace(self.call, **{k: defaults[k] for k in PHRASE_KEYS
-                                                 if k not in self.owner_phrases})
+        phrases: dict[str, Any] = {k: defaults[k] for k in PHRASE_KEYS if k not in self.owner_phrases}
+        call = dataclasses.replace(self.call, **phrases)
         return dataclasses.replace(ConversationOptions(call, self.segmenter, self.turns, self.speech),
                                    dictation=DictationOptions(language or self.language, self.region))
 

@@ -26,7 +26,7 @@ LAN = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"
 def resolve(name: str) -> set[IPAddress]:
     """The addresses a host name resolves to (blocking: call it off the SIP thread)."""
     infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_UDP)
-    return {_plain(ipaddress.ip_address(info[4][0].split("%", 1)[0])) for info in infos}
+    return {_plain(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos}
 
 
 class AllowList:
@@ -211,7 +211,9 @@ def sip_headers(message: str) -> list[tuple[str, str]]:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, current, quoted, angle, escaped = [], [], False, False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted, angle, escaped = False, False, False
     for ch in text:
         if escaped:
             escaped = False

@@ -47,7 +47,7 @@ class Hooks(Protocol):
     def on_reg_state(self, account: Account, prm: Any) -> None: ...
 
 
-class Gate(pj.StandinGate):
+class Gate(pj.StandinGate):  # type: ignore[misc]
     """What the gate (sip/pjsua2_build/standin_gate.i) asks before pjsua sees a request or a connection.
     A failure here lets the request through to pjsua (whose onIncomingCall checks again) and closes the
     connection."""
@@ -73,7 +73,7 @@ class Gate(pj.StandinGate):
             return False
 
 
-class Account(pj.Account):
+class Account(pj.Account):  # type: ignore[misc]
     def __init__(self, hooks: Hooks) -> None:
         super().__init__()
         self._hooks = weakref.ref(hooks)
@@ -91,7 +91,7 @@ class Account(pj.Account):
             hooks.on_reg_state(self, prm)
 
 
-class Leg(pj.Call):
+class Leg(pj.Call):  # type: ignore[misc]
     """pjsua's side of one incoming call; `call` is standin's side (None for a refused call)."""
 
     def __init__(self, account: Account, call_id: int, hooks: Hooks, name: str) -> None:
@@ -133,7 +133,7 @@ class Leg(pj.Call):
             call.dtmf_received(str(prm.digit))
 
 
-class AudioPort(pj.AudioMediaPort):
+class AudioPort(pj.AudioMediaPort):  # type: ignore[misc]
     """16 kHz mono 20 ms frames between the bridge and a SipCall; runs on pjmedia's clock thread."""
 
     def __init__(self, call: SipCall) -> None:
@@ -163,7 +163,7 @@ class AudioPort(pj.AudioMediaPort):
             pass
 
 
-class LogSink(pj.LogWriter):
+class LogSink(pj.LogWriter):  # type: ignore[misc]
     """pjsip's log lines, from any of its threads, into a queue the SIP thread drains."""
 
     def __init__(self, lines: queue.SimpleQueue[tuple[int, str]]) -> None:

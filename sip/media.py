@@ -82,7 +82,8 @@ class LevelNormalizer:
             return np.asarray(frame, dtype=np.int16).copy()
         ramp = np.linspace(start, end, x.size, dtype=np.float32)
         y = x * np.power(np.float32(10.0), ramp / np.float32(20.0))
-        return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+        out: np.ndarray = np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+        return out
 
 
 class InboundFrames:

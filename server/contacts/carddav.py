@@ -351,7 +351,7 @@ def _ok(status: str | None) -> bool:
 
 def _xml(data: bytes) -> ET.Element:
     try:
-        from defusedxml.ElementTree import fromstring  # type: ignore[import-untyped]
+        from defusedxml.ElementTree import fromstring
     except ImportError:  # the standard library's, safe too (see the module's docstring)
         return ET.fromstring(data)
     element: ET.Element = fromstring(data)

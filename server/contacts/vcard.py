@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import vobject  # type: ignore[import-untyped]
+import vobject
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 

@@ -50,8 +50,8 @@ def check_engines(d: Doctor) -> None:
 def _check_whisper(d: Doctor, have_gpu: bool) -> None:
     device = d.cfg.stt.device
     try:
-        import ctranslate2  # type: ignore[import-untyped]
-        import faster_whisper  # type: ignore[import-untyped]  # noqa: F401
+        import ctranslate2
+        import faster_whisper  # noqa: F401
     except ImportError as exc:
         _not_installed(d, "whisper", exc, "faster-whisper")
         return
@@ -83,7 +83,7 @@ def _check_whisper(d: Doctor, have_gpu: bool) -> None:
 
 def _check_piper(d: Doctor, have_gpu: bool, gpu_wanted: bool) -> None:
     try:
-        import onnxruntime  # type: ignore[import-untyped]
+        import onnxruntime
         import piper  # noqa: F401
     except ImportError as exc:
         _not_installed(d, "piper", exc, "piper-tts")

@@ -16,14 +16,8 @@ from fastapi.responses import HTMLResponse
 from starlette.websockets import WebSocketDisconnect
 
 from server.web.auth import Owner, require_owner, require_owner_ws
-from server.web.ws_transport import (
-    CLOSE_ERROR,
-    CLOSE_TRY_LATER,
-    FRAME,
-    RATE,
-    ProtocolError,
-    WebSocketCall,
-)
+from server.web.ws_transport import CLOSE_ERROR, CLOSE_TRY_LATER, ProtocolError, WebSocketCall
+from sip.media import FRAME, RATE
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ class Echo:
         return self.heard[0].astype(np.float64) * self.gain  # received `delay_frames` ticks ago
 
 
-class Player(pj.AudioMediaPort):
+class Player(pj.AudioMediaPort):  # type: ignore[misc]
     def __init__(self, pcm: np.ndarray, echo: Echo | None = None) -> None:
         super().__init__()
         self.pcm = pcm
@@ -66,7 +66,7 @@ class Player(pj.AudioMediaPort):
         frame.standinSetBytes(np.ascontiguousarray(chunk, dtype="<i2"))
 
 
-class Recorder(pj.AudioMediaPort):
+class Recorder(pj.AudioMediaPort):  # type: ignore[misc]
     def __init__(self, echo: Echo | None = None) -> None:
         super().__init__()
         self.frames: list[bytes] = []
@@ -87,7 +87,7 @@ class Recorder(pj.AudioMediaPort):
             self.echo.hear(pcm if pcm is not None and len(pcm) == FRAME else np.zeros(FRAME, np.int16))
 
 
-class Caller(pj.Call):
+class Caller(pj.Call):  # type: ignore[misc]
     def __init__(self, account: pj.Account, pcm: np.ndarray, echo: Echo | None = None) -> None:
         super().__init__(account)
         self.pcm = pcm

@@ -33,7 +33,7 @@ def tone(freq: float, seconds: float, amplitude: float = 6000.0) -> np.ndarray:
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
-class Player(pj.AudioMediaPort):
+class Player(pj.AudioMediaPort):  # type: ignore[misc]
     def __init__(self, pcm: np.ndarray) -> None:
         super().__init__()
         self.pcm = pcm
@@ -47,7 +47,7 @@ class Player(pj.AudioMediaPort):
         frame.standinSetBytes(np.ascontiguousarray(chunk, dtype="<i2"))
 
 
-class Recorder(pj.AudioMediaPort):
+class Recorder(pj.AudioMediaPort):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.frames: list[bytes] = []
@@ -69,7 +69,7 @@ def audio_format() -> Any:
     return fmt
 
 
-class Peer(pj.Call):
+class Peer(pj.Call):  # type: ignore[misc]
     """One call, either way: plays `pcm` once media is up, records what comes in."""
 
     def __init__(self, account: pj.Account, role: str, index: int, pcm: np.ndarray,
@@ -144,7 +144,7 @@ class Peer(pj.Call):
                 "digits": self.digits, "frame_times": list(recorder.times) if recorder else []}
 
 
-class Account(pj.Account):
+class Account(pj.Account):  # type: ignore[misc]
     def __init__(self, owner_pcm: list[np.ndarray]) -> None:
         super().__init__()
         self.owner_pcm = owner_pcm
