@@ -128,6 +128,7 @@ class Conversation:
         self._texts: dict[tuple[int, int], str] = {}  # (fragment, revision) -> transcript
         self._confidence: dict[tuple[int, int], float] = {}  # (fragment, revision) -> how sure STT was
         self._asked_to_repeat = False  # the bot's last answer to the caller asked them to say it again
+        self._repeat_epoch: int | None = None  # the caller's voice onset a pending "say it again" follows
         self._asked: set[tuple[int, int]] = set()  # (fragment, revision) sent to STT, not failed
         self._in_flight: set[tuple[int, int]] = set()
         self._turn: _Turn | None = None
@@ -399,16 +400,28 @@ class Conversation:
 
     def _ask_to_repeat(self, why: str, **note: Any) -> bool:
         """Ask the caller to say it again, unless the bot already did (never twice in a row) or has the
-        line. Returns whether it asked."""
+        line. Returns whether the line was set aside for that. The question waits until the pause is as
+        long as the backstop, like any unfinished line: a caller who mumbled and goes on is not cut into.
+        """
         if self._asked_to_repeat or self._mouth.line:
             return False
-        self._asked_to_repeat = True
         self._desk.note(why.replace(" ", "_"), **note)
         self.story.withdraw_pending()
         self._abandon_turn()
         self._decided_version = self.story.version
-        self._mouth.say(Kind.REPEAT, self.options.call.repeat)
+        if self._quiet_since is not None:
+            self._repeat_epoch = self._voice_epoch
+            self._timer("repeat", self._quiet_since + self.options.turns.backstop_ms / 1000)
         return True
+
+    def _on_repeat_timer(self) -> None:
+        epoch, self._repeat_epoch = self._repeat_epoch, None
+        if epoch != self._voice_epoch or self._quiet_since is None:
+            return  # the caller spoke again: their next words are heard on their own
+        if self._asked_to_repeat or self._mouth.line or self.story.version != self._decided_version:
+            return
+        self._asked_to_repeat = True
+        self._mouth.say(Kind.REPEAT, self.options.call.repeat)
 
     def _decide(self) -> None:
         if self._quiet_since is None or self.ring.holds_turns:
@@ -586,6 +599,8 @@ class Conversation:
             if self.t - self._last_backchannel >= self.options.turns.backchannel_every_ms / 1000:
                 self._last_backchannel = self.t
                 self._mouth.say(Kind.BACKCHANNEL, self.options.call.backchannel)
+        elif e.name == "repeat":
+            self._on_repeat_timer()
         elif e.name == "silence":
             self._on_silence_timer()
         elif e.name == "max_duration":

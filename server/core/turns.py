@@ -9,8 +9,8 @@
 4. While the judge is still out and the pause reaches `ack_after_ms`, the bot says a short
    acknowledgement instead of leaving dead air.
 5. In a long caller turn, a long WAIT pause gets a backchannel ("mm-hm") when they are enabled.
-6. A line heard with low confidence is not judged at all: the bot asks the caller to say it again,
-   once; the next line is taken as heard, however unsure.
+6. A line heard with low confidence is not judged at all: once the pause reaches the backstop, the bot
+   asks the caller to say it again, once; the next line is taken as heard, however unsure.
 """
 
 from __future__ import annotations

@@ -132,12 +132,19 @@ def _line(c: Conversation, first: int, text: str, confidence: float) -> list[ev.
     return c.handle(ev.TranscriptReady((first + 66) * W / 16000, t.job, text, confidence))
 
 
+def _repeat_timer(out: list[ev.Command]) -> ev.StartTimer:
+    [timer] = [x for x in of(ev.StartTimer, out) if x.name == "repeat"]
+    return timer
+
+
 def test_an_unsure_line_is_not_guessed_at_the_bot_asks_once_to_hear_it_again() -> None:
     c = _unsure_core()
     out = _line(c, 0, "the pear sink is blocked", 0.2)
-    assert not of(ev.Judge, out) and not of(ev.Reply, out)
-    assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
+    assert not of(ev.Judge, out) and not of(ev.Reply, out) and not of(ev.Synthesize, out)
     assert c.story.lines() == ()  # the unsure words are not the caller's story
+    timer = _repeat_timer(out)
+    out = c.handle(ev.TimerFired(timer.at, "repeat"))
+    assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
     # Heard unsurely again: taken as heard this time, never a second "could you repeat".
     out = _line(c, 70, "the kitchen sink is blocked", 0.3)
     assert of(ev.Judge, out) and not of(ev.Synthesize, out)
@@ -156,11 +163,28 @@ def test_speech_that_gives_no_words_is_asked_for_again_once_instead_of_left_unan
     out = windows(c, 0, [0.02] * 25 + [0.9] * 30 + [0.02] * 20)  # ~1 s of speech whisper cannot make out
     [t] = of(ev.Transcribe, out)
     out = c.handle(ev.TranscriptReady(76 * W / 16000, t.job, "", 0.0))
+    assert not of(ev.Synthesize, out)  # not into what may be a pause
+    out = c.handle(ev.TimerFired(_repeat_timer(out).at, "repeat"))
     assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
     # Unheard again: not asked a second time in a row.
     out = windows(c, 76, [0.02] * 25 + [0.9] * 30 + [0.02] * 20)
     [t] = of(ev.Transcribe, out)
-    assert not of(ev.Synthesize, c.handle(ev.TranscriptReady(152 * W / 16000, t.job, "", 0.0)))
+    out = c.handle(ev.TranscriptReady(152 * W / 16000, t.job, "", 0.0))
+    assert not of(ev.Synthesize, out) and not [x for x in of(ev.StartTimer, out) if x.name == "repeat"]
+
+
+def test_a_caller_who_goes_on_after_an_unclear_stretch_is_not_asked_to_repeat_into_the_pause() -> None:
+    c = _unsure_core()
+    out = windows(c, 0, [0.02] * 25 + [0.9] * 30 + [0.02] * 20)  # mumbled, then a pause
+    [t] = of(ev.Transcribe, out)
+    timer = _repeat_timer(c.handle(ev.TranscriptReady(76 * W / 16000, t.job, "", 0.0)))
+    out = windows(c, 76, [0.9] * 30 + [0.02] * 10)  # before the backstop: the caller goes on
+    [t2] = of(ev.Transcribe, out)
+    late = max(timer.at, 116 * W / 16000)
+    assert not of(ev.Synthesize, c.handle(ev.TimerFired(late, "repeat")))
+    out = c.handle(ev.TranscriptReady(late, t2.job, "and the boiler is leaking too", 0.9))
+    assert of(ev.Judge, out) and not of(ev.Synthesize, out)
+    assert [line.text for line in c.story.lines()] == ["and the boiler is leaking too"]
 
 
 def test_a_short_noise_without_words_is_not_asked_about() -> None:
