@@ -69,22 +69,20 @@ def whisper(work: Path) -> float:
                                                          "PATH": "/usr/bin:/bin"})
     stt = WhisperStt(work / "ct2")
     timed = Timed(stt.model.transcribe, drain=True)
-    stt.model.transcribe = timed  # type: ignore[method-assign]
+    stt.model.transcribe = timed
     fragment = np.random.default_rng(0).normal(0, 0.05, 32000).astype(np.float32)  # 2 s
     return overhead(lambda: stt.transcribe(fragment, start_s=0.0, language="en",
                                            hints=["Marco Rossi", "Vodafone"]), timed)
 
 
 def piper(work: Path) -> float:
-    sys.path.insert(0, str(ROOT / "tests" / "models"))
-    from test_tts_piper import write_voice  # the tests' piper-shaped voice
-
     from models.tts_piper import PiperOptions, PiperTts
+    from tests.models.test_tts_piper import write_voice  # the tests' piper-shaped voice
 
     tts = PiperTts(PiperOptions(voices={"en": write_voice(work, "en")}))
     voice = tts._voice("en")
     timed = Timed(voice._voice.phoneme_ids_to_audio)
-    voice._voice.phoneme_ids_to_audio = timed
+    voice._voice.phoneme_ids_to_audio = timed  # type: ignore[method-assign]
     text = "The delivery is confirmed for Tuesday, at 10:30, and the driver will call first."
     return overhead(lambda: list(tts.synthesize(text, language="en")), timed)
 

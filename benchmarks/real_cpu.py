@@ -262,8 +262,7 @@ def judge_quality(config: Config, shared: Path) -> dict[str, Any]:
 
 
 def barge_in(models: Path, shared: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from call_brain import barge_in as measure
+    from benchmarks.call_brain import barge_in as measure
 
     return measure(shared, trials=12, tts={"engine": "piper",
                                            "voice": str(models / "piper" / "en_US-joe-medium.onnx")})

@@ -17,9 +17,13 @@ What they share (engines, what standin's side records, ports, command line, JSON
 
 from __future__ import annotations
 
-import sip_calls
-import sip_kit as kit
-import sip_overhead
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import sip_calls, sip_overhead
+from benchmarks import sip_kit as kit
 
 
 def main() -> None:

@@ -41,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sip_kit as kit
-from sip_kit import FRAME_S, ROOT, Served
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import sip_kit as kit
+from benchmarks.sip_kit import FRAME_S, ROOT, Served
 from server.engines import build_engines, warm_up
 from sip.options import MAX_CALLS_LIMIT
 

@@ -75,7 +75,8 @@ class CallStats:
         if not self.pulls:
             return np.zeros(0)
         behind = np.array(self.pulls) - np.arange(len(self.pulls)) * FRAME_S
-        return behind - behind.min()
+        late: np.ndarray = behind - behind.min()
+        return late
 
     def underruns(self) -> int | None:
         """None when the runtime could not be found (nothing measured)."""
@@ -180,7 +181,7 @@ def free_port_pair(count: int = 2) -> int:
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", 0))
-            start = probe.getsockname()[1] & ~1
+            start: int = probe.getsockname()[1] & ~1
         if start + count < 65000 and all(_udp_free(p) for p in range(start, start + count)):
             return start
     raise RuntimeError("no free UDP ports")

@@ -59,10 +59,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sip_kit as kit
 import soundfile
-from sip_kit import FRAME, FRAME_S, RATE, ROOT, CallStats, Served
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import sip_kit as kit
+from benchmarks.sip_kit import FRAME, FRAME_S, RATE, ROOT, CallStats, Served
 from models.stt_transcript import read_transcript
 from server.audio import read_audio
 from server.config import Config
@@ -102,7 +104,8 @@ def timeline_offset(heard: np.ndarray, sent: np.ndarray, max_lag_s: float = 0.4)
     def envelope(x: np.ndarray) -> np.ndarray:
         k = len(x) // hop
         e = np.abs(x[:k * hop].astype(np.float64)).reshape(k, hop).mean(axis=1)
-        return (e - e.mean()) / (e.std() or 1.0)
+        normal: np.ndarray = (e - e.mean()) / (e.std() or 1.0)
+        return normal
 
     a, b = envelope(heard), envelope(sent)
     lags = range(-int(max_lag_s * 1000), int(max_lag_s * 1000) + 1)

@@ -65,7 +65,7 @@ NEGATIVE = ("silence", "hiss", "noise", "music", "tones", "pcap")
 POSITIVE = ("answer", "speech")
 
 # What thresholds are chosen on ("choose") and what only checks them ("holdout").
-SPLIT = {
+SPLIT: dict[str, dict[str, tuple[Any, ...]]] = {
     "noise": {"choose": ("cafe", "office", "babble"),
               "holdout": ("dishes", "exercise_bike", "freesound_573577")},
     "voices_en": {"choose": (("en-us+m3", 140), ("en-gb+f2", 175), ("en-gb-scotland+m1", 140),
@@ -379,7 +379,8 @@ class Points:
         }
 
     def depth(self, t: dict[str, float], long_words: int, max_cr: float) -> np.ndarray:
-        return np.max(np.stack(list(self.depths(t, long_words, max_cr).values())), axis=0)
+        deepest: np.ndarray = np.max(np.stack(list(self.depths(t, long_words, max_cr).values())), axis=0)
+        return deepest
 
 
 def fit(points: Points, splits: tuple[str, ...], start: WhisperOptions) -> dict[str, float]:
@@ -585,11 +586,11 @@ def report(rows: list[dict[str, Any]], score_fit: bool = False) -> dict[str, Any
     defaults = WhisperOptions()
     folds = {}
     for train, test in (("choose", "holdout"), ("holdout", "choose")):
-        t = fit(points, (train,), defaults)
+        t: dict[str, Any] = fit(points, (train,), defaults)  # replace() takes them by field name
         trained = replace(defaults, **t)
         folds[f"fit_on_{train}"] = {"thresholds": t, "errors_on_" + train: errors(points, trained, train),
                                     "errors_on_" + test: errors(points, trained, test)}
-    fitted = fit(points, ("choose", "holdout"), defaults)
+    fitted: dict[str, Any] = fit(points, ("choose", "holdout"), defaults)
     if score_fit:  # score the thresholds fitted on all the material instead of the defaults
         defaults = replace(defaults, **fitted)
     unsure, unsure_report = choose_unsure(rows, refs, defaults, "choose")
