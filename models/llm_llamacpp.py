@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ class LlamaCppReplies:
             with self.model.lock:
                 self.model.eval_prompt(tokens[:keep], keep=keep)
 
-    def reply(self, story: Sequence[Line], context: CallContext) -> Iterator[ReplyEvent]:
+    def reply(self, story: Sequence[Line], context: CallContext) -> Generator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)
         return self._stream(messages, self.options.max_tokens)
 
@@ -114,7 +114,7 @@ class LlamaCppReplies:
             grammar = self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
         return grammar
 
-    def _stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[ReplyEvent]:
+    def _stream(self, messages: list[dict[str, str]], max_tokens: int) -> Generator[ReplyEvent]:
         tokens, keep, stop = self._prompt(messages, max_tokens)
         markers = MarkerFilter()
         llm = self.model.llm

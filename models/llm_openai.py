@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +66,11 @@ class OpenAiReplies:
     def close(self) -> None:
         self._client.close()
 
-    def reply(self, story: Sequence[Line], context: CallContext) -> Iterator[ReplyEvent]:
+    def reply(self, story: Sequence[Line], context: CallContext) -> Generator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)
         return self._stream(messages)
 
-    def _stream(self, messages: list[dict[str, str]]) -> Iterator[ReplyEvent]:
+    def _stream(self, messages: list[dict[str, str]]) -> Generator[ReplyEvent]:
         response = self._open(messages)
         markers = MarkerFilter()
         end_call = False

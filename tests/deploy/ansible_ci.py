@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 
@@ -32,7 +32,14 @@ ANSIBLE = REPO / "ansible"
 HERE = Path(__file__).resolve().parent
 PLAYBOOK = HERE / "ci_playbook.yml"
 CI_USER = "standin-ci"
-SECRETS = {
+class Secrets(TypedDict):
+    standin_sip_password: str
+    standin_web_password: str
+    standin_notify_urls: list[str]
+    standin_api_tokens: list[str]
+
+
+SECRETS: Secrets = {
     "standin_sip_password": "trunk-secret",
     "standin_web_password": "correct horse battery",
     "standin_notify_urls": ["json://127.0.0.1:9/hook", "ntfy://ntfy.home.lan/phone"],

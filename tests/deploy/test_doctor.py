@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -238,12 +240,9 @@ def test_nvidia_smi_output_and_failure() -> None:
 
 @contextlib.contextmanager
 def _fake_which(name: str, path: str) -> Iterator[None]:
-    real = engines.shutil.which
-    engines.shutil.which = lambda n, *a, **k: path if n == name else real(n, *a, **k)  # type: ignore[assignment]
-    try:
+    real = shutil.which  # server.doctor.engines looks it up in shutil
+    with mock.patch.object(shutil, "which", lambda n, *a, **k: path if n == name else real(n, *a, **k)):
         yield
-    finally:
-        engines.shutil.which = real  # type: ignore[assignment]
 
 
 def test_openai_server_with_another_model(box: Box) -> None:

@@ -8,13 +8,22 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from models.engines import CallContext, EngineError, Line, ModelMissingError, ReplyDelta, ReplyEnd, Verdict
+from models.engines import (
+    CallContext,
+    EngineError,
+    Line,
+    ModelMissingError,
+    ReplyDelta,
+    ReplyEnd,
+    ReplyEvent,
+    Verdict,
+)
 from models.judge_llm import LlmJudge, make_judge
 from models.judge_rules import RulesJudge
 from models.llama import LlamaModel, LlamaOptions, load_llama
@@ -24,7 +33,10 @@ from models.prompts import build_messages
 from tests.models.llama_server import free_port, llama_server
 from tests.models.tiny_gguf import write_tiny_llama
 
-httpx = pytest.importorskip("httpx")
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = pytest.importorskip("httpx")
 
 OPTIONS = LlamaOptions(n_ctx=2048, n_threads=1, seed=1)  # one thread: no spinning on a busy box
 CONTEXT = CallContext(language="en", caller_number="+39 333 1234567", owner_name="Marco",
@@ -247,7 +259,7 @@ def test_the_end_call_marker_ends_the_reply_and_is_never_spoken(gguf_dir: Path,
 
     monkeypatch.setattr(model.llm, "create_completion", completion)
     events = list(LlamaCppReplies(model).reply(STORY, CONTEXT))
-    assert "".join(e.text for e in events[:-1]) == "Thank you, goodbye!\n"
+    assert _text(events[:-1]) == "Thank you, goodbye!\n"
     assert events[-1] == ReplyEnd(end_call=True)
     assert closed == [True] and not model.lock.locked()
 
@@ -262,6 +274,13 @@ def server(gguf_dir: Path) -> Iterator[tuple[str, Path]]:
     log_path = gguf_dir / "server.log"
     with llama_server(path, log_path) as base_url:
         yield base_url, log_path
+
+
+def _text(events: Sequence[ReplyEvent]) -> str:
+    """The text of `events`, all of them deltas."""
+    deltas = [e for e in events if isinstance(e, ReplyDelta)]
+    assert len(deltas) == len(events)
+    return "".join(d.text for d in deltas)
 
 
 def _connections_to(port: int) -> set[int]:
@@ -289,6 +308,7 @@ def test_openai_reply_streams_from_a_real_server(server: tuple[str, Path]) -> No
 def test_closing_an_openai_reply_disconnects(server: tuple[str, Path]) -> None:
     base_url, log = server
     port = httpx.URL(base_url).port
+    assert port is not None
     replies = OpenAiReplies(OpenAiOptions(base_url=base_url, model="tiny", max_tokens=1500))
     noticed = log.read_text().lower().count("disconnected")
     try:
@@ -363,7 +383,7 @@ def test_the_marker_ends_the_call_without_being_spoken(monkeypatch: pytest.Monke
             _delta(content="Bye"), _delta(content="! [END_"), _delta(content="CALL]"), "[DONE]"))
 
     events = list(_mock(monkeypatch, handler).reply(STORY, CONTEXT))
-    assert "".join(e.text for e in events[:-1]) == "Bye! "
+    assert _text(events[:-1]) == "Bye! "
     assert events[-1] == ReplyEnd(end_call=True)
 
 

@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -27,9 +27,13 @@ from models.engines import EngineError, ModelMissingError, SpeechChunk
 from models.tts_espeak import split_clauses
 from models.tts_piper import WARM_UP_TEXT, PiperOptions, PiperTts, group_tokens, use_cuda
 
-onnx = pytest.importorskip("onnx", reason="the onnx package builds the test voice (pip install onnx)")
-piper = pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts)")
-from onnx import TensorProto, helper  # noqa: E402
+if TYPE_CHECKING:
+    import onnx
+    import piper
+else:
+    onnx = pytest.importorskip("onnx", reason="the onnx package builds the test voice (pip install onnx)")
+    piper = pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts)")
+from onnx import TensorProto, helper
 
 RATE = 22050
 HOP = 256
@@ -59,7 +63,7 @@ def phonemize(language: str, text: str) -> list[str]:
     config = PiperConfig(num_symbols=0, num_speakers=1, sample_rate=RATE, espeak_voice=ESPEAK[language],
                          phoneme_id_map={}, phoneme_type=piper.PhonemeType.ESPEAK)
     phonemes: list[str] = []
-    for sentence in PiperVoice(session=None, config=config).phonemize(text):  # type: ignore[arg-type]
+    for sentence in PiperVoice(session=None, config=config).phonemize(text):
         if phonemes and phonemes[-1] != " ":
             phonemes.append(" ")
         phonemes.extend(sentence)

@@ -35,6 +35,7 @@ def test_joes_durations_sum_to_its_audio_and_spans_hold_words(tts: PiperTts, tex
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         audio, id_samples = real(*args, **kwargs)
+        assert id_samples is not None
         per_clause.append((int(np.sum(id_samples)), int(np.asarray(audio).size)))
         return audio, id_samples
 

@@ -68,7 +68,8 @@ def write_tiny_llama(path: Path, *, chat_template: bool = True, seed: int = 0) -
     rng = np.random.default_rng(seed)
 
     def weight(rows: int, cols: int, scale: float = 1.0) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
+        w: np.ndarray = (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
+        return w
 
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("standin-tiny-test")

@@ -56,17 +56,20 @@ def g711_encode(x: np.ndarray, law: str) -> np.ndarray:
         exponent = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 5, 0, 7)
         mantissa = np.where(magnitude > 0x1FFF, 15, (magnitude >> (exponent + 1)) & 15)
         code = np.where(v < 0, 0x80, 0) | (exponent << 4) | mantissa
-        return (~code & 0xFF).astype(np.uint8)
+        ulaw: np.ndarray = (~code & 0xFF).astype(np.uint8)
+        return ulaw
     magnitude = np.where(v < 0, -v - 1, v) >> 3  # 13 bits
     segment = np.clip(np.floor(np.log2(np.maximum(magnitude, 1))).astype(np.int32) - 4, 0, 7)
     mantissa = np.where(segment == 0, magnitude >> 1, magnitude >> np.maximum(segment, 1)) & 15
     code = np.where(v >= 0, 0x80, 0) | (segment << 4) | mantissa
-    return (code ^ 0x55).astype(np.uint8)
+    alaw: np.ndarray = (code ^ 0x55).astype(np.uint8)
+    return alaw
 
 
 def g711_round_trip(x: np.ndarray, law: str) -> np.ndarray:
     """int16 samples through a G.711 encoder and decoder."""
-    return G711[law][g711_encode(x, law)]
+    decoded: np.ndarray = G711[law][g711_encode(x, law)]
+    return decoded
 
 
 # --------------------------------------------------------------------------- RTP in a pcap
@@ -189,7 +192,7 @@ _PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 4), (5, 3, 0, 4))  # scal
 def _tone(freq: float, seconds: float, timbre: str, rate: int) -> np.ndarray:
     t = np.arange(round(seconds * rate)) / rate
     if timbre == "sine":
-        wave = np.sin(2 * np.pi * freq * t) + 0.2 * np.sin(4 * np.pi * freq * t)
+        wave: np.ndarray | int = np.sin(2 * np.pi * freq * t) + 0.2 * np.sin(4 * np.pi * freq * t)
     elif timbre == "square":  # odd harmonics below 6 kHz
         wave = sum(np.sin(2 * np.pi * k * freq * t) / k for k in range(1, 30, 2) if k * freq < 6000)
     elif timbre == "piano":  # harmonics that die away faster the higher they are

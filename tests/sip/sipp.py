@@ -345,7 +345,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((host, 0))
-            port = udp.getsockname()[1]
+            port: int = udp.getsockname()[1]
         if port_free(port, host):
             return port
     raise RuntimeError("no free port")
