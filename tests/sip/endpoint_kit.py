@@ -15,7 +15,8 @@ import pytest
 from tests.sip.sipp import free_port, free_rtp_range
 
 try:
-    from sip.endpoint import SipEndpoint, SipUnavailable, load_pjsua2
+    from sip.endpoint import SipEndpoint, load_pjsua2
+    from sip.library import SipUnavailable
     from sip.media import FRAME, RATE, SipCall
     from sip.options import SipOptions
 except ImportError as exc:  # pragma: no cover - a broken checkout
@@ -111,4 +112,5 @@ def rms(x: np.ndarray) -> float:
 def window_rms(x: np.ndarray, seconds: float = 0.1) -> np.ndarray:
     n = int(RATE * seconds)
     k = len(x) // n
-    return np.sqrt(np.mean(x[: k * n].astype(np.float64).reshape(k, n) ** 2, axis=1))
+    windows: np.ndarray = np.sqrt(np.mean(x[: k * n].astype(np.float64).reshape(k, n) ** 2, axis=1))
+    return windows

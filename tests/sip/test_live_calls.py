@@ -29,7 +29,8 @@ import soundfile
 from server.config import Config, load
 from server.engines import build_engines, warm_up
 from server.serve import answer
-from tests.sip.endpoint_kit import RATE, loopback_options, require_pjsua2
+from sip.media import RATE
+from tests.sip.endpoint_kit import loopback_options, require_pjsua2
 from tests.sip.sipp import free_port, free_rtp_range, pcap_folder, refused_call, run_sipp
 from tests.sip.sipp import scenario as sipp_scenario
 
@@ -168,7 +169,8 @@ def speech_spans(audio: np.ndarray, threshold: float = 0.5, min_s: float = 0.1,
 
 def envelope(x: np.ndarray, hop: int) -> np.ndarray:
     k = len(x) // hop
-    return np.sqrt(np.mean(x[: k * hop].astype(np.float64).reshape(k, hop) ** 2, axis=1))
+    levels: np.ndarray = np.sqrt(np.mean(x[: k * hop].astype(np.float64).reshape(k, hop) ** 2, axis=1))
+    return levels
 
 
 def where_it_starts(heard: np.ndarray, sent: np.ndarray, max_lag_s: float = 1.0) -> tuple[float, float]:

@@ -25,7 +25,8 @@ import soundfile
 from server.config import Config, load
 from server.engines import build_engines, warm_up
 from server.serve import answer
-from tests.sip.endpoint_kit import RATE, loopback_options, require_pjsua2
+from sip.media import RATE
+from tests.sip.endpoint_kit import loopback_options, require_pjsua2
 from tests.sip.sipp import free_port, free_rtp_range
 
 pytestmark = pytest.mark.slow

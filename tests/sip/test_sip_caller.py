@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sip.media import FRAME, RATE
 from tests.sip.endpoint_kit import (
-    FRAME,
-    RATE,
     Handled,
     Handler,
     loopback_options,
@@ -33,7 +32,8 @@ HANG_UP_AFTER_S = 3.0  # the caller hangs up 3 s into its 5.1 s recording
 
 def envelope(x: np.ndarray, hop: int = 800) -> np.ndarray:
     k = len(x) // hop
-    return np.sqrt(np.mean(x[: k * hop].astype(np.float64).reshape(k, hop) ** 2, axis=1))
+    levels: np.ndarray = np.sqrt(np.mean(x[: k * hop].astype(np.float64).reshape(k, hop) ** 2, axis=1))
+    return levels
 
 
 def test_pjsua2_caller_is_heard_hears_the_bot_and_hangs_up(tmp_path: Path, shared: Path) -> None:

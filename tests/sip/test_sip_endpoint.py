@@ -240,7 +240,7 @@ def test_stop_hangs_up_calls_and_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_a_port_in_use_is_a_clear_error_and_frees_the_endpoint_slot() -> None:
-    from sip.endpoint import SipUnavailable
+    from sip.library import SipUnavailable
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", 0))

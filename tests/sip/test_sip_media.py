@@ -154,9 +154,12 @@ def test_outbound_frames_come_from_pull_and_never_fail() -> None:
         call = make_call(asyncio.get_running_loop(), [])
         assert not call.outbound().any()  # silence before attach
         frame = np.full(FRAME, 1234, np.int16)
+        def fails() -> np.ndarray:
+            raise ZeroDivisionError("division by zero")
+
         results: list[Callable[[], np.ndarray]] = [
             lambda: frame, lambda: frame[:100], lambda: np.concatenate([frame, frame]),
-            lambda: np.ones(FRAME, np.float32), lambda: 1 / 0]
+            lambda: np.ones(FRAME, np.float32), fails]
         out = []
         for pull in results:
             call.attach(pull)

@@ -100,7 +100,7 @@ def test_allow_list_defaults_per_mode_and_resolves_names() -> None:
     def resolver(name: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         if name not in answers:
             raise OSError("no such host")
-        return answers[name]  # type: ignore[return-value]
+        return answers[name]
 
     trunk = AllowList.for_options(
         SipOptions(registrar="sip:trunk.example.com", username="u", password_env="X"), resolver)

@@ -179,7 +179,7 @@ def test_contacts_crud(owner: Site) -> None:
     assert [c["name"] for c in owner.client.get("/api/contacts").json()["items"]] == ["Anna (garage)"]
 
 
-def test_health(config, db) -> None:  # type: ignore[no-untyped-def]
+def test_health(config, db) -> None:
     state: dict[str, Any] = {"sip": {"ok": True, "registered": True, "registrar": "sip:trunk.example"},
                              "models": {"ok": True, "stt": "whisper small"}, "ok": True, "calls_active": 1}
     site = make_site(config, db, status=lambda: state)
@@ -196,7 +196,7 @@ def test_health(config, db) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == 503 and response.json() == {"status": "degraded"}
 
 
-def test_health_without_serve_and_with_a_broken_status(config, db) -> None:  # type: ignore[no-untyped-def]
+def test_health_without_serve_and_with_a_broken_status(config, db) -> None:
     site = make_site(config, db)
     detail = site.client.get("/api/health", headers=site.bearer()).json()
     assert detail["status"] == "ok"
@@ -211,7 +211,7 @@ def test_health_without_serve_and_with_a_broken_status(config, db) -> None:  # t
     assert "secret-ish" not in response.text and "RuntimeError" in response.text
 
 
-def test_internal_errors_are_json_without_details(config, db, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_internal_errors_are_json_without_details(config, db, caplog) -> None:
     add_call(db, 1, caller_number="+39061234567")
     site = make_site(config, db)
     site.client = type(site.client)(site.client.app, raise_server_exceptions=False)

@@ -68,7 +68,7 @@ def test_logged_out_session_cookie_is_dead(site: Site) -> None:
     assert site.client.get("/api/calls").status_code == 401
 
 
-def test_session_cookie_attributes(config, db) -> None:  # type: ignore[no-untyped-def]
+def test_session_cookie_attributes(config, db) -> None:
     plain = make_site(config, db)
     response = plain.client.post("/login", data={"password": PASSWORD}, follow_redirects=False)
     cookie = response.headers["set-cookie"]
@@ -76,7 +76,7 @@ def test_session_cookie_attributes(config, db) -> None:  # type: ignore[no-untyp
     assert "Max-Age=43200" in cookie
 
     secure = make_site(with_web(config, secure_cookies=True, session_hours=2.0), db)
-    secure.client.base_url = "https://testserver"  # type: ignore[assignment]
+    secure.client.base_url = "https://testserver"
     response = secure.client.post("/login", data={"password": PASSWORD}, follow_redirects=False)
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("__Host-standin=") and "Secure" in cookie and "Max-Age=7200" in cookie
@@ -178,7 +178,7 @@ def test_bad_bearer_wins_over_a_good_cookie(owner: Site) -> None:
     assert response.status_code == 401
 
 
-def test_tokens_from_environment(config, db, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_from_environment(config, db, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STANDIN_API_TOKENS", " env-token-one-123456 ,, env-token-two-123456")
     site = make_site(with_web(config, api_tokens=()), db)
     for token in ("env-token-one-123456", "env-token-two-123456"):
@@ -186,7 +186,7 @@ def test_tokens_from_environment(config, db, monkeypatch: pytest.MonkeyPatch) ->
     assert site.client.get("/api/calls", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
 
 
-def test_empty_token_lists_accept_no_bearer(config, db) -> None:  # type: ignore[no-untyped-def]
+def test_empty_token_lists_accept_no_bearer(config, db) -> None:
     site = make_site(with_web(config, api_tokens=("", "  ")), db)
     assert site.client.get("/api/calls", headers={"Authorization": "Bearer "}).status_code == 401
     assert site.client.get("/api/calls", headers={"Authorization": "Bearer  "}).status_code == 401

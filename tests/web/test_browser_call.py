@@ -165,7 +165,9 @@ def worklet(tmp: Path, name: str, rate: int, steps: list[dict[str, Any]]) -> dic
     done = subprocess.run([node, str(harness), str(STATIC / name), str(rate)], capture_output=True, text=True,
                           input=json.dumps({"steps": steps, "options": {"rate": 16000, "frame": 320}}),
                           timeout=120, check=True)
-    return json.loads(done.stdout)
+    result = json.loads(done.stdout)
+    assert isinstance(result, dict)
+    return result
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float) -> np.ndarray:

@@ -99,7 +99,7 @@ def test_bodies_up_to_the_limit_still_work(live: str) -> None:
         assert client.get("/api/contacts").json()["items"][0]["name"] == "Anna"
 
 
-def test_the_limit_comes_from_the_config(config, db) -> None:  # type: ignore[no-untyped-def]
+def test_the_limit_comes_from_the_config(config, db) -> None:
     with live_server(with_web(config, max_body_bytes=8192), db) as live:
         assert httpx.post(f"{live}/api/profiles", headers=BEARER,
                           content=_padded(b'{"name": "a"}', 8193)).status_code == 413
@@ -118,11 +118,11 @@ def _routes(routes: list[BaseRoute]) -> Iterator[Route]:
             yield from _routes(included.routes)
 
 
-def _id_routes(config, db) -> list[Route]:  # type: ignore[no-untyped-def]
+def _id_routes(config, db) -> list[Route]:
     return [r for r in _routes(create_app(WebContext(config, db)).routes) if r.param_convertors]
 
 
-def test_every_path_parameter_is_a_database_id(config, db) -> None:  # type: ignore[no-untyped-def]
+def test_every_path_parameter_is_a_database_id(config, db) -> None:
     routes = _id_routes(config, db)
     paths = {r.path for r in routes}
     assert {"/api/calls/{call_id:id}/recording", "/calls/{call_id:id}", "/api/contacts/{item_id:id}",
@@ -152,7 +152,7 @@ def _requests(routes: list[Route], ident: str) -> Iterator[tuple[str, str]]:
 
 
 @both_backends
-def test_ids_that_cannot_exist_are_404(live: str, config, db) -> None:  # type: ignore[no-untyped-def]
+def test_ids_that_cannot_exist_are_404(live: str, config, db) -> None:
     add_call(db, 1)
     add_contacts(db)
     routes = _id_routes(config, db)

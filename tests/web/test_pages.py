@@ -216,7 +216,7 @@ def test_profiles_pages(owner: Site) -> None:
     assert owner.client.get(f"/api/contacts/{ids['mum']}").json()["profile"] is None
 
 
-def test_status_page(config, db) -> None:  # type: ignore[no-untyped-def]
+def test_status_page(config, db) -> None:
     state = {"sip": {"ok": False, "registered": False, "registrar": "sip:trunk.example", "error": "timeout"},
              "models": {"ok": True, "stt": "whisper small (cpu, int8)", "llm": "qwen2.5-1.5b"}, "ok": True}
     add_call(db, 1, deliveries=("failed", "pending"))

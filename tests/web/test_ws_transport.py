@@ -50,7 +50,9 @@ async def ready(ws: ClientConnection) -> dict[str, Any]:
     while True:
         message = await asyncio.wait_for(ws.recv(), 60)
         if isinstance(message, str):
-            return json.loads(message)
+            event = json.loads(message)
+            assert isinstance(event, dict)
+            return event
 
 
 async def talk(ws: ClientConnection, audio: np.ndarray) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
