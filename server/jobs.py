@@ -7,7 +7,9 @@ runners share the worker threads and differ only in when a result counts as havi
   the measured compute time, or plus an injected latency (then for all of the job's results, so the run
   is the same however busy the machine is), queueing behind the engine's earlier jobs.
 A job that raises, or stays silent past its timeout, ends with a `Failed` result; a stalled worker is
-replaced so the engine keeps serving later jobs.
+replaced so the engine keeps serving later jobs. Engine time (how long a job took, how long it has been
+silent) is read from an `engine_clock` given from outside: the monotonic clock, unless a test drives
+its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import concurrent.futures
 import heapq
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +26,28 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Work = Callable[[], Iterator[Any]]
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    error: str
+    """A job that ended in error. `kind` (the exception's type, or "Stalled") may go to the log;
+    `detail` is the engine's own text, which can quote the caller: it belongs in the call's files only."""
+
+    kind: str
+    detail: str = ""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Failed:
+        return cls(type(exc).__name__, str(exc))
+
+    @classmethod
+    def stalled(cls, engine: str, timeout_s: float) -> Failed:
+        return cls("Stalled", f"{engine} gave nothing for {timeout_s:g}s")
+
+    @property
+    def error(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +56,6 @@ class Finished:
 
 
 FINISHED = Finished()
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 class Deliver(Protocol):
@@ -81,37 +96,69 @@ class _Workers:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _drain(work: Work, cancelled: threading.Event, emit: Callable[[Any, float], None]) -> None:
-    """Run `work` in a worker thread, passing each result with the seconds spent since the start."""
-    started = time.perf_counter()
+def _drain(work: Work, cancelled: threading.Event, emit: Callable[[Any, float], None], clock: Clock) -> None:
+    """Run `work` in a worker thread, passing each result with the engine seconds since the start."""
+    started = clock()
     stream = None
     try:
         stream = work()
         for item in stream:
             if cancelled.is_set():
                 return
-            emit(item, time.perf_counter() - started)
+            emit(item, clock() - started)
         if not cancelled.is_set():
-            emit(FINISHED, time.perf_counter() - started)
+            emit(FINISHED, clock() - started)
     except Exception as exc:
         if not cancelled.is_set():
-            emit(Failed(describe(exc)), time.perf_counter() - started)
+            emit(Failed.of(exc), clock() - started)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
             close()  # a cancelled generator stops generating now
 
 
-class ThreadedJobs:
-    """Live runner: results reach `deliver` on the event loop, stamped by `clock()`."""
+class Watchdog:
+    """When each running job will have been silent too long, on a clock read from outside. It keeps no
+    timer and no thread: whoever holds it asks what is `overdue` when the clock may have moved."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Deliver, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        self._due: dict[int, tuple[float, str, float]] = {}  # job -> (deadline, engine, timeout_s)
+
+    def arm(self, job: int, engine: str, timeout_s: float) -> None:
+        """`job` has just started or given a result: it may now be silent for `timeout_s`."""
+        self._due[job] = (self.clock() + timeout_s, engine, timeout_s)
+
+    def disarm(self, job: int) -> None:
+        self._due.pop(job, None)
+
+    def next_due(self) -> float | None:
+        return min((due for due, _, _ in self._due.values()), default=None)
+
+    def overdue(self) -> list[tuple[int, str, float]]:
+        """The jobs whose silence ran out by now, as (job, engine, timeout_s), disarmed."""
+        now = self.clock()
+        late = [(job, engine, timeout_s) for job, (due, engine, timeout_s) in self._due.items() if due <= now]
+        for job, _, _ in late:
+            del self._due[job]
+        return late
+
+
+class ThreadedJobs:
+    """Live runner: results reach `deliver` on the event loop, stamped by `clock()` (the call's time).
+    The watchdog reads `engine_clock`; the loop wakes it when that clock should have reached the next
+    deadline, and `check()` wakes it at once (after a test moved its own clock)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Deliver, clock: Clock, *,
+                 engine_clock: Clock = time.monotonic) -> None:
         self._loop = loop
         self._deliver = deliver
         self._clock = clock
+        self._engine_clock = engine_clock
         self._workers = _Workers()
         self._cancelled: dict[int, threading.Event] = {}
-        self._watchdogs: dict[int, asyncio.TimerHandle] = {}
+        self._watchdog = Watchdog(engine_clock)
+        self._wake: asyncio.TimerHandle | None = None
 
     def submit(self, job: int, engine: str, work: Work, timeout_s: float, t: float) -> None:
         cancelled = self._cancelled[job] = threading.Event()
@@ -119,14 +166,24 @@ class ThreadedJobs:
         def emit(item: Any, elapsed: float) -> None:
             self._loop.call_soon_threadsafe(self._arrive, job, engine, item, timeout_s, elapsed)
 
-        self._workers.pool(engine).submit(_drain, work, cancelled, emit)
-        self._arm(job, engine, timeout_s)
+        self._workers.pool(engine).submit(_drain, work, cancelled, emit, self._engine_clock)
+        self._watchdog.arm(job, engine, timeout_s)
+        self._schedule()
 
-    def _arm(self, job: int, engine: str, timeout_s: float) -> None:
-        old = self._watchdogs.pop(job, None)
-        if old is not None:
-            old.cancel()
-        self._watchdogs[job] = self._loop.call_later(timeout_s, self._stalled, job, engine, timeout_s)
+    def _schedule(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        due = self._watchdog.next_due()
+        if due is not None:
+            self._wake = self._loop.call_later(max(0.0, due - self._engine_clock()), self.check)
+
+    def check(self) -> None:
+        """Fail every job that has been silent past its timeout by the engine clock's reading now."""
+        self._wake = None
+        for job, engine, timeout_s in self._watchdog.overdue():
+            self._stalled(job, engine, timeout_s)
+        self._schedule()
 
     def _arrive(self, job: int, engine: str, item: Any, timeout_s: float, elapsed: float) -> None:
         cancelled = self._cancelled.get(job)
@@ -135,7 +192,7 @@ class ThreadedJobs:
         if isinstance(item, Finished | Failed):
             self._forget(job)
         else:
-            self._arm(job, engine, timeout_s)
+            self._watchdog.arm(job, engine, timeout_s)
         self._deliver(job, item, self._clock(), elapsed)
 
     def _stalled(self, job: int, engine: str, timeout_s: float) -> None:
@@ -144,13 +201,11 @@ class ThreadedJobs:
         self._cancelled[job].set()
         self._forget(job)
         self._workers.replace(engine)
-        self._deliver(job, Failed(f"{engine} gave nothing for {timeout_s:g}s"), self._clock(), timeout_s)
+        self._deliver(job, Failed.stalled(engine, timeout_s), self._clock(), timeout_s)
 
     def _forget(self, job: int) -> None:
         self._cancelled.pop(job, None)
-        handle = self._watchdogs.pop(job, None)
-        if handle is not None:
-            handle.cancel()
+        self._watchdog.disarm(job)
 
     def cancel(self, job: int, t: float) -> None:
         event = self._cancelled.get(job)
@@ -161,6 +216,9 @@ class ThreadedJobs:
     def close(self) -> None:
         for job in list(self._cancelled):
             self.cancel(job, 0.0)
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
         self._workers.close()
 
 
@@ -175,10 +233,13 @@ class _Due:
 
 class VirtualJobs:
     """Simulation runner: each job runs to the end at once, in its worker thread, and its results are
-    released at the virtual times they would have arrived."""
+    released at the virtual times they would have arrived. A job silent for longer than its timeout of
+    engine time (by `engine_clock`, or waiting for it in real time) fails at that point of its run."""
 
-    def __init__(self, latency_s: dict[str, float] | None = None) -> None:
+    def __init__(self, latency_s: dict[str, float] | None = None, *,
+                 engine_clock: Clock = time.monotonic) -> None:
         self.latency_s = dict(latency_s or {})
+        self._engine_clock = engine_clock
         self._workers = _Workers()
         self._due: list[_Due] = []
         self._seq = itertools.count()
@@ -187,16 +248,26 @@ class VirtualJobs:
         self._last_t: dict[int, float] = {}  # job -> time of its last result
 
     def submit(self, job: int, engine: str, work: Work, timeout_s: float, t: float) -> None:
-        results: list[tuple[Any, float]] = []
+        arrived: queue.SimpleQueue[tuple[Any, float]] = queue.SimpleQueue()
         cancelled = threading.Event()
-        collect = lambda item, elapsed: results.append((item, elapsed))  # noqa: E731
-        future = self._workers.pool(engine).submit(_drain, work, cancelled, collect)
-        try:
-            future.result(timeout=timeout_s)
-        except concurrent.futures.TimeoutError:
-            cancelled.set()
-            self._workers.replace(engine)
-            results = [(Failed(f"{engine} gave nothing for {timeout_s:g}s"), timeout_s)]
+        self._workers.pool(engine).submit(
+            _drain, work, cancelled, lambda item, elapsed: arrived.put((item, elapsed)), self._engine_clock)
+        results: list[tuple[Any, float]] = []
+        last = 0.0  # engine seconds into the job of its latest result
+        while True:
+            try:
+                item, elapsed = arrived.get(timeout=timeout_s)
+            except queue.Empty:
+                item, elapsed = None, float("inf")  # hung, whatever the engine clock says
+            if elapsed - last > timeout_s:
+                cancelled.set()
+                self._workers.replace(engine)
+                results.append((Failed.stalled(engine, timeout_s), last + timeout_s))
+                break
+            results.append((item, elapsed))
+            last = elapsed
+            if isinstance(item, Finished | Failed):
+                break
         start = max(t, self._busy_until.get(engine, 0.0))
         injected = self.latency_s.get(engine)
         at = start

@@ -278,7 +278,8 @@ class CallRuntime:
             self._latency(_FIRST_RESULT[engine], elapsed, t)
         if isinstance(item, Failed):
             del self._jobs[job]
-            log.warning("%s engine failed: %s", engine, item.error)
+            # The engine's text can quote the caller: it goes to the call's trace, the log gets its type.
+            log.warning("%s job %d failed (%s)", engine, job, item.kind)
             self._handle(ev.JobFailed(t, job, f"{engine}: {item.error}"))
         elif isinstance(item, Finished):
             del self._jobs[job]

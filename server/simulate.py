@@ -9,6 +9,7 @@ files as a live one: call.wav, trace.jsonl and summary.json (with the engines th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +39,14 @@ class SimulationResult:
 
 def simulate(caller: np.ndarray | Iterable[np.ndarray], engines: Engines, config: Config, out_dir: Path,
              meta: dict[str, Any] | None = None, *,
-             observe: Callable[[Trace], Trace] | None = None) -> SimulationResult:
+             observe: Callable[[Trace], Trace] | None = None,
+             engine_clock: Callable[[], float] = time.monotonic) -> SimulationResult:
     """Run one call on `caller` (int16 mono at 16 kHz: one array, or blocks of any size as they are
     read, e.g. `server.audio.AudioReader.blocks()`, so a long recording is never held whole) and write
     its files into `out_dir`. `observe` may wrap the call's trace to watch the call as it runs (as a
-    live call's `CallLog` does)."""
+    live call's `CallLog` does). `engine_clock` measures the engines' compute time and their stalls."""
     latency = {k: v / 1000 for k, v in config.simulate.latency_ms.items()}
-    jobs = VirtualJobs(latency)
+    jobs = VirtualJobs(latency, engine_clock=engine_clock)
     files = CallFiles(out_dir, engines=provenance_json(engines))
     if observe is not None:
         files.trace = observe(files.trace)

@@ -47,20 +47,35 @@ class SpanVad:
             return 0.95 if any(a <= mid < b for a, b in self.spans) else 0.02
 
 
+class FakeClock:
+    """An engine clock that moves only when told: a stalling fake engine advances it instead of
+    sleeping, so the jobs' watchdogs see the stall at once (server/jobs.py `engine_clock`)."""
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
 class SpanStt:
-    """The text of every phrase whose middle falls inside the fragment."""
+    """The text of every phrase whose middle falls inside the fragment; `stall_s` of `clock` per call."""
 
     def __init__(self, phrases: Sequence[tuple[float, float, str]], fail: bool = False,
-                 stall_s: float = 0.0) -> None:
-        self.phrases, self.fail, self.stall_s = list(phrases), fail, stall_s
+                 stall_s: float = 0.0, clock: FakeClock | None = None) -> None:
+        if stall_s and clock is None:
+            raise ValueError("a stall moves a FakeClock: pass the one the jobs read")
+        self.phrases, self.fail, self.stall_s, self.clock = list(phrases), fail, stall_s, clock
 
     def transcribe(self, audio: np.ndarray, *, start_s: float, language: str,
                    hints: Sequence[str] = ()) -> Transcript:
         if self.fail:
             raise RuntimeError("stt exploded")
-        if self.stall_s:
-            import time
-            time.sleep(self.stall_s)
+        if self.clock is not None:
+            self.clock.advance(self.stall_s)
         end_s = start_s + len(audio) / RATE
         words = [text for a, b, text in self.phrases if start_s <= (a + b) / 2 <= end_s]
         return Transcript(" ".join(words))
@@ -79,10 +94,12 @@ class FnJudge:
 
 @dataclass
 class LinesLlm:
-    """Replies with the given lines in order (by the bot lines already in the story); can fail."""
+    """Replies with the given lines in order (by the bot lines already in the story); can fail; with
+    `end_call`, its last line asks to end the call once spoken."""
 
     lines: Sequence[str]
     fail: bool = False
+    end_call: bool = False
 
     def reply(self, story: Sequence[Line], context: CallContext) -> Iterator[ReplyEvent]:
         if self.fail:
@@ -91,7 +108,7 @@ class LinesLlm:
         line = self.lines[min(given, len(self.lines) - 1)]
         for word in line.split():
             yield ReplyDelta(word + " ")
-        yield ReplyEnd()
+        yield ReplyEnd(end_call=self.end_call and given >= len(self.lines) - 1)
 
 
 class ToneTts:

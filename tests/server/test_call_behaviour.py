@@ -3,6 +3,8 @@ known exactly (tests/fakes.py), so each rule of DESIGN.md §2 can be checked to 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from models.engines import Transcript
 from server.config import load
 from server.runtime import Engines
 from server.simulate import simulate
-from tests.fakes import FnJudge, LinesLlm, SpanStt, SpanVad, ToneTts
+from tests.fakes import FakeClock, FnJudge, LinesLlm, SpanStt, SpanVad, ToneTts
 
 REPLIES = ["It is confirmed for Tuesday at ten in the morning, and the driver will call you first.",
            "Noted, Wednesday then."]
@@ -22,7 +25,7 @@ REPLIES = ["It is confirmed for Tuesday at ten in the morning, and the driver wi
 def call(tmp_path: Path, phrases: list[tuple[float, float, str]], *, length_s: float = 8.0,
          judge: FnJudge | None = None, stt: SpanStt | None = None, llm: LinesLlm | None = None,
          tts: ToneTts | None = None, extra_vad: tuple[tuple[float, float], ...] = (),
-         config: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+         config: dict[str, dict[str, Any]] | None = None, clock: FakeClock | None = None) -> dict[str, Any]:
     tables: dict[str, dict[str, Any]] = {
         "call": {"greeting": ""}, "simulate": {"latency_ms": {"stt": 0, "judge": 0, "llm": 0, "tts": 0}}}
     for name, values in (config or {}).items():
@@ -36,7 +39,7 @@ def call(tmp_path: Path, phrases: list[tuple[float, float, str]], *, length_s: f
         tts=tts or ToneTts(),
     )
     caller = np.zeros(int(length_s * 16000), np.int16)
-    return simulate(caller, engines, options, tmp_path / "call").summary
+    return simulate(caller, engines, options, tmp_path / "call", engine_clock=clock or FakeClock()).summary
 
 
 def replies(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,7 +82,7 @@ def test_a_slow_judge_gets_an_acknowledgement_instead_of_dead_air(tmp_path: Path
 def recording(summary_dir: Path) -> np.ndarray:
     audio, rate = soundfile.read(summary_dir / "call.wav", dtype="int16")
     assert rate == 16000
-    return audio
+    return np.asarray(audio)
 
 
 def test_barge_in_stops_at_a_word_boundary_and_the_story_keeps_what_was_heard(tmp_path: Path) -> None:
@@ -145,9 +148,13 @@ def test_an_stt_failure_gets_a_spoken_apology(tmp_path: Path) -> None:
 
 
 def test_a_stalled_stt_times_out_into_an_apology(tmp_path: Path) -> None:
-    s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], stt=SpanStt([], stall_s=0.5),
-             config={"stt": {"timeout_s": 0.1}})
-    assert "apology" in [b["kind"] for b in s["bot_turns"]]
+    clock = FakeClock()
+    s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], stt=SpanStt([], stall_s=0.5, clock=clock),
+             config={"stt": {"timeout_s": 0.1}}, clock=clock)
+    [apology] = s["bot_turns"]
+    assert apology["kind"] == "apology"
+    # The fragment closes after the pause (~0.5 s), its STT job gives up 0.1 s of engine time later.
+    assert 1.5 + 0.4 <= apology["start_s"] <= 1.5 + 0.5 + 0.1 + 0.05
 
 
 def test_a_tts_failure_on_a_reply_gets_the_apology_in_its_place(tmp_path: Path) -> None:
@@ -159,15 +166,35 @@ def test_silence_ends_the_call_with_a_goodbye(tmp_path: Path) -> None:
     s = call(tmp_path, [], length_s=1, config={"call": {"greeting": "Hello there.", "silence_timeout_s": 3.0},
                      "simulate": {"hangup_after_s": 30.0}})
     assert [b["kind"] for b in s["bot_turns"]] == ["greeting", "goodbye"]
-    assert s["ended"] == "silence"
+    assert s["ended"] == "screened: silent"  # nobody said a word: screened (server/core/screening.py)
     assert s["bot_turns"][1]["start_s"] == pytest.approx(s["bot_turns"][0]["end_s"] + 3.0, abs=0.1)
 
 
-def test_the_bot_hangs_up_when_its_script_ends(tmp_path: Path) -> None:
-    phrases = [(0.5, 1.5, "Is Marco there?"), (6.5, 7.5, "Okay, thanks, bye.")]
-    s = call(tmp_path, phrases, llm=LinesLlm(["He is out."]), length_s=14,
-             judge=FnJudge(lambda text: 0.95))
-    assert s["ended"] in ("bot said goodbye", "bot ended the call", "caller hung up")
+def test_the_bot_ends_the_call_when_its_reply_asks_to(tmp_path: Path) -> None:
+    phrases = [(0.5, 1.5, "Is Marco there?"), (6.5, 7.5, "Hello? Are you still there?")]
+    s = call(tmp_path, phrases, llm=LinesLlm(["He is out, goodbye."], end_call=True), length_s=14,
+             config={"simulate": {"hangup_after_s": 30.0}})
+    [reply] = s["bot_turns"]  # no goodbye of its own: the reply was the goodbye
+    assert reply["kind"] == "reply" and not reply["interrupted"]
+    assert reply["text_heard"] == "He is out, goodbye."
+    assert s["ended"] == "bot ended the call"
+    assert s["duration_s"] == pytest.approx(reply["end_s"], abs=0.05)  # hung up once the reply had played
+    assert "Hello?" not in s["story"]
+
+
+def test_the_call_reaching_its_maximum_duration_ends_with_a_goodbye(tmp_path: Path) -> None:
+    phrases = [(0.5, 1.5, "Is Marco there?"), (4.6, 5.6, "Wait, one more thing.")]  # over the goodbye
+    s = call(tmp_path, phrases, length_s=14,
+             config={"call": {"max_duration_s": 4.0}, "simulate": {"hangup_after_s": 30.0}})
+    reply, goodbye = s["bot_turns"]
+    assert reply["kind"] == "reply" and reply["interrupted"]  # cut off for the goodbye, at a word's end
+    assert reply["words"][-1]["end_s"] <= 4.0 <= goodbye["start_s"] <= 4.0 + 0.05
+    assert goodbye["kind"] == "goodbye" and not goodbye["interrupted"]
+    assert goodbye["text_heard"] == "Thank you, I will pass your message on. Goodbye."
+    assert s["ended"] == "max duration"
+    assert s["duration_s"] == pytest.approx(goodbye["end_s"], abs=0.05)
+    assert s["story"].splitlines() == ["Caller: Is Marco there?", f"Bot: {reply['text_heard']} ... [cut off]",
+                                       "Caller: Wait, one more thing.", f"Bot: {goodbye['text_heard']}"]
 
 
 def test_a_noise_after_the_caller_stops_does_not_leave_them_without_an_answer(tmp_path: Path) -> None:
@@ -177,3 +204,24 @@ def test_a_noise_after_the_caller_stops_does_not_leave_them_without_an_answer(tm
              config={"simulate": {"latency_ms": {"stt": 600, "judge": 0, "llm": 0, "tts": 0}}})
     [reply] = replies(s)
     assert reply["text_heard"] == REPLIES[0]
+
+
+class QuotingStt(SpanStt):
+    """An STT whose error message quotes what it was hearing, as third-party engines' errors may."""
+
+    def transcribe(self, audio: np.ndarray, *, start_s: float, language: str,
+                   hints: Sequence[str] = ()) -> Transcript:
+        raise RuntimeError("cannot decode 'my card number is 4929 1234' near the end")
+
+
+def test_an_engine_error_quoting_the_caller_stays_out_of_the_log(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], stt=QuotingStt([]))
+    assert [b["kind"] for b in s["bot_turns"]] == ["apology"]
+    assert "4929" not in caplog.text
+    assert not any("4929" in str(r.args) or "4929" in r.getMessage() for r in caplog.records)
+    failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failures and all("stt job" in m and "RuntimeError" in m for m in failures)
+    trace = (tmp_path / "call" / "trace.jsonl").read_text()
+    assert "RuntimeError: cannot decode 'my card number is 4929 1234' near the end" in trace

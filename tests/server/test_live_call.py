@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +13,9 @@ import numpy as np
 from server.audio import StereoWavWriter
 from server.config import load
 from server.core.conversation import Conversation
-from server.jobs import JobRunner, ThreadedJobs
+from server.jobs import Failed, JobRunner, ThreadedJobs
 from server.runtime import CallRuntime, Engines, LiveCall
-from tests.fakes import FnJudge, LinesLlm, SpanStt, SpanVad, ToneTts
+from tests.fakes import FakeClock, FnJudge, LinesLlm, SpanStt, SpanVad, ToneTts
 
 
 class LoopbackTransport:
@@ -65,26 +65,42 @@ def test_a_live_call_answers_and_hangs_up(tmp_path: Path) -> None:
 
 
 def test_a_stalled_engine_is_abandoned_and_its_worker_replaced() -> None:
-    async def scenario() -> list[object]:
-        got: list[object] = []
-        loop = asyncio.get_running_loop()
-        jobs = ThreadedJobs(loop, lambda job, item, t, elapsed: got.append((job, item)), lambda: 0.0)
-        release = threading.Event()
+    clock = FakeClock()
 
-        def stuck():  # type: ignore[no-untyped-def]
-            release.wait(5)
-            yield "late"
+    async def scenario() -> list[tuple[int, object]]:
+        got: list[tuple[int, object]] = []
+        fresh = asyncio.Event()
+
+        def deliver(job: int, item: object, t: float, elapsed: float) -> None:
+            got.append((job, item))
+            if item == "fresh":
+                fresh.set()
+
+        jobs = ThreadedJobs(asyncio.get_running_loop(), deliver, lambda: 0.0, engine_clock=clock)
+        release, done = threading.Event(), threading.Event()
+
+        def stuck() -> Iterator[str]:
+            try:
+                release.wait(5)
+                yield "late"
+            finally:
+                done.set()
 
         jobs.submit(1, "stt", stuck, timeout_s=0.1, t=0.0)
-        await asyncio.sleep(0.3)
+        jobs.check()
+        assert got == []  # not silent long enough yet
+        clock.advance(0.1)
+        jobs.check()
         jobs.submit(2, "stt", lambda: iter(["fresh"]), timeout_s=1.0, t=0.0)
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(fresh.wait(), 5)  # served by a new worker while the old one is stuck
         release.set()
-        await asyncio.sleep(0.1)
+        await asyncio.to_thread(done.wait, 5)
+        await asyncio.sleep(0)  # anything the stuck job still sent would land now
         jobs.close()
         return got
 
     got = asyncio.run(scenario())
-    assert got[0][0] == 1 and "gave nothing" in got[0][1].error  # type: ignore[index,union-attr]
+    job, failed = got[0]
+    assert job == 1 and isinstance(failed, Failed) and "gave nothing" in failed.error
     assert (2, "fresh") in got
-    assert not any(item == "late" for _, item in got)  # type: ignore[misc]
+    assert not any(item == "late" for _, item in got)
