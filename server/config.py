@@ -22,6 +22,7 @@ from models.engines import CallContext
 from server.core.conversation import CallOptions, ConversationOptions
 from server.core.dictation import DictationOptions, region_for_language
 from server.core.phrases import PHRASE_KEYS, phrases_for
+from server.core.screening import ScreeningOptions
 from server.core.segmenter import SegmenterOptions
 from server.core.speech import SpeechOptions
 from server.core.turns import TurnOptions
@@ -222,6 +223,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     contacts: ContactsConfig = field(default_factory=ContactsConfig)
     owner: OwnerConfig = field(default_factory=OwnerConfig)
+    screening: ScreeningOptions = field(default_factory=ScreeningOptions)
     sip: dict[str, Any] = field(default_factory=dict)  # checked by sip.options.SipOptions.from_mapping
     source: str = "defaults"
     owner_phrases: frozenset[str] = frozenset()  # the fixed lines [call] sets: kept in every language
@@ -251,8 +253,10 @@ class Config:
         defaults = phrases_for(language or self.language)
         phrases: dict[str, Any] = {k: defaults[k] for k in PHRASE_KEYS if k not in self.owner_phrases}
         call = dataclasses.replace(self.call, **phrases)
+        lang = language or self.language
         return dataclasses.replace(ConversationOptions(call, self.segmenter, self.turns, self.speech),
-                                   dictation=DictationOptions(language or self.language, self.region))
+                                   dictation=DictationOptions(lang, self.region),
+                                   screening=dataclasses.replace(self.screening, language=lang))
 
 
 _ENGINES = {

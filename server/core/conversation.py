@@ -26,6 +26,7 @@ from server.core.dictation import DictationOptions, Reading, Status, denies, rea
 from server.core.mouth import Desk, Job, Mouth
 from server.core.phrases import PHRASES
 from server.core.ringthrough import RingOptions, RingThrough
+from server.core.screening import Screen, ScreeningOptions
 from server.core.segmenter import (
     Fragment,
     FragmentClosed,
@@ -78,6 +79,8 @@ class ConversationOptions:
     speech: SpeechOptions = field(default_factory=SpeechOptions)
     dictation: DictationOptions = field(default_factory=DictationOptions)
     ring: RingOptions = field(default_factory=RingOptions)
+    # off in the bare core; Config.conversation() gives [screening], on by default
+    screening: ScreeningOptions = field(default_factory=lambda: ScreeningOptions(enabled=False))
 
 
 @dataclass(slots=True)
@@ -168,6 +171,7 @@ class Conversation:
         self.ring = RingThrough(o.ring, self._desk, self._mouth, caller_lines=self.story_caller_lines,
                                 hush=self._hush, end=self._end)
         self._handlers.update(self.ring.handlers())
+        self.screen = Screen(o.screening)  # robocalls and silent calls (server/core/screening.py)
 
     # ------------------------------------------------------------------ entry point
 
@@ -202,6 +206,7 @@ class Conversation:
         self._end("caller hung up", hang_up=False)
 
     def _end(self, reason: str, hang_up: bool = True) -> None:
+        reason = self.screen.ended(self.t, reason)
         self.ring.call_ending(self.t, reason)
         for u in list(self._mouth.line):
             if u.on_line:
@@ -215,7 +220,7 @@ class Conversation:
         if hang_up:
             self._desk.emit(ev.Hangup(reason))
 
-    def _say_goodbye(self, reason: str) -> None:
+    def _say_goodbye(self, reason: str, text: str | None = None) -> None:
         if any(u.kind is Kind.GOODBYE for u in self._mouth.line):
             return
         self._abandon_turn()
@@ -226,7 +231,7 @@ class Conversation:
                 self._mouth.drop(u)
         self._desk.note("goodbye", reason=reason)
         self._goodbye_reason = reason
-        goodbye = self._mouth.say(Kind.GOODBYE, self.options.call.goodbye, interruptible=False)
+        goodbye = self._mouth.say(Kind.GOODBYE, text or self.options.call.goodbye, interruptible=False)
         if goodbye is None:
             self._end(reason)
 
@@ -269,6 +274,8 @@ class Conversation:
             self._last_activity = e.t
             if self._barge is not None:
                 self._barge_tick()
+        if self.screen.observe(e.t, self.seg.voiced, self._mouth.audible(), bool(self.story_caller_lines())):
+            self._say_goodbye(self.screen.ended(e.t, ""), self.screen.goodbye())
 
     def _on_segment(self, s: SegmentEvent) -> None:
         if isinstance(s, VoiceStarted):
@@ -780,6 +787,7 @@ class Conversation:
             "story_lines": [{"role": line.role, "text": line.text} for line in self.story.lines()],
             "ended": self.ended,
             "dictated_number": self._dictated_number(),
+            "screening": self.screen.report(),
         }
 
     def _dictated_number(self) -> str | None:

@@ -32,6 +32,9 @@ PHRASES = MappingProxyType({
         "ring_ask": "Press 1 to take the call, or 2 and I will take a message.",
         "ring_unknown": "a withheld number",
         "ring_number": "number {number}",
+        # screening (server/core/screening.py): the goodbye to a silent call, then to a recording
+        "screened_silent": "I can't hear anyone on the line, so I'll hang up now. Goodbye.",
+        "screened_recording": "This line doesn't take recorded calls. Goodbye.",
     }),
     "it": MappingProxyType({
         "greeting": "Buongiorno, risponde l'assistente della persona che ha chiamato. Come posso aiutarla?",
@@ -50,6 +53,8 @@ PHRASES = MappingProxyType({
         "ring_ask": "Premi 1 per rispondere, oppure 2 e prendo io il messaggio.",
         "ring_unknown": "un numero anonimo",
         "ring_number": "il numero {number}",
+        "screened_silent": "Non sento nessuno in linea, quindi riaggancio. Arrivederci.",
+        "screened_recording": "Questa linea non accetta chiamate registrate. Arrivederci.",
     }),
 })
 
