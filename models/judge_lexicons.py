@@ -14,7 +14,9 @@ from collections.abc import Iterable, Mapping
 __all__ = ["ENGLISH", "ITALIAN", "LEXICONS", "Lexicon"]
 
 # A name in a caller's own text: a capitalised word (or two or three), for `introductions`.
-_NAME = r"[A-ZÀ-ÖØ-Þ][\w'-]*(?: [A-ZÀ-ÖØ-Þ][\w'-]*){0,2}"
+_NAME = (r"(?:(?i:(?:il |la |lo )?(?:dr|mr|mrs|ms|prof|sig|sig\.ra|dott|dott\.ssa|avv|ing|doctor|dottor"
+         r"|dottoressa|signor|signora|avvocato|ingegner|professor|professoressa))\.? )?"
+         r"[A-ZÀ-ÖØ-Þ][\w'-]*(?: [A-ZÀ-ÖØ-Þ][\w'-]*){0,2}")  # a title may come first
 
 _TAIL = r"(?: \S+){0,4}"  # a few more words allowed after a preamble ("... for Marco")
 

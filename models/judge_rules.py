@@ -111,11 +111,15 @@ _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.;:!?])")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_END = re.compile(r"[,;:]\s*|\s-\s")
 _END_JUNK = ' "\')]>*'
+# Titles and abbreviations whisper writes with a period inside a sentence ("from Dr. Patel's office",
+# "at 10 a.m. on Monday"): that period ends nothing, so it is dropped where more words follow.
+_ABBREVIATION = re.compile(r"(?<![\w.])((?:dr|mr|mrs|ms|mt|st|prof|jr|sr|sig|sigg|sig\.ra|dott|dott\.ssa"
+                           r"|avv|ing|geom|arch|rag|a\.m|p\.m))\.(?=\s+\S)", re.IGNORECASE)
 
 
 def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFC", text).translate(_CHARS).lower()
-    text = _SPACE_BEFORE_PUNCT.sub("", _ANNOTATION.sub(" ", text))
+    text = _ABBREVIATION.sub(r"\1", _SPACE_BEFORE_PUNCT.sub("", _ANNOTATION.sub(" ", text)))
     return " ".join(text.split()).strip(_END_JUNK.replace("'", ""))
 
 
@@ -342,7 +346,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
 
 def _introduces(line: str, lex: Lexicon) -> bool:
     """The line only says who is calling, greetings aside ("Hi, this is Anna from the bakery.")."""
-    text = " ".join(unicodedata.normalize("NFC", line).translate(_CHARS).split())
+    text = _ABBREVIATION.sub(r"\1", " ".join(unicodedata.normalize("NFC", line).translate(_CHARS).split()))
     rest = _SENTENCE_END.split(text)[-1].rstrip(".!")
     while True:
         words = lex.tokenize(rest.lower())

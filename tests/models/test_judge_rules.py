@@ -438,10 +438,27 @@ def test_pure() -> None:
     ("it", "Ciao, sono Anna del panificio.", "WAIT"),
     ("it", "Buongiorno, sono Marta dell'ufficio.", "WAIT"),
     ("it", "Sono in ritardo.", "COMPLETE"),
+    # whisper writes titles with a period: it ends no sentence
+    ("en", "Hi, this is Julia Ferrante from Dr. Patel's office.", "WAIT"),
+    ("en", "Hello, it's Dr. Patel.", "WAIT"),
+    ("it", "Buongiorno, sono la dott.ssa Bianchi dello studio Verdi.", "WAIT"),
+    ("it", "Salve, sono il dottor Rossi.", "WAIT"),
 ])
 def test_a_caller_who_only_says_who_they_are_is_not_done(language: str, text: str, expected: str) -> None:
     verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
     assert ("COMPLETE" if verdict.p_complete >= 0.5 else "WAIT") == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Please ask Mr. Rossi to call me back.",
+    "The boiler man comes at 10 a.m. on Monday.",
+    "Tell him Mrs. Green called about the St. John's Road flat.",
+])
+def test_a_period_after_a_title_or_abbreviation_does_not_split_the_sentence(text: str) -> None:
+    whole = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language="en")
+    plain = text.replace("Mr.", "Mr").replace("a.m.", "am").replace("Mrs.", "Mrs").replace("St.", "St")
+    assert whole == JUDGE.judge([Line("bot", "Hello?"), Line("caller", plain)], language="en")
+    assert whole.p_complete >= 0.5
 
 
 def test_an_introduction_later_in_the_call_is_judged_as_a_statement() -> None:
