@@ -57,7 +57,7 @@ def run_call(tmp_path: Path, caller: np.ndarray, phrases: list[tuple[float, floa
 def bot_track(tmp_path: Path) -> np.ndarray:
     import soundfile
 
-    audio, _ = soundfile.read(tmp_path / "call" / "call.wav", dtype="int16")
+    audio: np.ndarray = soundfile.read(tmp_path / "call" / "call.wav", dtype="int16")[0]
     return audio[:, 1].astype(np.int32)
 
 

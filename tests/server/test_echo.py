@@ -34,7 +34,8 @@ def echo_of(bot: np.ndarray, delay_ms: int, gain_db: float) -> np.ndarray:
 def voiced(x: np.ndarray) -> np.ndarray:
     """Which windows of `x` carry sound worth judging."""
     frames = to_float(x[: len(x) // W * W]).reshape(-1, W)
-    return np.sqrt(np.mean(frames**2, axis=1)) > 0.003
+    loud: np.ndarray = np.sqrt(np.mean(frames**2, axis=1)) > 0.003
+    return loud
 
 
 def test_the_bots_own_voice_coming_back_is_echo(shared: Path) -> None:

@@ -169,7 +169,7 @@ def patient_owner(config: Config, db: Database) -> tuple[Owner, PatientModel]:
     """An Owner whose reply model is a PatientModel watching that Owner's live calls."""
     owner = Owner(config, db, Engines(SpanVad([]), SpanStt([]), RulesJudge(), ScriptLlm([]), ToneTts()))
     model = PatientModel(lambda: owner.live_calls)
-    owner.engines = dataclasses.replace(owner.engines, llm=model)  # type: ignore[arg-type]
+    owner.engines = dataclasses.replace(owner.engines, llm=model)
     return owner, model
 
 

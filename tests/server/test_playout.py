@@ -66,4 +66,4 @@ def test_an_underrun_leaves_silence_and_the_utterance_goes_on_when_audio_arrives
     assert (frame[:100] == 1000).all() and not frame[100:].any()
     p.add(1, tone(320, 5))
     frame, notes = p.pull(0.02)
-    assert (frame == 5).all() and notes[0].first == 100
+    assert (frame == 5).all() and isinstance(notes[0], PlayoutProgress) and notes[0].first == 100

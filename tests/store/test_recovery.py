@@ -139,9 +139,10 @@ def test_a_call_killed_after_a_reply_is_recovered_with_its_bot_turns_decisions_a
                 (b["kind"], b["text_intended"], b["text_heard"], b["interrupted"]) for b in said]
             assert [t for b in call.bot_turns for t in (b.start_s, b.end_s)] == pytest.approx(
                 [t for b in said for t in (b["start_s"], b["end_s"])], abs=1e-3)
-            assert [(d.at_s, d.verdict, d.by, d.p_complete) for d in call.decisions] == [
+            decided: list[tuple[object, ...]] = [
                 (pytest.approx(d["at_s"], abs=1e-3), d["verdict"], d["by"], d.get("p_complete"))
                 for d in truth["decisions"]]
+            assert [(d.at_s, d.verdict, d.by, d.p_complete) for d in call.decisions] == decided
             assert [d.verdict for d in call.decisions][-1:] == ["COMPLETE"]
             assert [(f.start_s, f.end_s, f.text) for f in call.fragments] == [
                 (f["start_s"], f["end_s"], f["text"]) for f in truth["caller_fragments"]]
