@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pytest
 
 from server.core import events as ev
@@ -23,7 +25,10 @@ def windows(c: Conversation, first: int, probs: list[float]) -> list[ev.Command]
     return out
 
 
-def of(kind: type, commands: list[ev.Command]) -> list:  # type: ignore[type-arg]
+C = TypeVar("C", bound=ev.Command)
+
+
+def of(kind: type[C], commands: list[ev.Command]) -> list[C]:
     return [c for c in commands if isinstance(c, kind)]
 
 

@@ -3,6 +3,8 @@ between digit groups and reading the number back once (server/core/dictation.py)
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pytest
 
 from server.core import events as ev
@@ -24,7 +26,10 @@ GB = DictationOptions("en", "GB")
 US = DictationOptions("en", "US")
 
 
-def of(kind: type, commands: list[ev.Command]) -> list:  # type: ignore[type-arg]
+C = TypeVar("C", bound=ev.Command)
+
+
+def of(kind: type[C], commands: list[ev.Command]) -> list[C]:
     return [c for c in commands if isinstance(c, kind)]
 
 
