@@ -137,6 +137,7 @@ class NotifyConfig:
     max_retry_s: float = 3600.0  # ... up to this
     max_attempts: int = 48  # then the delivery is marked failed and shown on the dashboard
     timeout_s: float = 30.0  # longest wait for one channel to take one message
+    screened: bool = False  # also send the messages of screened calls (robocalls, silent calls)
 
     def __post_init__(self) -> None:
         if self.first_retry_s <= 0 or self.max_retry_s < self.first_retry_s:

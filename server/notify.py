@@ -35,8 +35,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from server.config import NotifyConfig
+from server.core.screening import is_screened
 from server.store.db import Database
-from server.store.schema import Delivery, Message, utcnow
+from server.store.schema import Call, Delivery, Message, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,14 @@ class Outbox:
 
     def enqueue(self, session: Session, message: Message) -> list[Delivery]:
         """One pending delivery of `message` per channel, in `session`'s transaction; call `wake()`
-        once it has committed. Channels that already have one are left alone."""
+        once it has committed. Channels that already have one are left alone. A screened call's message
+        gets none unless `[notify] screened` asks for them: it stays on the dashboard."""
         if message.id is None:
             session.flush()
+        if not self.config.screened:
+            reason = session.scalar(select(Call.ended_reason).where(Call.id == message.call_id))
+            if is_screened(reason):
+                return []
         have = set(session.scalars(select(Delivery.channel).where(Delivery.message_id == message.id)))
         now = self.clock()
         added = [Delivery(message_id=message.id, channel=c.id, label=c.label, state="pending", attempts=0,

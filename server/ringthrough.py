@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -81,8 +82,33 @@ def ring_options(owner: OwnerConfig, plan: CallPlan, now: datetime, *, caller_nu
         language=plan.language, owner_language=owner_language, owner_name=owner_name)
 
 
+def dnd_file(config: Config) -> Path:
+    """Where the dashboard keeps its do-not-disturb switch: beside the calls, so every start finds it."""
+    return Path(config.storage.calls_dir) / ".do-not-disturb"
+
+
+def do_not_disturb(config: Config) -> bool:
+    """Do-not-disturb as the dashboard last set it, else as `[owner] do_not_disturb` says."""
+    try:
+        return dnd_file(config).read_text(encoding="utf-8").strip() == "on"
+    except FileNotFoundError:
+        return config.owner.do_not_disturb
+    except OSError as exc:  # unreadable: nobody is rung rather than somebody by mistake
+        log.warning("cannot read %s (%s): do not disturb is on", dnd_file(config), exc)
+        return True
+
+
+def set_do_not_disturb(config: Config, on: bool) -> None:
+    path = dnd_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    part.write_text("on\n" if on else "off\n", encoding="utf-8")
+    part.replace(path)
+
+
 def call_ring_options(config: Config, plan: CallPlan, caller_number: str, *, can_dial: bool) -> RingOptions:
-    return ring_options(config.owner, plan, datetime.now().astimezone(), caller_number=caller_number,
+    owner = dataclasses.replace(config.owner, do_not_disturb=do_not_disturb(config))
+    return ring_options(owner, plan, datetime.now().astimezone(), caller_number=caller_number,
                         owner_language=config.language, owner_name=config.llm.owner_name, can_dial=can_dial)
 
 

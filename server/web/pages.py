@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from server.contacts import manage
+from server.ringthrough import do_not_disturb, set_do_not_disturb
 from server.web import api, queries
 from server.web.auth import Owner, OwnerDep, client_address, current_owner, get_auth, require_owner
 from server.web.limits import MAX_OFFSET
@@ -352,6 +353,15 @@ _edit_routes("profiles")
 # --------------------------------------------------------------------------- status
 
 
+@router.post("/do-not-disturb", dependencies=owner_only)
+async def set_dnd(request: Request) -> Response:
+    """Turn do-not-disturb on or off: nobody is put through to the owner's phone while it is on."""
+    form = await request.form()
+    on = _field(form, "on") == "1"
+    await run_in_threadpool(set_do_not_disturb, api.context(request).config, on)
+    return see_other(safe_next(_field(form, "back"), "/status"))
+
+
 @router.get("/status", dependencies=owner_only)
 def status_page(request: Request) -> Response:
     ctx = api.context(request)
@@ -364,6 +374,9 @@ def status_page(request: Request) -> Response:
             counts = queries.counts(session)
             failed = queries.failed_deliveries(session)
     serve = {k: v for k, v in status.items() if k not in ("sip", "models")}
-    return render(request, "status.html", {
+    owner = ctx.config.owner
+    ring = {"phone": bool(owner.phone), "do_not_disturb": do_not_disturb(ctx.config),
+            "quiet_hours": ", ".join(owner.quiet_hours)}
+    return render(request, "status.html", {"ring": ring,
         "healthy": api.healthy(database, status), "database": database, "sip": status.get("sip"),
         "models": status.get("models"), "serve": serve, "counts": counts, "failed": failed})

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from server.core.screening import is_screened
 from server.provenance import Provenance
 from server.store.schema import (
     BotTurn,
@@ -54,6 +55,7 @@ def list_calls(session: Session, limit: int, offset: int) -> dict[str, Any]:
     items = []
     for row in rows:
         item = {c.key: getattr(row, c.key) for c in _CALL_COLUMNS}
+        item["screened"] = is_screened(row.ended_reason)
         item["message"] = (None if row.message_id is None else
                            {"id": row.message_id, "urgency": row.urgency, "done": row.done})
         items.append(item)
@@ -66,6 +68,7 @@ def call_detail(session: Session, call_id: int) -> dict[str, Any] | None:
         return None
     detail: dict[str, Any] = {c.key: getattr(call, c.key) for c in _CALL_COLUMNS}
     detail["error"] = call.error
+    detail["screened"] = is_screened(call.ended_reason)
     detail["folder"] = call.folder  # for the API's recording link; not shown as it is
     engines = Provenance.from_json(call.engines)  # None for a call stored before standin kept them
     detail["engines"] = None if engines is None else engines.to_json()

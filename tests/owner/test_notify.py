@@ -310,3 +310,16 @@ def test_send_test_reports_each_url(hooks: list[Hook]) -> None:
     for check in checks:
         assert all(secret not in check.label + check.error for secret in SECRETS)
     assert good.requests[0]["body"]["title"] == "standin test"  # type: ignore[index]
+
+
+def test_a_screened_calls_message_is_kept_but_not_sent_unless_asked(db: Database, hooks: list[Hook]) -> None:
+    hook = Hook([])
+    hooks.append(hook)
+    for screened, expected in ((False, 0), (True, 1)):
+        outbox = Outbox(db, NotifyConfig(screened=screened), channels=[channel(hook.url)])
+        with db.session() as session:
+            call = Call(uid=f"call-{time.monotonic_ns()}", ended_reason="screened: recording")
+            message = Message(call=call, text="Congratulations, you have been selected.")
+            session.add(message)
+            assert len(outbox.enqueue(session, message)) == expected
+    assert len(deliveries(db)) == 1  # the message of the first is kept, with no delivery
