@@ -370,11 +370,19 @@ def _lines(story: tuple[ev.StoryLine, ...]) -> tuple[Line, ...]:
 
 
 class Transport(Protocol):
-    """Where a live call's audio comes from and goes to (the SIP media port, a websocket, a test)."""
+    """Where a live call's audio comes from and goes to (the SIP media port, a websocket, a test).
+
+    Ordering rule: `pull` runs on the transport's thread and hands what it learnt (the playout's
+    progress, the frame that went out) to the event loop with `call_soon_threadsafe`. `frames()` yields
+    a caller frame only after the loop has run every callback queued before that frame arrived, so the
+    runtime hears a tick's caller audio after it knows what the bot played in that tick (the echo gate
+    and barge-in depend on it). Reading through `sip.media.InboundFrames.get` keeps the rule; the SIP
+    and websocket transports both do, and `sip.media.Outbound` is their common `pull` wrapper.
+    """
 
     def frames(self) -> AsyncIterator[np.ndarray]:
-        """Caller audio, 20 ms int16 frames at the call rate, as they arrive; ends when the caller
-        hangs up."""
+        """Caller audio, 20 ms int16 frames at the call rate, as they arrive (in the order above); ends
+        when the caller hangs up."""
         ...
 
     def attach(self, pull: Callable[[], np.ndarray]) -> None:
@@ -412,6 +420,7 @@ class LiveCall:
             t = self._pulled * audio.FRAME / audio.CALL_RATE
             self._pulled += 1
             frame, notes = runtime.playout.pull(t)
+            # Queued, not run here: by the Transport's ordering rule they land before this tick's frame.
             if notes:
                 loop.call_soon_threadsafe(runtime.on_playout, notes)
             loop.call_soon_threadsafe(runtime.played, frame)

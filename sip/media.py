@@ -87,11 +87,16 @@ class LevelNormalizer:
 
 
 class InboundFrames:
-    """A bounded frame buffer from any thread to one asyncio reader.
+    """A bounded frame buffer from any thread to one asyncio reader: the caller's half of every
+    transport's audio path.
 
     When the reader lags `capacity` frames behind, the oldest frame's audio is dropped (and counted),
     but its place is kept: the reader gets a silent frame for it, so a reader that counts frames as its
     clock (the call runtime does) stays on time while memory stays bounded.
+
+    The reader gets a frame only after the loop has run every callback queued on it before the frame was
+    pushed (the ordering rule of server.runtime.Transport): a clock thread that queues the results of a
+    tick's pull and then pushes that tick's caller frame has them handled first.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, capacity: int) -> None:
@@ -155,6 +160,10 @@ class InboundFrames:
         """The next frame, or None once closed and drained (on the loop's thread)."""
         while True:
             if (pcm := self._take()) is not None:
+                # Whatever was queued before this frame's push is in the loop's ready queue now: one
+                # pass of the loop runs it. A frame that was already waiting needs this as much as one
+                # that woke us, since the reader may have been busy while both were queued.
+                await asyncio.sleep(0)
                 return pcm
             if self._closed:
                 return None
@@ -169,6 +178,40 @@ class InboundFrames:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+class Outbound:
+    """The bot's half of every transport's audio path: the runtime's `pull`, called from a clock thread,
+    always giving one 20 ms int16 frame. Before `attach`, and whenever pull raises or breaks its
+    contract, the line gets silence; the first failure is logged (its type only) on the loop."""
+
+    def __init__(self, call_id: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.call_id = call_id
+        self.loop = loop  # where the failure is logged; none yet: not logged
+        self.pull: Callable[[], np.ndarray] | None = None
+        self.frames = 0  # frames pull gave
+        self.errors = 0
+
+    def frame(self) -> np.ndarray:
+        """The next frame; never raises, never blocks (unless pull does)."""
+        pull = self.pull
+        if pull is None:
+            return SILENCE
+        try:
+            x = np.asarray(pull())
+            if x.dtype != np.int16 or x.ndim != 1:
+                raise TypeError(f"pull() must return 1-D int16 samples, got {x.dtype} {x.shape}")
+            if len(x) != FRAME:
+                x = np.concatenate([x[:FRAME], SILENCE[: max(0, FRAME - len(x))]])
+            self.frames += 1
+            return np.ascontiguousarray(x)
+        except Exception as exc:
+            self.errors += 1
+            if self.errors == 1 and self.loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    self.loop.call_soon_threadsafe(log.warning, "%s: pull() failed (%s), sending silence",
+                                                   self.call_id, type(exc).__name__)
+            return SILENCE
 
 
 class SipCall:
@@ -199,8 +242,6 @@ class SipCall:
         self.end_reason: str | None = None
         self.on_dtmf: Callable[[str], object] | None = None
         self.dtmf: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
-        self.frames_out = 0
-        self.pull_errors = 0
         # the caller's RTP as pjmedia saw it, refreshed every second while the call is up (see
         # sip.library.rx_stats): packets, lost, jitter, and the jitter buffer's delay, drops and underruns
         self.rx_stats: dict[str, float] = {}
@@ -208,7 +249,7 @@ class SipCall:
         self._request_hangup = request_hangup
         self._inbound = InboundFrames(loop, buffer_frames)
         self._normalizer = normalizer
-        self._pull: Callable[[], np.ndarray] | None = None
+        self._outbound = Outbound(call_id, loop)
         self._aligned = False  # pull() has been called: from now on one caller frame per pull
         self.frames_skipped = 0  # caller frames before the first pull, never delivered
         self._reading = False
@@ -220,17 +261,14 @@ class SipCall:
         if self._reading:
             raise RuntimeError(f"{self.call_id}: frames() has one reader")
         self._reading = True
-        while (pcm := await self._inbound.get()) is not None:
-            # Let callbacks already queued on the loop run first: the runtime's playout notes from this
-            # tick's pull (scheduled by pull() on the clock thread) then land before this tick's frame.
-            await asyncio.sleep(0)
+        while (pcm := await self._inbound.get()) is not None:  # after this tick's pull results
             x = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
             if len(x) != FRAME:
                 x = np.resize(x, FRAME) if len(x) else SILENCE.copy()
             yield self._normalizer.process(x) if self._normalizer is not None else x
 
     def attach(self, pull: Callable[[], np.ndarray]) -> None:
-        self._pull = pull
+        self._outbound.pull = pull
         if not self._aligned:  # unread frames from before: skipped (until the first pull, push skips too)
             self.frames_skipped += self._inbound.clear()
             self.media_started_at = None
@@ -246,6 +284,14 @@ class SipCall:
     @property
     def ended(self) -> bool:
         return self.end_reason is not None
+
+    @property
+    def frames_out(self) -> int:
+        return self._outbound.frames
+
+    @property
+    def pull_errors(self) -> int:
+        return self._outbound.errors
 
     @property
     def frames_in(self) -> int:
@@ -274,7 +320,7 @@ class SipCall:
 
     def push(self, pcm: bytes) -> None:
         """pjmedia's clock thread: one caller frame (after `outbound` in the same bridge tick)."""
-        if self._pull is not None and not self._aligned:  # attach() landed between this tick's two halves
+        if self._outbound.pull is not None and not self._aligned:  # attach() came mid-tick
             self.frames_skipped += 1
             return
         if self.media_started_at is None:
@@ -283,28 +329,13 @@ class SipCall:
 
     def outbound(self) -> np.ndarray:
         """pjmedia's clock thread: the bot's next frame. Never raises, never blocks (unless pull does)."""
-        pull = self._pull
-        if pull is None:
+        if self._outbound.pull is None:
             return SILENCE
         if not self._aligned:  # the first pull: frames still unread from before attach() are dropped
             self._aligned = True
             self.frames_skipped += self._inbound.clear()
             self.media_started_at = None
-        try:
-            x = np.asarray(pull())
-            if x.dtype != np.int16 or x.ndim != 1:
-                raise TypeError(f"pull() must return 1-D int16 samples, got {x.dtype} {x.shape}")
-            if len(x) != FRAME:
-                x = np.concatenate([x[:FRAME], SILENCE[: max(0, FRAME - len(x))]])
-            self.frames_out += 1
-            return np.ascontiguousarray(x)
-        except Exception as exc:
-            self.pull_errors += 1
-            if self.pull_errors == 1:
-                with contextlib.suppress(RuntimeError):
-                    self._loop.call_soon_threadsafe(log.warning, "%s: pull() failed, sending silence: %r",
-                                                    self.call_id, exc)
-            return SILENCE
+        return self._outbound.frame()
 
     def dtmf_received(self, digit: str) -> None:
         """Any thread: an RFC 2833 digit."""

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from sip.media import FRAME, FRAME_BYTES, RATE, SILENCE, InboundFrames
+from sip.media import FRAME, FRAME_BYTES, RATE, InboundFrames, Outbound
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,6 @@ class WebSocketCall:
         self.frames_out = 0
         self.frames_out_dropped = 0  # the client read too slowly: outbound frames dropped, oldest first
         self.frames_skipped = 0  # caller audio sent before "ready"
-        self.pull_errors = 0
         self.idle_timeout_s = idle_timeout_s
         self.first_audio_timeout_s = first_audio_timeout_s
         self.handshake_timeout_s = handshake_timeout_s
@@ -100,7 +99,7 @@ class WebSocketCall:
         self._out_frames = 0  # bytes items in _out
         self._out_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._pull: Callable[[], np.ndarray] | None = None
+        self._outbound = Outbound(self.call_id)
         self._attached = False
         self._audio_started = threading.Event()  # the first caller frame after "ready": the clock starts
         self._stop = threading.Event()
@@ -126,7 +125,7 @@ class WebSocketCall:
             raise ProtocolError(CLOSE_PROTOCOL, f"unsupported rate {start.get('rate')!r}: send {RATE} Hz")
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = self._outbound.loop = asyncio.get_running_loop()
         self._inbound = InboundFrames(self._loop, self._buffer_frames)
         self._tasks = [asyncio.create_task(self._receive(), name=f"{self.call_id} receive"),
                        asyncio.create_task(self._send(), name=f"{self.call_id} send")]
@@ -173,11 +172,10 @@ class WebSocketCall:
             raise RuntimeError(f"{self.call_id}: frames() has one reader, after start()")
         self._reading = True
         while (pcm := await self._inbound.get()) is not None:
-            await asyncio.sleep(0)  # playout notes queued by this tick's pull land first
             yield np.frombuffer(pcm, dtype="<i2").astype(np.int16)
 
     def attach(self, pull: Callable[[], np.ndarray]) -> None:
-        self._pull = pull
+        self._outbound.pull = pull
         if self._attached:
             return
         self._attached = True
@@ -198,6 +196,10 @@ class WebSocketCall:
     @property
     def ended(self) -> bool:
         return self.end_reason is not None
+
+    @property
+    def pull_errors(self) -> int:
+        return self._outbound.errors
 
     @property
     def frames_in(self) -> int:
@@ -326,7 +328,7 @@ class WebSocketCall:
         start = time.monotonic()
         n = 0
         while not self._stop.is_set():
-            frame = self._pull_frame()
+            frame = self._outbound.frame().astype("<i2", copy=False)
             try:
                 loop.call_soon_threadsafe(self._queue, frame.tobytes())
             except RuntimeError:  # the loop is closed
@@ -335,25 +337,6 @@ class WebSocketCall:
             delay = start + n * FRAME_S - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
-
-    def _pull_frame(self) -> np.ndarray:
-        pull = self._pull
-        if pull is None:
-            return SILENCE
-        try:
-            x = np.asarray(pull())
-            if x.dtype != np.int16 or x.ndim != 1:
-                raise TypeError(f"pull() must return 1-D int16 samples, got {x.dtype} {x.shape}")
-            if len(x) != FRAME:
-                x = np.concatenate([x[:FRAME], SILENCE[: max(0, FRAME - len(x))]])
-            return x.astype("<i2", copy=False)
-        except Exception as exc:
-            self.pull_errors += 1
-            if self.pull_errors == 1 and self._loop is not None:
-                with contextlib.suppress(RuntimeError):
-                    self._loop.call_soon_threadsafe(log.warning, "%s: pull() failed, sending silence: %r",
-                                                    self.call_id, exc)
-            return SILENCE
 
 
 def _control(text: str) -> dict[str, Any]:
