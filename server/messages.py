@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from models.engines import EngineError, Line
+from models.engines import Line
 from models.prompts import base_language, find_template
 from server.contacts.numbers import normalise
 from server.core.dictation import digits_said
@@ -207,9 +207,10 @@ def take_message(story: CallStory, engine: object, *, template_dir: str | Path |
     except Exception as exc:
         if interrupt is not None and interrupt():
             raise Interrupted from exc
-        # our errors never quote the caller; anyone else's might
-        reason = str(exc) if isinstance(exc, EngineError | InvalidMessage) else type(exc).__name__
-        log.warning("the message is the transcript: %s", reason)
+        # An engine's text can quote the caller (even an EngineError, from an engine not ours); the
+        # checks' own reasons never do.
+        reason = f"InvalidMessage: {exc}" if isinstance(exc, InvalidMessage) else type(exc).__name__
+        log.warning("the message is the transcript (the message writer failed: %s)", reason)
         return transcript_message(story)
 
 

@@ -141,11 +141,14 @@ def test_an_interrupted_extraction_is_not_taken_for_a_failure() -> None:
         take_message(STORY, FixedJson(error=EngineError("interrupted")), interrupt=lambda: True)
 
 
-def test_an_engine_that_breaks_unexpectedly_leaves_the_transcript_and_logs_no_words(
-        caplog: pytest.LogCaptureFixture) -> None:
-    message = take_message(STORY, FixedJson(error=ValueError("it's Anna Rossi from the garage")))
+@pytest.mark.parametrize("error", [ValueError("it's Anna Rossi from the garage"),
+                                   EngineError("the model stopped at 'it's Anna Rossi from'")])
+def test_an_engine_that_breaks_leaves_the_transcript_and_logs_no_words(
+        error: Exception, caplog: pytest.LogCaptureFixture) -> None:
+    message = take_message(STORY, FixedJson(error=error))
     assert message is not None and message.source == "transcript"
     assert caplog.records and all("Anna" not in r.getMessage() for r in caplog.records)
+    assert type(error).__name__ in caplog.text
 
 
 def test_a_caller_who_said_nothing_leaves_no_message() -> None:
