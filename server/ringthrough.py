@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.engines import TextToSpeech
+from models.engines import SpeechToText, TextToSpeech
 from server import audio
 from server.config import Config, OwnerConfig
 from server.contacts import CallPlan
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RING_COMMANDS = (ev.RingOwner, ev.BridgeOwner, ev.DropOwner)
 REPEAT_AFTER_S = 2.0  # the announcement plays again after this much silence
+ANSWER_MAX_S = 4.0  # the owner's spoken answer is heard in stretches of voice at most this long
 MISSED = ("no answer", "busy", "failed", "not accepted")
 
 
@@ -117,8 +118,9 @@ class RingDriver:
 
     def __init__(self, switchboard: Switchboard, caller: Any, target: str, *, tts: TextToSpeech,
                  owner_language: str, deliver: Callable[[ev.Event], None], now: Callable[[], float],
-                 record_owner: Callable[[np.ndarray], None]) -> None:
+                 record_owner: Callable[[np.ndarray], None], stt: SpeechToText | None = None) -> None:
         self.switchboard = switchboard
+        self.stt = stt  # hears the owner say yes or no before the bridge (None: keys only)
         self.caller = caller
         self.target = target
         self.tts = tts
@@ -188,7 +190,7 @@ class RingDriver:
     async def _follow(self, attempt: int, leg: Any) -> None:
         loop = asyncio.get_running_loop()
         leg.on_dtmf = lambda digit: self._deliver(ev.OwnerDigit(self._now(), attempt, str(digit)))
-        reader = loop.create_task(self._read(leg))
+        reader = loop.create_task(self._read(leg, attempt))
         try:
             while True:
                 state = await leg.progress.get()
@@ -209,11 +211,27 @@ class RingDriver:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
 
-    async def _read(self, leg: Any) -> None:
-        """The owner's audio: recorded once bridged, dropped before (nobody listens for a "yes" yet)."""
+    async def _read(self, leg: Any, attempt: int = 0) -> None:
+        """The owner's audio: recorded once bridged; before, listened to for a spoken yes or no."""
+        ear = OwnerEar()
         async for frame in leg.frames():
             if self.bridged:
                 self._record_owner(frame)
+                continue
+            listening = self.stt is not None and "answered_ms" in self.timings
+            if listening and (said := ear.push(frame)) is not None:
+                self._spawn(self._hear(attempt, said))
+
+    async def _hear(self, attempt: int, pcm: np.ndarray) -> None:
+        assert self.stt is not None
+        try:
+            heard = await asyncio.to_thread(self.stt.transcribe, pcm.astype(np.float32) / 32768.0,
+                                            start_s=0.0, language=self.owner_language)
+        except Exception as exc:  # the keys still work
+            log.warning("ring-through: the owner's words could not be transcribed (%s)", type(exc).__name__)
+            return
+        if heard.text.strip() and not self.bridged:
+            self._deliver(ev.OwnerSaid(self._now(), attempt, heard.text.strip()))
 
     async def _synthesize(self, text: str) -> None:
         started = time.monotonic()
@@ -236,6 +254,34 @@ class RingDriver:
         out = pcm[self._played:self._played + frame]
         self._played += frame
         return out if len(out) == frame else np.concatenate([out, np.zeros(frame - len(out), np.int16)])
+
+
+class OwnerEar:
+    """Cuts the owner's line into stretches of voice by level: a stretch opens on a loud frame, holds
+    `min_voice_s` of loud frames, and ends after `pause_s` quiet (or at ANSWER_MAX_S). A phone line to one
+    person, after the announcement: level is enough, and it needs no model of its own."""
+
+    def __init__(self, floor_dbfs: float = -42.0, min_voice_s: float = 0.12, pause_s: float = 0.5) -> None:
+        self.floor = 32768.0 * 10 ** (floor_dbfs / 20)
+        self.min_voice = round(min_voice_s * audio.CALL_RATE)
+        self.pause = round(pause_s * audio.CALL_RATE)
+        self._frames: list[np.ndarray] = []
+        self._voice = 0
+        self._quiet = 0
+
+    def push(self, frame: np.ndarray) -> np.ndarray | None:
+        loud = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2))) >= self.floor
+        if not self._frames and not loud:
+            return None
+        self._frames.append(frame)
+        self._voice += len(frame) if loud else 0
+        self._quiet = 0 if loud else self._quiet + len(frame)
+        length = sum(len(f) for f in self._frames)
+        if self._quiet < self.pause and length < ANSWER_MAX_S * audio.CALL_RATE:
+            return None
+        said, voice = np.concatenate(self._frames), self._voice
+        self._frames, self._voice, self._quiet = [], 0, 0
+        return said if voice >= self.min_voice else None
 
 
 def _redacted(target: str) -> str:

@@ -104,7 +104,7 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
         if target is not None and switchboard is not None:
             runtime.ring = RingDriver(switchboard, call, target, tts=engines.tts,
                                       owner_language=config.language, deliver=runtime.deliver, now=live.now,
-                                      record_owner=runtime.owner_audio)
+                                      record_owner=runtime.owner_audio, stt=engines.stt)
         return runtime
 
     live = LiveCall(make)

@@ -162,6 +162,15 @@ class OwnerDigit:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerSaid:
+    """What the owner said on the call to them before it was bridged (their words, as STT heard them)."""
+
+    t: float
+    attempt: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class OwnerGone:
     """The call to the owner ended, or could not be made; `status` is its final SIP status (0: none)."""
 
@@ -174,7 +183,7 @@ class OwnerGone:
 Event = (
     CallStarted | VadWindow | TranscriptReady | VerdictReady | ReplyText | ReplyDone | SpeechReady
     | SynthesisDone | JobFailed | PlayoutProgress | PlayoutStopped | TimerFired | Dtmf | CallerHungUp
-    | OwnerRinging | OwnerAnswered | OwnerDigit | OwnerGone
+    | OwnerRinging | OwnerAnswered | OwnerDigit | OwnerSaid | OwnerGone
 )
 
 # --------------------------------------------------------------------------- commands (core -> runtime)

@@ -14,9 +14,10 @@ Rules:
 4. No answer within `ring_timeout_s` (or busy, refused, failed): `DropOwner`, then `ring_no_answer` to the
    caller, and the call goes on to take the message. The owner declining (a key other than
    `accept_digit`, hanging up, or not choosing within `decide_timeout_s` of answering): `ring_declined`.
-5. The owner pressing `accept_digit` (1) after the announcement: `BridgeOwner`. From then on the bot says
-   nothing and listens for no turn (no VAD, no transcription, no silence or duration limit); the runtime
-   keeps recording. The owner hanging up ends the call; so does the caller.
+5. The owner pressing `accept_digit` (1) after the announcement, or saying a short yes ("yes", "put them
+   through", "sì"; `OwnerSaid`; a short no declines): `BridgeOwner`. From then on the bot says nothing
+   and listens for no turn (no VAD, no transcription, no silence or duration limit); the runtime keeps
+   recording. The owner hanging up ends the call; so does the caller.
 6. `transfer` (REFER) hands the caller over blindly: the attempt ends when the transfer is reported
    (the call ends "transferred") or fails (rule 4).
 Every step is recorded with its time on the call's timeline (`report()`: summary.json's "ring_through").
@@ -68,6 +69,27 @@ def says_urgent(text: str, language: str = "en") -> bool:
     yes, no = _URGENT.get(_base(language), _URGENT["en"])
     lowered = " ".join(text.lower().replace("’", "'").split())
     return bool(re.search(yes, lowered)) and not re.search(no, lowered)
+
+
+_OWNER_ANSWER = {  # (accepts, declines), said alone or nearly: a long line is not an answer
+    "en": (r"^(yes|yeah|yep|sure|ok|okay|go ahead|put (them|him|her) through|i'll take it|connect)\b",
+           r"^(no|nope|not now|take a message|i can't|i cannot)\b"),
+    "it": (r"^(sì|si|certo|va bene|d'accordo|passamel[oa]|passa(lo|la|mi))\b",
+           r"^(no|adesso no|non posso|prendi (tu )?il messaggio)\b"),
+}
+
+
+def owner_answer(text: str, language: str = "en", max_words: int = 5) -> bool | None:
+    """The owner's spoken answer to the announcement: True (take the call), False (don't), None (neither,
+    or too long to be an answer: an echo of the announcement, a question)."""
+    words = re.sub(r"[^\w' ]+", " ", text.lower().replace("’", "'")).split()
+    if not words or len(words) > max_words:
+        return None
+    line = " ".join(words)
+    yes, no = _OWNER_ANSWER.get(_base(language), _OWNER_ANSWER["en"])
+    if re.search(no, line):
+        return False
+    return True if re.search(yes, line) else None
 
 
 def _base(language: str) -> str:
@@ -137,7 +159,7 @@ class RingThrough:
 
     def handlers(self) -> dict[type, Callable[[Any], None]]:
         return {ev.OwnerRinging: self._on_ringing, ev.OwnerAnswered: self._on_answered,
-                ev.OwnerDigit: self._on_digit, ev.OwnerGone: self._on_gone}
+                ev.OwnerDigit: self._on_digit, ev.OwnerSaid: self._on_said, ev.OwnerGone: self._on_gone}
 
     def on_dtmf(self, e: ev.Dtmf) -> bool:
         """Whether the digit was ring-through's (then it does nothing else)."""
@@ -263,14 +285,26 @@ class RingThrough:
     def _on_digit(self, e: ev.OwnerDigit) -> None:
         if not self._current(e.attempt) or self.phase != "asking":
             return
-        if e.digit == self.options.accept_digit:
+        self._answer(e.t, e.attempt, e.digit == self.options.accept_digit)
+
+    def _on_said(self, e: ev.OwnerSaid) -> None:
+        if not self._current(e.attempt) or self.phase != "asking":
+            return
+        answer = owner_answer(e.text, self.options.owner_language)
+        if answer is not None:
+            assert self.record is not None
+            self.record["said"] = e.text[:80]  # the record shows the answer was spoken, and how
+            self._answer(e.t, e.attempt, answer)
+
+    def _answer(self, t: float, attempt: int, accepted: bool) -> None:
+        if accepted:
             self.phase = "bridged"
-            self._stamp("accepted_s", e.t)
+            self._stamp("accepted_s", t)
             self._outcome("accepted")
             self._hush()
-            self._desk.emit(ev.BridgeOwner(e.attempt))
+            self._desk.emit(ev.BridgeOwner(attempt))
         else:
-            self._give_up(e.t, "declined")
+            self._give_up(t, "declined")
 
     def _on_gone(self, e: ev.OwnerGone) -> None:
         if not self._current(e.attempt):

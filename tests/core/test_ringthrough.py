@@ -208,3 +208,26 @@ def test_a_0_keyed_while_a_number_is_dictated_is_a_digit_not_a_call_for_the_owne
     caller_line(c, 0, "My number is three four seven, one two")
     out = c.handle(ev.Dtmf(3.0, "0"))
     assert not of(ev.RingOwner, out) and c.ring.report() is None
+
+
+def test_the_owner_saying_yes_bridges_and_saying_no_declines() -> None:
+    for words, bridged in (("Yes, put them through.", True), ("No, take a message.", False)):
+        c = core()
+        c.handle(ev.Dtmf(1.0, "0"))
+        c.handle(ev.OwnerAnswered(4.0, 1))
+        assert c.handle(ev.OwnerSaid(5.0, 1, "A call for you from Anna, they said yes it is urgent")) == []
+        out = c.handle(ev.OwnerSaid(6.5, 1, words))
+        assert bool(of(ev.BridgeOwner, out)) == bridged and c.ring.bridged == bridged
+        assert c.ring.report()["said"] == words  # type: ignore[index]
+        assert c.ring.report()["outcome"] == ("accepted" if bridged else "declined")  # type: ignore[index]
+        assert bridged or said(c, out) == [EN["ring_declined"]]
+
+
+def test_what_counts_as_the_owners_answer() -> None:
+    from server.core.ringthrough import owner_answer
+
+    assert [owner_answer(t) for t in ("Yes.", "yeah sure", "OK", "Go ahead", "I'll take it")] == [True] * 5
+    assert [owner_answer(t) for t in ("No.", "Not now", "Take a message please")] == [False] * 3
+    assert owner_answer("Who is it?") is None and owner_answer("") is None
+    assert owner_answer("yes it is about the invoice from last week") is None  # too long: not an answer
+    assert owner_answer("Sì, passamelo", "it") is True and owner_answer("No, adesso no", "it") is False
