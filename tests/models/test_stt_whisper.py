@@ -102,7 +102,6 @@ def _build_tiny_whisper(root: Path) -> Path:
                    "<|notimestamps|>"] + [f"<|{i * 0.02:.2f}|>" for i in range(1501)])
     tok.add_special_tokens([tokenizers.AddedToken(s, special=True, normalized=False) for s in specials])
     eot, sot = tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|startoftranscript|>")
-    assert sot is not None
 
     hf, ct2 = root / "hf", root / "ct2"
     config = transformers.WhisperConfig(
@@ -111,15 +110,15 @@ def _build_tiny_whisper(root: Path) -> Path:
         max_source_positions=1500, max_target_positions=448, pad_token_id=eot, bos_token_id=eot,
         eos_token_id=eot, decoder_start_token_id=sot)
     torch.manual_seed(0)
-    model = transformers.WhisperForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
+    model = transformers.WhisperForConditionalGeneration(config).eval()
     gen = model.generation_config
     gen._from_model_config = False  # else from_pretrained rebuilds it from config.json, losing lang_to_id
     gen.suppress_tokens = []
     gen.begin_suppress_tokens = [tok.token_to_id("Ġ"), eot]
     gen.lang_to_id = {f"<|{c}|>": tok.token_to_id(f"<|{c}|>") for c in _LANGUAGE_CODES}
     model.save_pretrained(hf)
-    fast = transformers.PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
+                                                eos_token="<|endoftext|>", unk_token="<|endoftext|>")
     fast.save_pretrained(hf)  # what the converter's AutoTokenizer reads
     tok.save(str(hf / "tokenizer.json"))  # and faster-whisper gets exactly the tokenizer made above
     ctranslate2.converters.TransformersConverter(str(hf), copy_files=["tokenizer.json"]).convert(str(ct2))
