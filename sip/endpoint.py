@@ -66,7 +66,8 @@ def load_pjsua2() -> ModuleType:
     if not hasattr(pjsua2, "AudioMediaPort") or not hasattr(pjsua2.MediaFrame, "standinGetBytes"):
         raise SipUnavailable("this pjsua2 lacks standin's AudioMediaPort support; "
                              "rebuild it with sip/build_pjsua2.sh --rebuild")
-    return pjsua2
+    module: ModuleType = pjsua2
+    return module
 
 
 class SipEndpoint:
@@ -344,6 +345,7 @@ class SipEndpoint:
             number = caller_number(info.remoteUri)
             if self._trunk is not None and self._trunk.allows(source):
                 number = asserted_number(str(prm.rdata.wholeMsg)) or number
+            assert self._loop is not None  # start() set it before pjsua could take a call
             leg.call = SipCall(
                 name, number, source, loop=self._loop,
                 request_hangup=self._request_hangup,
