@@ -183,7 +183,7 @@ def calls(models: Path, shared: Path, reply_model: str = "") -> dict[str, Any]:
         end = read_transcript(tsv)[-1].end_s
         with tempfile.TemporaryDirectory() as out:
             result = simulate(read_audio(wav), engines, config, Path(out))
-            latencies = turn_latencies(result.summary, Path(out) / "trace.jsonl", config)
+            latencies = turn_latencies(result.summary)
         answers = [b["start_s"] for b in result.summary["bot_turns"]
                    if b["kind"] == "reply" and b["start_s"] and b["start_s"] >= end]
         every += [r["voice_to_voice_ms"] for r in latencies if r["voice_to_voice_ms"] is not None]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from server.audio import StereoWavWriter
+from server.callrecord import Timings, summarize
 from server.core.conversation import Conversation
 from server.trace import Trace, write_json_atomic
 
@@ -77,13 +78,14 @@ class CallFiles:
         if self.engines is not None:
             self.trace._write({"kind": "engines", "type": "Engines", "engines": self.engines})
 
-    def finish(self, core: Conversation, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    def finish(self, core: Conversation, meta: dict[str, Any] | None = None,
+               timings: Timings | None = None) -> dict[str, Any]:
+        """Close the call's files and write summary.json from the core's report and the engines'
+        `timings` by job id (server/callrecord.py); returns its content."""
         self.trace.close()
         if self.recorder is not None:
             self.recorder.close()
-        summary = {**core.report(), **(meta or {})}
-        if self.engines is not None:
-            summary["engines"] = self.engines
+        summary = summarize(core.report(), timings or {}, meta, self.engines)
         path = self.folder / "summary.json"
         try:
             write_json_atomic(path, summary)

@@ -141,7 +141,7 @@ def _demo(args: argparse.Namespace) -> int:
         print("  fetch the starter models with `standin models pull --set starter`")
     summary = run_demo(config, args.out)
     _print_summary(summary, args.out)
-    rows = turn_latencies(summary, args.out / "trace.jsonl", config)
+    rows = turn_latencies(summary)
     if rows:
         print("replies (ms): voice-to-voice = the caller's last word to the bot's first audio")
 

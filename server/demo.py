@@ -128,19 +128,15 @@ def run_demo(config: Config, out: Path) -> dict[str, Any]:
     return simulate(caller, engines, config, out, meta={"caller_file": "caller.wav"}).summary
 
 
-def turn_latencies(summary: dict[str, Any], trace: Path, config: Config) -> list[dict[str, float | None]]:
-    """Each reply's voice-to-voice time and stage latencies, read back from the call's trace the way
-    the database stores them."""
-    from server.store.calls import final_rows
-    from server.store.replay import replay_trace
+def turn_latencies(summary: dict[str, Any]) -> list[dict[str, float | None]]:
+    """Each reply's voice-to-voice time and stage latencies, as the database stores them."""
+    from server.callrecord import rows as call_rows
     from server.store.schema import TurnLatency
 
-    replayed = replay_trace(trace, config.conversation())
-    rows = final_rows(0, summary, replayed.replies if replayed is not None else ())
     result = []
-    for row in rows:
+    for row in call_rows(0, summary):
         if isinstance(row, TurnLatency):
-            assert row.first_audio_s is not None  # final_rows sets it to the reply's start
+            assert row.first_audio_s is not None  # rows() sets it to the reply's start
             result.append({"voice_to_voice_ms": (row.first_audio_s - row.caller_end_s) * 1000,
                            "stt_ms": row.stt_ms, "judge_ms": row.judge_ms,
                            "llm_first_token_ms": row.llm_first_token_ms,

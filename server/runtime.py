@@ -123,7 +123,8 @@ class CallRuntime:
         self._started_audio: set[int] = set()  # utterances whose first audio is in
         self._jobs: dict[int, str] = {}  # job -> engine, while it runs
         self._answered: set[int] = set()  # jobs whose first result is in
-        self._reply_asked: dict[int, float] = {}  # utterance -> when its reply was asked for
+        self._reply_asked: dict[int, tuple[float, int]] = {}  # utterance -> when its reply was asked, job
+        self.timings: dict[int, dict[str, float]] = {}  # job -> stage -> ms, what the record attaches
         self._rec_in: deque[np.ndarray] = deque()
         self._rec_out: deque[np.ndarray] = deque()
         self.now = 0.0
@@ -233,14 +234,14 @@ class CallRuntime:
             self._submit(c.job, "judge", lambda: iter([self.engines.judge.judge(
                 lines, language=self.options.language)]), t)
         elif isinstance(c, ev.Reply):
-            self._reply_asked[c.utterance] = t
+            self._reply_asked[c.utterance] = (t, c.job)
             lines = _lines(c.story)
             self._submit(c.job, "llm", lambda: self.engines.llm.reply(lines, self.options.context), t)
         elif isinstance(c, ev.Synthesize):
             self._utterance_of[c.job] = c.utterance
             asked = self._reply_asked.pop(c.utterance, None)
             if asked is not None:
-                self._latency("llm_first_clause_ms", t - asked, t)
+                self._latency(asked[1], "llm_first_clause_ms", t - asked[0], t)
             text = c.text
             self._submit(c.job, "tts", lambda: self.engines.tts.synthesize(
                 text, language=self.options.language), t)
@@ -275,7 +276,7 @@ class CallRuntime:
         self.advance(t)
         if job not in self._answered and not isinstance(item, Failed | Finished):
             self._answered.add(job)
-            self._latency(_FIRST_RESULT[engine], elapsed, t)
+            self._latency(job, _FIRST_RESULT[engine], elapsed, t)
         if isinstance(item, Failed):
             del self._jobs[job]
             # The engine's text can quote the caller: it goes to the call's trace, the log gets its type.
@@ -300,9 +301,11 @@ class CallRuntime:
         elif isinstance(item, SpeechChunk):
             self._speech(job, item, t)
 
-    def _latency(self, name: str, seconds: float, t: float) -> None:
+    def _latency(self, job: int, name: str, seconds: float, t: float) -> None:
+        ms = round(seconds * 1000, 1)  # as trace.jsonl keeps it
+        self.timings.setdefault(job, {})[name] = ms
         if self.trace is not None:
-            self.trace.latency(name, seconds * 1000, t)
+            self.trace.latency(name, seconds * 1000, t, job)
 
     def _speech(self, job: int, chunk: SpeechChunk, t: float) -> None:
         utterance = self._utterance_of[job]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from server.callfiles import CallFiles
+from server.callrecord import summarize, unheard
 from server.config import Config
 from server.contacts import CallPlan, default_plan
 from server.contacts.carddav import carddav_refreshing
@@ -120,15 +121,16 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
         raise
     finally:
         meta.update(error=error, duration_s=round(live.now(), 3))
-        core = live.runtime.core if live.runtime else Conversation()
+        core, timings = (live.runtime.core, live.runtime.timings) if live.runtime else (Conversation(), {})
         if (ring_record := core.ring.report()) is not None:
             driver = live.runtime.ring if live.runtime else None
             meta["ring_through"] = {**ring_record, **(driver.report() if driver is not None else {})}
         try:
-            summary = await asyncio.to_thread(files.finish, core, meta)
+            summary = await asyncio.to_thread(files.finish, core, meta, timings)
         finally:
             if owner is not None and call_log is not None:
-                owner.call_ended(call_log, summary if summary is not None else {**core.report(), **meta})
+                owner.call_ended(call_log, summary if summary is not None
+                                 else summarize(core.report(), timings, meta, files.engines))
     log.info("call %s ended (%s) after %.1fs", call.call_id, runtime.core.ended, live.now())
     return summary
 
@@ -163,8 +165,7 @@ async def _refuse(call: Any, owner: Owner | None, plan: CallPlan, *, uid: str, s
     """A blocked caller: hung up on at once; no folder, no recording, no message; the call is listed."""
     log.info("call %s: the caller's profile blocks them; hanging up", call.call_id)
     await call.hang_up("blocked")
-    summary = {"caller_fragments": [], "decisions": [], "bot_turns": [], "barge_ins": [], "story": "",
-               "story_lines": [], "ended": "blocked", **meta, "error": None, "duration_s": 0.0}
+    summary = unheard("blocked", {**meta, "error": None, "duration_s": 0.0})
     if owner is not None:
         owner.call_ended(owner.open_call(uid, plan=plan, caller_number=call.caller_number, source=source),
                          summary)

@@ -96,7 +96,8 @@ def simulate(caller: np.ndarray | Iterable[np.ndarray], engines: Engines, config
     finally:
         runtime.close()
         summary = files.finish(runtime.core, meta={**(meta or {}), "error": error,
-                                                   "duration_s": round(runtime.now, 3)})
+                                                   "duration_s": round(runtime.now, 3)},
+                               timings=runtime.timings)
     return SimulationResult(summary, out_dir)
 
 

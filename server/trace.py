@@ -44,8 +44,10 @@ class Trace:
             fields = {"kind_of_note": fields["kind"], **{k: _plain(v) for k, v in command.data}}
         self._write({"kind": "command", "t": round(t, 4), "type": type(command).__name__, **fields})
 
-    def latency(self, name: str, ms: float, t: float) -> None:
-        self._write({"kind": "latency", "type": name, "t": round(t, 4), "ms": round(ms, 1)})
+    def latency(self, name: str, ms: float, t: float, job: int | None = None) -> None:
+        """How long engine job `job` took to its first result (or, for llm_first_clause_ms, reply job
+        `job` to its first clause)."""
+        self._write({"kind": "latency", "type": name, "t": round(t, 4), "ms": round(ms, 1), "job": job})
 
     def _write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")

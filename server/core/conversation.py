@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.core import events as ev
+from server.core.desk import Desk, Job
 from server.core.dictation import DictationOptions, Reading, Status, denies, read_lines, spell
-from server.core.mouth import Desk, Job, Mouth
+from server.core.mouth import Mouth
 from server.core.phrases import PHRASES
+from server.core.record import BargedIn, CutOff, Decided, Ended, ReplyStarted
 from server.core.ringthrough import RingOptions, RingThrough
 from server.core.screening import Screen, ScreeningOptions
 from server.core.segmenter import (
@@ -38,7 +40,7 @@ from server.core.segmenter import (
     VoiceStarted,
     VoiceStopped,
 )
-from server.core.speech import Kind, SpeechOptions, State, Utterance
+from server.core.speech import Kind, SpeechOptions, State, Step, Utterance
 from server.core.story import Story
 from server.core.turns import (
     BACKCHANNELS,
@@ -90,7 +92,8 @@ class _Turn:
     version: int
     quiet_since: float | None
     epoch: int = 0  # the caller's voice onsets when its timers were armed: a later onset makes them stale
-    judge_job: int | None = None
+    judge_job: int | None = None  # while its verdict is awaited
+    judged_by: int | None = None  # the judge job asked about this version, kept after its verdict
     p_complete: float | None = None
     draft: Utterance | None = None
     granted: bool = False
@@ -134,6 +137,7 @@ class Conversation:
         self._repeat_epoch: int | None = None  # the caller's voice onset a pending "say it again" follows
         self._asked: set[tuple[int, int]] = set()  # (fragment, revision) sent to STT, not failed
         self._in_flight: set[tuple[int, int]] = set()
+        self._heard_by: dict[tuple[int, int], int] = {}  # (fragment, revision) -> the STT job of its text
         self._turn: _Turn | None = None
         self._barge: _Barge | None = None
         self._quiet_since: float | None = 0.0  # caller silent since (None while voiced)
@@ -216,7 +220,7 @@ class Conversation:
         if self.seg.fragment is not None:
             self._on_segment(self.seg.close(round(self.t * self.rate)))
         self.ended = reason
-        self._desk.note("call_ended", reason=reason)
+        self._desk.emit(Ended(reason))
         if hang_up:
             self._desk.emit(ev.Hangup(reason))
 
@@ -354,6 +358,7 @@ class Conversation:
             return  # the caller went on after this audio
         text = e.text.strip()
         self._texts[(frag.id, frag.revision)] = text
+        self._heard_by[(frag.id, frag.revision)] = e.job
         self._confidence[(frag.id, frag.revision)] = e.confidence
         if frag.closed:
             for record in self.fragments:
@@ -440,10 +445,10 @@ class Conversation:
         if self.options.turns.question_shortcut and asks_question(self.story.last_caller_text()):
             self._grant(turn, "shortcut")
             return
-        turn.judge_job = self._desk.new_job(Job("judge", version=turn.version))
+        turn.judge_job = turn.judged_by = self._desk.new_job(Job("judge", version=turn.version))
         self._desk.emit(ev.Judge(turn.judge_job, self.story.lines()))
         if self.options.turns.draft_while_judging:
-            turn.draft = self._mouth.reply(self.story.lines(), self.story.version, release=False)
+            turn.draft = self._reply(turn)
         self._timer("ack", self._quiet_since + self.options.turns.ack_after_ms / 1000)
 
     # ------------------------------------------------------------------ a number being dictated
@@ -486,7 +491,7 @@ class Conversation:
         if r.status is Status.NONE:
             return False
         if r.status is Status.DONE:
-            self._decision("COMPLETE", "dictation")
+            self._decision(turn, "COMPLETE", "dictation")
             turn.granted, turn.reading = True, r
             quiet = turn.quiet_since if turn.quiet_since is not None else self.t
             at = quiet + self.options.turns.min_gap_ms / 1000
@@ -495,7 +500,7 @@ class Conversation:
             else:
                 self._timer("readback", at)
             return True
-        self._decision("WAIT", "dictation")
+        self._decision(turn, "WAIT", "dictation")
         turn.dictating = True
         turn.p_complete = 0.0 if r.status is Status.SHORT else None  # 0: a sure WAIT, the long backstop
         self._wait(turn)
@@ -519,7 +524,7 @@ class Conversation:
         if e.p_complete >= self.options.turns.threshold:
             self._grant(turn, "judge", e.p_complete)
         else:
-            self._decision("WAIT", "judge", e.p_complete)
+            self._decision(turn, "WAIT", "judge", e.p_complete)
             self._wait(turn)
 
     def _wait(self, turn: _Turn) -> None:
@@ -529,26 +534,34 @@ class Conversation:
         if t.backchannels and self._caller_turn_speech >= self.seg.samples(t.backchannel_min_turn_ms):
             self._timer("backchannel", quiet + t.backchannel_after_ms / 1000)
 
-    def _decision(self, verdict: str, by: str, p: float | None = None) -> None:
+    def _decision(self, turn: _Turn, verdict: str, by: str, p: float | None = None) -> None:
         record: dict[str, Any] = {"at_s": round(self.t, 3), "verdict": verdict, "by": by}
         if p is not None:
             record["p_complete"] = round(p, 3)
         self.decisions.append(record)
-        self._desk.note("decision", verdict=verdict, by=by, p_complete=p)
+        self._desk.emit(Decided(turn.version, verdict, by, p))
 
     def _grant(self, turn: _Turn, by: str, p: float | None = None) -> None:
-        self._decision("COMPLETE", by, p)
+        self._decision(turn, "COMPLETE", by, p)
         turn.granted = True
         self._desk.cancel(turn.judge_job)
         turn.judge_job = None
         if turn.draft is None or turn.draft.state is not State.HELD:
-            turn.draft = self._mouth.reply(self.story.lines(), self.story.version, release=False)
+            turn.draft = self._reply(turn)
         quiet = turn.quiet_since if turn.quiet_since is not None else self.t
         turn.release_at = quiet + gap_ms(self.options.turns, by, p) / 1000
         if self.t >= turn.release_at - 1e-9:
             self._release_reply(turn)
         else:
             self._timer("release", turn.release_at)
+
+    def _reply(self, turn: _Turn) -> Utterance:
+        """Ask for the bot's answer to the story as it stands, naming the jobs it comes from."""
+        fragment = self.story.last_caller_fragment()
+        frag = self._fragments.get(fragment) if fragment is not None else None
+        heard = self._heard_by.get((frag.id, frag.revision)) if frag is not None else None
+        return self._mouth.reply(self.story.lines(), self.story.version, release=False, stt_job=heard,
+                                 judge_job=turn.judged_by)
 
     def _release_reply(self, turn: _Turn) -> None:
         draft = turn.draft
@@ -640,7 +653,6 @@ class Conversation:
     def _empty_reply(self, u: Utterance) -> None:
         """The LLM had nothing to say; if it also wants to end the call, the goodbye says it."""
         self._mouth.drop(u)
-        u.state = State.CANCELLED
         if u.end_call:
             self._say_goodbye("bot ended the call")
 
@@ -696,8 +708,10 @@ class Conversation:
         if u is None or u.state in (State.DONE, State.CUT_OFF, State.CANCELLED):
             return
         if u.state is State.HELD:
-            u.state = State.PLAYING
+            u.step(Step.START)
             self.spoken.append(u)
+            if u.jobs is not None:
+                self._desk.emit(ReplyStarted(u.id, u.jobs))
             self._caller_turn_speech = 0
             if self.seg.fragment is not None and not self.seg.voiced:
                 # The bot has the floor: the caller's pause ends their fragment here.
@@ -727,9 +741,10 @@ class Conversation:
             b.yielded = True
             at = u.stop_point(s, self.rate)
             u.stop_at = at
-            u.state = State.PAUSED
+            u.step(Step.YIELD)
             self._desk.emit(ev.Stop(u.id, at, self.seg.samples(s.fade_ms)))
             b.record = {"onset_s": round(b.onset_t, 3), "utterance": u.kind.value}
+            self._desk.emit(BargedIn(u.id, b.fragment))
             self.barge_ins.append(b.record)
         if b.confirmed and self.seg.run_speech >= self.seg.samples(s.backchannel_max_ms):
             self._commit_barge(b)
@@ -746,8 +761,8 @@ class Conversation:
     def _resume(self, b: _Barge, why: str) -> None:
         self._barge = None
         u = b.utterance
-        if not b.yielded:
-            return
+        if not b.yielded or u.state is not State.PAUSED:
+            return  # never stopped, or cut off meanwhile (a goodbye, the owner's call)
         at = u.resume_point()
         u.rewind(at)
         b.record["resumed"] = why
@@ -769,10 +784,10 @@ class Conversation:
         until = u.stop_at if u.stop_at is not None else u.played
         heard = u.heard(until)
         self._mouth.drop(u)
-        u.state = State.CUT_OFF
+        u.step(Step.CUT)
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
             self.story.add_bot(" ".join(heard), cut_off=True)
-        self._desk.note("cut_off", utterance=u.id, words_heard=len(heard), words_meant=len(u.words))
+        self._desk.emit(CutOff(u.id, len(heard), len(u.words)))
 
     # ------------------------------------------------------------------ report
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.core.record import Record
+
 # --------------------------------------------------------------------------- events (runtime -> core)
 
 
@@ -314,5 +316,5 @@ class DropOwner:
 
 Command = (
     Transcribe | Judge | Reply | Synthesize | Cancel | Play | Stop | Resume | Drop | StartTimer | Hangup
-    | Note | RingOwner | BridgeOwner | DropOwner
+    | Note | RingOwner | BridgeOwner | DropOwner | Record
 )

@@ -1,54 +1,18 @@
-"""The core's outbox and the bot's mouth.
+"""The bot's mouth.
 
-`Desk` is what every part of the core writes to: the commands of the event being handled, and the table
-of engine jobs the core still wants (a result for a job not in it is ignored, so cancelling is always
-safe). `Mouth` owns the bot's utterances from text to line: it feeds reply text through the clause
-splitter to TTS, lets utterances onto the line in order, and drops them with everything they still had
-in flight. When an utterance starts, ends or is cut is the conversation's business, not the mouth's.
+`Mouth` owns the bot's utterances from text to line: it feeds reply text through the clause splitter to
+TTS, lets utterances onto the line in order, and drops them with everything they still had in flight.
+When an utterance starts, ends or is cut is the conversation's business, not the mouth's.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
+import dataclasses
 
 from server.core import events as ev
-from server.core.speech import ClauseSplitter, Kind, SpeechOptions, State, Utterance
-
-
-@dataclass(slots=True)
-class Job:
-    kind: str  # stt | judge | reply | tts
-    fragment: int = 0
-    revision: int = 0
-    speculative: bool = False
-    version: int = 0
-    utterance: int = 0
-
-
-class Desk:
-    def __init__(self) -> None:
-        self.out: list[ev.Command] = []
-        self.jobs: dict[int, Job] = {}
-        self._ids = itertools.count(1)
-
-    def emit(self, command: ev.Command) -> None:
-        self.out.append(command)
-
-    def note(self, kind: str, **data: object) -> None:
-        self.emit(ev.Note(kind, tuple(data.items())))
-
-    def new_id(self) -> int:
-        return next(self._ids)
-
-    def new_job(self, job: Job) -> int:
-        job_id = self.new_id()
-        self.jobs[job_id] = job
-        return job_id
-
-    def cancel(self, job_id: int | None) -> None:
-        if job_id is not None and self.jobs.pop(job_id, None) is not None:
-            self.emit(ev.Cancel(job_id))
+from server.core.desk import Desk, Job
+from server.core.record import ReplyJobs
+from server.core.speech import ClauseSplitter, Kind, SpeechOptions, State, Step, Utterance
 
 
 class Mouth:
@@ -86,10 +50,13 @@ class Mouth:
         self.release(u)
         return u
 
-    def reply(self, story: tuple[ev.StoryLine, ...], version: int, release: bool) -> Utterance:
-        """Ask the LLM for the next line; it stays held until released."""
+    def reply(self, story: tuple[ev.StoryLine, ...], version: int, release: bool, *,
+              stt_job: int | None = None, judge_job: int | None = None) -> Utterance:
+        """Ask the LLM for the next line; it stays held until released. `stt_job` heard the caller's last
+        line and `judge_job` read this story version, if one did."""
         u = self.new(Kind.REPLY)
-        u.reply_job = self.desk.new_job(Job("reply", version=version, utterance=u.id))
+        u.reply_job = self.desk.new_job(Job("llm", version=version, utterance=u.id))
+        u.jobs = ReplyJobs(version, stt_job, judge_job, u.reply_job)
         self.desk.emit(ev.Reply(u.reply_job, u.id, story))
         if release:
             self.release(u)
@@ -98,6 +65,8 @@ class Mouth:
     def _synthesize(self, u: Utterance, text: str) -> None:
         job = self.desk.new_job(Job("tts", utterance=u.id))
         u.tts_jobs.append(job)
+        if u.jobs is not None and u.jobs.tts is None:
+            u.jobs = dataclasses.replace(u.jobs, tts=job)
         self.desk.emit(ev.Synthesize(job, u.id, text))
 
     def release(self, u: Utterance) -> None:
@@ -122,11 +91,11 @@ class Mouth:
         if u in self.line:
             self.line.remove(u)
         if u.state is State.HELD:
-            u.state = State.CANCELLED
+            u.step(Step.CANCEL)
 
     def done(self, u: Utterance) -> None:
         """`u` has said all it had to say: the line moves on to the next utterance."""
-        u.state = State.DONE
+        u.step(Step.FINISH)
         self.desk.emit(ev.Drop(u.id))
         if u in self.line:
             self.line.remove(u)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.core import events as ev
-from server.core.mouth import Desk, Mouth
+from server.core.desk import Desk
+from server.core.mouth import Mouth
 from server.core.phrases import phrases_for
 from server.core.speech import Kind
 

@@ -1,9 +1,13 @@
-"""The bot's mouth: one handle per utterance, clause splitting, and the word clock (DESIGN.md §2 rules 5-7).
+"""The bot's utterances: one handle each, its life, clause splitting, and the word clock (DESIGN.md §2
+rules 5-7).
 
 An utterance gathers text (fixed, or streamed from the reply LLM), cuts it into clauses that go to TTS one
 by one, and learns from the playout which of its samples reached the line and when. Its words carry
 sample spans, so at any moment it can say which word is on the line, where that word ends, and exactly
 which words the caller has heard.
+
+Its life is `LIFE` below: every change of an utterance's state is a `Step` taken through
+`Utterance.step`, and a step the table does not list for the state it is in raises `IllegalStep`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from server.core.events import PlayoutProgress, Word
+from server.core.record import ReplyJobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,31 @@ class State(enum.StrEnum):
     DONE = "done"
     CUT_OFF = "cut_off"
     CANCELLED = "cancelled"  # never reached the line
+
+
+class Step(enum.StrEnum):
+    START = "start"  # its first sample reached the line
+    YIELD = "yield"  # the caller's voice: stop at the end of the word on the line
+    RESUME = "resume"  # that voice was no interruption: play on from the first word not fully heard
+    FINISH = "finish"  # all it had to say has played
+    CUT = "cut"  # off the line for good, heard up to where it stopped
+    CANCEL = "cancel"  # dropped before any of it reached the line
+
+
+LIFE: dict[tuple[State, Step], State] = {
+    (State.HELD, Step.START): State.PLAYING,
+    (State.HELD, Step.CANCEL): State.CANCELLED,
+    (State.PLAYING, Step.YIELD): State.PAUSED,
+    (State.PLAYING, Step.FINISH): State.DONE,
+    (State.PLAYING, Step.CUT): State.CUT_OFF,
+    (State.PAUSED, Step.YIELD): State.PAUSED,  # a second voice before the first one's words are in
+    (State.PAUSED, Step.RESUME): State.PLAYING,
+    (State.PAUSED, Step.CUT): State.CUT_OFF,
+}
+
+
+class IllegalStep(RuntimeError):
+    pass
 
 
 _BOUNDARY = re.compile(r"[.!?;:,]+[\"')\]]*(?=\s)")
@@ -103,6 +133,7 @@ class Utterance:
     kind: Kind
     interruptible: bool = True
     reply_job: int | None = None  # the LLM job feeding it, while it runs
+    jobs: ReplyJobs | None = None  # a reply's: the engine jobs behind it, for the call's record
     tts_jobs: list[int] = field(default_factory=list)  # in flight, in order
     text: str = ""  # everything it means to say (grows while the LLM streams)
     words: list[Word] = field(default_factory=list)  # utterance sample spans
@@ -126,6 +157,13 @@ class Utterance:
     @property
     def on_line(self) -> bool:
         return self.state in (State.PLAYING, State.PAUSED)
+
+    def step(self, step: Step) -> None:
+        """Move on in its life as `LIFE` allows."""
+        state = LIFE.get((self.state, step))
+        if state is None:
+            raise IllegalStep(f"utterance {self.id} ({self.kind}) cannot {step} when {self.state}")
+        self.state = state
 
     def add_audio(self, samples: int, words: tuple[Word, ...]) -> None:
         base = self.samples
@@ -174,7 +212,8 @@ class Utterance:
 
     def rewind(self, at: int) -> None:
         """Play on from sample `at` (a word boundary) after a pause."""
-        self.played, self.stop_at, self.state = at, None, State.PLAYING
+        self.step(Step.RESUME)
+        self.played, self.stop_at = at, None
         for i, w in enumerate(self.words):
             if w.start >= at:
                 self.word_start_t.pop(i, None)
@@ -195,6 +234,8 @@ class Utterance:
             "text_heard": " ".join(self.heard(heard_until)),
             "interrupted": self.state is State.CUT_OFF,
             "words": self.words_report(),
+            **({} if self.jobs is None else {"jobs": {"stt": self.jobs.stt, "judge": self.jobs.judge,
+                                                       "llm": self.jobs.llm, "tts": self.jobs.tts}}),
         }
 
     def words_report(self) -> list[dict[str, object]]:

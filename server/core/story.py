@@ -79,6 +79,13 @@ class Story:
         self._lines.append(_Line("bot", text))
         self.version += 1
 
+    def last_caller_fragment(self) -> int | None:
+        """The fragment the caller's newest line came from."""
+        for line in reversed(self._lines + ([self._pending] if self._pending else [])):
+            if line.role == "caller":
+                return line.fragment
+        return None
+
     def caller_has_last_word(self) -> bool:
         lines = self.lines()
         return bool(lines) and lines[-1].role == "caller"

@@ -11,9 +11,9 @@ the caller's words) and the call goes on.
 The call's row itself is committed by `commit_row()` before the call is greeted, so a call is listed
 even when the process dies a moment after answering it. When the call ends, `finish(summary)` replaces
 the live rows with the final ones from summary.json's content (fragments, bot turns, decisions, each
-reply's latencies, the engines that served the call) in one transaction; it may run twice. What the log
-learns from the trace is kept by a `CallWatch`, which recovery feeds a trace read back after a crash
-(server/store/replay.py).
+reply's latencies, the engines that served the call: server/callrecord.py) in one transaction; it may
+run twice. What the log learns from the trace is kept by a `CallWatch`, which recovery feeds a trace
+read back after a crash (server/store/replay.py).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -31,6 +30,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from server.callrecord import rows
 from server.core import events as ev
 from server.provenance import Provenance
 from server.store.db import Database
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_STAGES = ("stt_ms", "judge_ms", "llm_first_token_ms", "tts_first_audio_ms")
-_SAME_START_S = 0.05  # a reply's first audio as the trace saw it and as summary.json rounds it
 
 
 def describe_error(exc: BaseException) -> str:
@@ -95,27 +93,6 @@ class StoreWriter:
                 future.set_exception(exc)
 
 
-@dataclass(slots=True)
-class _ReplyJobs:
-    """The engine jobs behind one reply utterance."""
-
-    reply: int
-    stt: int | None
-    judge: int | None
-    tts: int | None = None
-    clause_ms: float | None = None
-    first_audio_t: float | None = None
-
-    def stages(self, ms: dict[str, dict[int, float]]) -> dict[str, float | None]:
-        """Each stage's latency for this reply, from the latencies by stage and job."""
-        jobs = {"stt_ms": self.stt, "judge_ms": self.judge, "llm_first_token_ms": self.reply,
-                "tts_first_audio_ms": self.tts}
-        return {stage: ms[stage].get(job) if job is not None else None for stage, job in jobs.items()}
-
-
-ReplyTiming = tuple[float | None, _ReplyJobs, dict[str, float | None]]  # first audio, jobs, stage latencies
-
-
 class _Tee(Trace):
     """A `Trace` that writes through to another and shows every line to a `CallLog` too."""
 
@@ -136,83 +113,35 @@ class _Tee(Trace):
         finally:
             self._watcher.saw(self._watcher.on_command, command)
 
-    def latency(self, name: str, ms: float, t: float) -> None:
-        try:
-            self._inner.latency(name, ms, t)
-        finally:
-            self._watcher.saw(self._watcher.on_latency, name, ms)
+    def latency(self, name: str, ms: float, t: float, job: int | None = None) -> None:
+        self._inner.latency(name, ms, t, job)
 
     def close(self) -> None:
         self._inner.close()
 
 
 class CallWatch:
-    """What a call's trace shows, line by line: the caller's fragments as they are heard (handed to
-    `on_fragment`: first sample, start_s, end_s, text) and the engine jobs and latencies behind each
-    reply. Fed by a live call's `CallLog`, or by a trace read back after a crash."""
+    """The caller's fragments as they are heard, from a call's trace: a Transcribe command names the
+    audio of its job, the TranscriptReady event for that job carries the words (handed to `on_fragment`:
+    first sample, start_s, end_s, text). Fed by a live call's `CallLog`, or by a trace read back after a
+    crash."""
 
     def __init__(self, rate: int = 16000,
                  on_fragment: Callable[[int, float, float, str], None] | None = None) -> None:
         self.rate = rate
         self.on_fragment = on_fragment
         self._stt_spans: dict[int, tuple[int, int]] = {}
-        self._ms: dict[str, dict[int, float]] = {stage: {} for stage in _STAGES}
-        self._pending: tuple[str, float] | None = None  # a latency waiting for the event it belongs to
-        self._last_stt: int | None = None
-        self._last_judge: ev.Judge | None = None
-        self._last_synth: int | None = None
-        self._replies: dict[int, _ReplyJobs] = {}  # utterance -> its jobs
-
-    def replies(self) -> list[ReplyTiming]:
-        """Each reply's first audio, jobs and stage latencies, as `final_rows` takes them."""
-        return [(r.first_audio_t, r, r.stages(self._ms)) for r in self._replies.values()]
 
     def on_event(self, e: Any) -> None:
-        kind = type(e)
-        if kind is ev.VadWindow:
-            return
-        if self._pending is not None:
-            stage, ms = self._pending
-            self._pending = None
-            job = getattr(e, "job", None)
-            if job is not None:
-                self._ms[stage][job] = ms
-        if kind is ev.TranscriptReady:
+        if type(e) is ev.TranscriptReady:
             span = self._stt_spans.get(e.job)
             text = e.text.strip()
-            if span is not None and text:
-                self._last_stt = e.job
-                if self.on_fragment is not None:
-                    self.on_fragment(span[0], span[0] / self.rate, span[1] / self.rate, text)
-        elif kind is ev.PlayoutProgress:
-            reply = self._replies.get(e.utterance)
-            if reply is not None and reply.first_audio_t is None:
-                reply.first_audio_t = e.t + e.offset / self.rate
+            if span is not None and text and self.on_fragment is not None:
+                self.on_fragment(span[0], span[0] / self.rate, span[1] / self.rate, text)
 
     def on_command(self, c: Any) -> None:
-        kind = type(c)
-        if kind is ev.Transcribe:
+        if type(c) is ev.Transcribe:
             self._stt_spans[c.job] = (c.start, c.end)
-        elif kind is ev.Judge:
-            self._last_judge = c
-        elif kind is ev.Reply:
-            judge = self._last_judge  # the judge of this very story, unless the turn took a shortcut
-            judge_job = judge.job if judge is not None and judge.story == c.story else None
-            self._replies[c.utterance] = _ReplyJobs(c.job, self._last_stt, judge_job)
-        elif kind is ev.Synthesize:
-            self._last_synth = c.utterance
-            reply = self._replies.get(c.utterance)
-            if reply is not None and reply.tts is None:
-                reply.tts = c.job
-
-    def on_latency(self, name: str, ms: float) -> None:
-        ms = round(ms, 1)  # as trace.jsonl has it
-        if name == "llm_first_clause_ms":  # written right after its Synthesize command
-            reply = self._replies.get(self._last_synth) if self._last_synth is not None else None
-            if reply is not None and reply.clause_ms is None:
-                reply.clause_ms = ms
-        elif name in self._ms:  # the next event carries the job it measured
-            self._pending = (name, ms)
 
 
 class CallLog:
@@ -266,10 +195,6 @@ class CallLog:
     def on_command(self, c: Any) -> None:
         with self._lock:
             self.watch.on_command(c)
-
-    def on_latency(self, name: str, ms: float) -> None:
-        with self._lock:
-            self.watch.on_latency(name, ms)
 
     def _heard(self, first: int, start_s: float, end_s: float, text: str) -> None:
         self._dirty[first] = (start_s, end_s, text)
@@ -350,7 +275,6 @@ class CallLog:
         has an error). Returns the call's id. Runs in one transaction; running it again changes nothing."""
         with self._lock:
             self._finished = True
-            replies = self.watch.replies()
         error = str(summary.get("error") or "")
         duration = summary.get("duration_s")
         with self._db_lock, self.db.session() as session:
@@ -367,7 +291,7 @@ class CallLog:
                 call.ring_through = ring
             for model in (Fragment, BotTurn, Decision, TurnLatency):
                 session.execute(delete(model).where(model.call_id == call.id))
-            session.add_all(final_rows(call.id, summary, replies))
+            session.add_all(rows(call.id, summary))
             call_id = call.id
         self.call_id = call_id
         return call_id
@@ -377,37 +301,3 @@ def engines_of(summary: dict[str, Any]) -> list[dict[str, Any]] | None:
     """summary.json's "engines" as `calls.engines` keeps it (well-formed entries only), or None."""
     provenance = Provenance.from_json(summary.get("engines"))
     return None if provenance is None else provenance.to_json()
-
-
-def final_rows(call_id: int, summary: dict[str, Any], replies: Sequence[ReplyTiming] = ()
-               ) -> list[Fragment | BotTurn | Decision | TurnLatency]:
-    """The rows summary.json's content makes, with each reply's latencies as the trace measured them."""
-    rows: list[Fragment | BotTurn | Decision | TurnLatency] = []
-    fragments = summary.get("caller_fragments") or []
-    for f in fragments:
-        rows.append(Fragment(call_id=call_id, start_s=float(f["start_s"]), end_s=float(f["end_s"]),
-                             text=str(f.get("text") or "")))
-    for d in summary.get("decisions") or []:
-        p = d.get("p_complete")
-        rows.append(Decision(call_id=call_id, at_s=float(d["at_s"]), verdict=str(d["verdict"])[:16],
-                             by=str(d["by"])[:32], p_complete=None if p is None else float(p)))
-    for b in summary.get("bot_turns") or []:
-        start, end = b.get("start_s"), b.get("end_s")
-        if start is None:
-            continue  # never reached the line
-        rows.append(BotTurn(call_id=call_id, kind=str(b["kind"])[:16], start_s=float(start),
-                            end_s=float(end if end is not None else start),
-                            intended=str(b.get("text_intended") or ""), heard=str(b.get("text_heard") or ""),
-                            cut_off=bool(b.get("interrupted"))))
-        if b["kind"] != "reply":
-            continue
-        caller_end = max((float(f["end_s"]) for f in fragments if float(f["end_s"]) <= float(start)),
-                         default=None)
-        if caller_end is None:
-            continue  # nothing the caller said came before it
-        match = min((r for r in replies if r[0] is not None and abs(r[0] - float(start)) <= _SAME_START_S),
-                    key=lambda r: abs((r[0] or 0.0) - float(start)), default=None)
-        stages: dict[str, float | None] = match[2] if match else {}
-        rows.append(TurnLatency(call_id=call_id, caller_end_s=caller_end, first_audio_s=float(start),
-                                llm_first_clause_ms=match[1].clause_ms if match else None, **stages))
-    return rows

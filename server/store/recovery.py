@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
+from server.callrecord import rows
 from server.core.conversation import ConversationOptions
-from server.store.calls import final_rows
 from server.store.db import Database
 from server.store.replay import Replayed, replay_trace, trace_engines
 from server.store.schema import BotTurn, Call, Decision, Fragment, Message, TurnLatency
@@ -82,7 +82,7 @@ def _recover(session: Session, call: Call, replayed: Replayed | None) -> None:
                                                    for f in call.fragments]}
     for model in (Fragment, BotTurn, Decision, TurnLatency):
         session.execute(delete(model).where(model.call_id == call.id))
-    session.add_all(final_rows(call.id, summary, replayed.replies))
+    session.add_all(rows(call.id, summary))
 
 
 def calls_without_message(db: Database, node: str = "") -> list[int]:

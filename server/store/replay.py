@@ -2,9 +2,10 @@
 
 The conversation core is deterministic: the events a call's trace holds, handed to a new core with the
 call's options, make it decide again what it decided then (the same commands, with the same job and
-utterance ids). Its report is then the summary.json the call would have had at that moment, and
-`final_rows` turns it into rows as it does for any call that ended; a `CallWatch` reads the same lines
-for each reply's latencies, as the live call's `CallLog` did. Every command the trace holds is checked
+utterance ids). Its report, with the engines' latencies the trace's latency lines give by job id, is
+then the summary.json the call would have had at that moment, which `server/callrecord.py` turns into
+rows as it does for any call that ended; a `CallWatch` reads the caller's words from the same lines, as
+the live call's `CallLog` did. Every command the trace holds is checked
 against the one the core gives again: when they differ (the call's options have changed since, or the
 trace is not one a call wrote), the replay is not used. The trace's first line names the engines that
 served the call (`trace_engines`); the replay passes over it.
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.callrecord import summarize
 from server.core import events as ev
 from server.core.conversation import Conversation, ConversationOptions
-from server.store.calls import CallWatch, ReplyTiming, engines_of
+from server.store.calls import CallWatch, engines_of
 from server.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,6 @@ def trace_engines(path: Path, max_lines: int = 8) -> list[dict[str, Any]] | None
 @dataclass(frozen=True, slots=True)
 class Replayed:
     summary: dict[str, Any]  # as summary.json has it, without the call's meta
-    replies: list[ReplyTiming]
     heard: list[tuple[float, float, str]]  # the caller's fragments as the live call's CallLog stored them
     end_s: float  # the last event's time
 
@@ -82,6 +83,7 @@ def _replay(lines: typing.Iterable[str], options: ConversationOptions) -> Replay
     capture = _Capture()
     pending: deque[tuple[dict[str, Any], ev.Command]] = deque()  # what the core gave, still to be seen
     end_s: float | None = None
+    timings: dict[int, dict[str, float]] = {}
     for raw in lines:
         try:
             record = json.loads(raw)
@@ -104,10 +106,12 @@ def _replay(lines: typing.Iterable[str], options: ConversationOptions) -> Replay
                                 f"{expected['type']}, or with other fields")
             watch.on_command(command)
         elif kind == "latency":
-            watch.on_latency(str(record.get("type")), float(record.get("ms", 0.0)))
+            job = record.get("job")
+            if isinstance(job, int):  # a trace of format 1 has latencies without their job
+                timings.setdefault(job, {})[str(record.get("type"))] = float(record.get("ms", 0.0))
     if end_s is None:
         return None
-    return Replayed(core.report(), watch.replies(), list(heard.values()), end_s)
+    return Replayed(summarize(core.report(), timings), list(heard.values()), end_s)
 
 
 def _event(record: dict[str, Any]) -> Any:

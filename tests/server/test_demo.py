@@ -71,7 +71,7 @@ def test_a_demo_call_on_the_stand_ins_prints_its_engines_and_latencies(
     assert "voice-to-voice" in out
     config, _ = demo_config(None, stand_ins=True)
     summary = run_demo(config, tmp_path / "again")
-    rows = turn_latencies(summary, tmp_path / "again" / "trace.jsonl", config)
+    rows = turn_latencies(summary)
     replies = [b for b in summary["bot_turns"] if b["kind"] == "reply" and b["start_s"] is not None]
     assert len(rows) >= 1 and len(rows) <= len(replies)
     assert all(0 < r["voice_to_voice_ms"] < 3000 for r in rows)  # type: ignore[operator]

@@ -55,8 +55,8 @@ class Cut(Trace):
     def command(self, t: float, command: Any) -> None:
         self._inner.command(t, command)
 
-    def latency(self, name: str, ms: float, t: float) -> None:
-        self._inner.latency(name, ms, t)
+    def latency(self, name: str, ms: float, t: float, job: int | None = None) -> None:
+        self._inner.latency(name, ms, t, job)
 
     def close(self) -> None:
         self._inner.close()

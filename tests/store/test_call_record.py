@@ -1,0 +1,79 @@
+"""The stored call comes from what the core decided and the engines' times by job id, not from the order
+of the trace's lines: a trace whose latency lines are moved about stores the same call, on recovery as
+live."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from server.audio import read_audio
+from server.callrecord import rows
+from server.store.calls import CallLog, StoreWriter
+from server.store.db import Database
+from server.store.replay import replay_trace
+from server.store.schema import Call, TurnLatency
+from tests.store.virtual_call import run_virtual_call, scenario_config, scenario_engines
+
+STAGES = ("stt_ms", "judge_ms", "llm_first_token_ms", "llm_first_clause_ms", "tts_first_audio_ms")
+
+
+def row_values(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(type(r).__name__, {c.name: getattr(r, c.name) for c in r.__table__.columns
+                                if c.name not in ("id", "call_id")}) for r in rows(0, summary)]
+
+
+def moved(lines: list[str], seed: int) -> list[str]:
+    """The same lines with every latency line somewhere else: shuffled among themselves and put back at
+    random places after the engines line."""
+    latency = [line for line in lines if json.loads(line).get("kind") == "latency"]
+    rest = [line for line in lines if json.loads(line).get("kind") != "latency"]
+    rng = random.Random(seed)
+    rng.shuffle(latency)
+    for line in latency:
+        rest.insert(rng.randrange(1, len(rest) + 1), line)
+    return rest
+
+
+def test_moving_the_traces_latency_lines_changes_nothing_stored(
+        shared: Path, tmp_path: Path, db: Database) -> None:
+    writer = StoreWriter(db)
+    writer.start()
+    try:
+        for name in ("three_things", "trailing_thought"):
+            config = scenario_config(shared, name)
+            folder = tmp_path / name
+            call_log = CallLog(db, writer, uid=name, source="simulate", folder=str(folder))
+            summary = run_virtual_call(read_audio(shared / "scenarios" / f"{name}.wav"),
+                                       scenario_engines(config), config, folder, call_log=call_log)
+            call_log.finish(summary)
+            live = stored_latencies(db, name)
+            assert live and all(stage is not None for stage in live[-1][::2]), "latencies to lose"
+
+            trace = (folder / "trace.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+            replayed = replay_trace(folder / "trace.jsonl", config.conversation())
+            assert replayed is not None
+            expected = row_values(replayed.summary)
+            assert any(kind == TurnLatency.__name__ and values["stt_ms"] is not None
+                       for kind, values in expected)
+            assert expected == row_values(summary)  # recovery stores what the live call stored
+            assert [tuple(v[k] for k in STAGES) for kind, v in expected if kind == "TurnLatency"] == live
+            for seed in range(3):
+                path = tmp_path / f"{name}-moved-{seed}.jsonl"
+                path.write_text("".join(moved(trace, seed)), encoding="utf-8")
+                again = replay_trace(path, config.conversation())
+                assert again is not None
+                assert row_values(again.summary) == expected
+    finally:
+        writer.stop()
+
+
+def stored_latencies(db: Database, uid: str) -> list[tuple[float | None, ...]]:
+    with db.session() as s:
+        call = s.scalars(select(Call).where(Call.uid == uid)).one()
+        return [(t.stt_ms, t.judge_ms, t.llm_first_token_ms, t.llm_first_clause_ms, t.tts_first_audio_ms)
+                for t in call.latencies]
