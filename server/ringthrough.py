@@ -85,7 +85,7 @@ def ring_options(owner: OwnerConfig, plan: CallPlan, now: datetime, *, caller_nu
 
 def dnd_file(config: Config) -> Path:
     """Where the dashboard keeps its do-not-disturb switch: beside the calls, so every start finds it."""
-    return Path(config.storage.calls_dir) / ".do-not-disturb"
+    return Path(config.storage.calls_dir).expanduser() / ".do-not-disturb"
 
 
 def do_not_disturb(config: Config) -> bool:

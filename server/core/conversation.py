@@ -278,7 +278,8 @@ class Conversation:
             self._last_activity = e.t
             if self._barge is not None:
                 self._barge_tick()
-        if self.screen.observe(e.t, self.seg.voiced, self._mouth.audible(), bool(self.story_caller_lines())):
+        alive = bool(self.story_caller_lines() or self._keys) or self.ring.record is not None  # words or keys
+        if self.screen.observe(e.t, self.seg.voiced, self._mouth.audible(), alive):
             self._say_goodbye(self.screen.ended(e.t, ""), self.screen.goodbye())
 
     def _on_segment(self, s: SegmentEvent) -> None:

@@ -1,11 +1,11 @@
 """Screening robocalls and silent calls: the core's side, sans I/O.
 
 `Screen.observe` is given, once per VAD window, what the conversation already knows at that moment:
-whether the caller's voice is on, whether the bot's voice is on the line, and whether any caller words
-have been heard. It answers with a verdict once, or never.
+whether the caller's voice is on, whether the bot's voice is on the line, and whether the caller has
+shown a sign of life (words heard, a key pressed, the owner asked for). It answers with a verdict once, or never.
 
 Rules (every number is a `ScreeningOptions` field):
-1. Silent: no caller words `silent_s` after the bot's greeting went quiet (call start when there is
+1. Silent: no caller words (or keys) `silent_s` after the bot's greeting went quiet (call start when there is
    none), and no caller voice for `settle_s` (words may still be on their way from the recogniser).
 2. A live listener: once the bot has spoken for `listen_s` in a row while the caller kept quiet, after
    the caller's voice was first heard, the caller is taken for a person and rule 3 no longer applies.

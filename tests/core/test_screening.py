@@ -139,3 +139,16 @@ def test_line_noise_with_no_words_is_a_silent_call(tmp_path: Path) -> None:
     noise = read_audio(SHARED / "audio" / "noise" / "office.wav")
     s = _simulate(tmp_path, np.resize(noise, 30 * 16000), "")
     assert s["ended"] == "screened: silent", s["screening"]
+
+
+def test_a_caller_who_pressed_0_and_waits_for_the_owner_is_not_silent() -> None:
+    from server.core import events as ev
+    from server.core.conversation import Conversation, ConversationOptions
+    from server.core.ringthrough import RingOptions
+
+    c = Conversation(ConversationOptions(screening=ScreeningOptions(), ring=RingOptions(enabled=True)))
+    c.handle(ev.CallStarted(0.0))
+    c.handle(ev.Dtmf(1.0, "0"))
+    for i in range(round(25 / STEP)):  # the owner's phone rings on; the caller says nothing
+        c.handle(ev.VadWindow(1.0 + i * STEP, 16000 + i * 512, 16000 + (i + 1) * 512, 0.01))
+    assert c.screen.verdict is None and c.ended is None
