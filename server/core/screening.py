@@ -2,7 +2,8 @@
 
 `Screen.observe` is given, once per VAD window, what the conversation already knows at that moment:
 whether the caller's voice is on, whether the bot's voice is on the line, and whether the caller has
-shown a sign of life (words heard, a key pressed, the owner asked for). It answers with a verdict once, or never.
+shown a sign of life (words heard, a key pressed, the owner asked for). It answers with a verdict once,
+or never.
 
 Rules (every number is a `ScreeningOptions` field):
 1. Silent: no caller words (or keys) `silent_s` after the bot's greeting went quiet (call start when there is
