@@ -416,6 +416,7 @@ class LiveCall:
     async def run(self, transport: Transport) -> CallRuntime:
         loop = asyncio.get_running_loop()
         # The runtime needs the runner and the runner delivers to the runtime: bind late.
+        runtime: CallRuntime
         jobs = ThreadedJobs(loop, lambda *result: runtime.on_result(*result), self.now)  # noqa: PLW0108
         runtime = self.runtime = self._make_runtime(jobs)
 
