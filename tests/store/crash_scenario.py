@@ -63,7 +63,7 @@ class Cut(Trace):
 
 
 def main(url: str, folder: Path, shared: Path, name: str, *, cut_s: float, number: str, report: Path) -> None:
-    simulate.Conversation = Watched  # type: ignore[misc]
+    vars(simulate)["Conversation"] = Watched  # the name simulate() makes its core with
     db = open_database(url)
     writer = StoreWriter(db)
     writer.start()
