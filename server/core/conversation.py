@@ -287,9 +287,11 @@ class Conversation:
             self._fragments[s.fragment.id] = s.fragment
             self._quiet_since = None
             self._voice_epoch += 1
+            only_mhm = s.resumed and s.fragment.id in self._acknowledgements
             if s.resumed:
-                self._caller_went_on()
-            elif self._mouth.audible() and self._mouth.front is not None and self._mouth.front.interruptible:
+                self._caller_went_on(s.fragment)
+            if ((not s.resumed or only_mhm) and self._mouth.audible() and self._mouth.front is not None
+                    and self._mouth.front.interruptible):
                 u = self._mouth.front
                 self._barge = _Barge(u, s.fragment.id, self._secs(s.at))
         elif isinstance(s, Onset):
@@ -342,8 +344,10 @@ class Conversation:
             self._transcribe(frag, speculative=False)
         # otherwise the speculative transcript in flight becomes final when it lands
 
-    def _caller_went_on(self) -> None:
-        """Voice came back inside the open fragment: what was said so far is not the whole line."""
+    def _caller_went_on(self, frag: Fragment) -> None:
+        """Voice came back inside the open fragment: what was said so far is not the whole line (nor
+        only a "mhm" over the bot, when its start was taken for one)."""
+        self._acknowledgements.discard(frag.id)
         self.story.withdraw_pending()
         self._abandon_turn()
 

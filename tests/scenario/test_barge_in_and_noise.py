@@ -106,6 +106,28 @@ def test_a_spoken_okay_lets_the_bot_finish_its_sentence(tmp_path: Path) -> None:
     assert s["barge_ins"] and s["barge_ins"][0]["resumed"]
 
 
+def test_an_okay_that_runs_on_into_a_message_is_heard_as_the_message(tmp_path: Path) -> None:
+    # The "okay" is transcribed in the short pause after it and taken for a backchannel; the caller's
+    # voice comes back before the fragment closes: the words that follow interrupt the bot again and
+    # are the caller's turn.
+    question, okay = espeak("When will the parcel arrive?"), espeak("Okay.")
+    rest = espeak("Then tell him Sam called about Saturday.")
+    caller = np.zeros(16000 * 20, np.int16)
+    q_end = 0.5 + len(question) / 16000
+    place(caller, question, 0.5)
+    o_start = q_end + 2.5
+    o_end = o_start + len(okay) / 16000
+    r_start = o_end - 0.1  # espeak's clips begin and end in silence: a pause of about 250 ms
+    place(caller, okay, o_start)
+    place(caller, rest, r_start)
+    s = run_call(tmp_path, caller, [(0.5, q_end, "When will the parcel arrive?"), (o_start, o_end, "Okay."),
+                                    (r_start, r_start + len(rest) / 16000,
+                                     "Then tell him Sam called about Saturday.")])
+    assert "Sam called about Saturday" in s["story"]
+    replies = [b for b in s["bot_turns"] if b["kind"] == "reply"]
+    assert len(replies) == 2 and replies[1]["start_s"] > r_start
+
+
 @pytest.mark.parametrize("noise", ["babble", "cafe", "dishes", "exercise_bike", "freesound_573577", "office"])
 def test_noise_is_not_a_caller(shared: Path, tmp_path: Path, noise: str) -> None:
     tsv = tmp_path / "empty.tsv"
