@@ -95,7 +95,7 @@ def do_not_disturb(config: Config) -> bool:
     except FileNotFoundError:
         return config.owner.do_not_disturb
     except OSError as exc:  # unreadable: nobody is rung rather than somebody by mistake
-        log.warning("cannot read %s (%s): do not disturb is on", dnd_file(config), exc)
+        log.warning("cannot read %s (%s): do not disturb is on", dnd_file(config), type(exc).__name__)
         return True
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import re
 import signal
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -116,8 +117,8 @@ async def answer(call: Any, engines: Engines, config: Config, calls_dir: Path, *
     try:
         runtime = await live.run(call)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        log.exception("call %s failed", call.call_id)
+        error = f"{type(exc).__name__}: {exc}"  # the call's own record keeps the text; the log does not
+        log.error("call %s failed: %s raised in %s", call.call_id, type(exc).__name__, _where(exc))
         raise
     finally:
         meta.update(error=error, duration_s=round(live.now(), 3))
@@ -147,6 +148,13 @@ def _owner_target(config: Config, switchboard: Switchboard | None) -> str | None
     except ValueError as exc:
         log.error("[owner] phone: %s", exc)
         return None
+
+
+def _where(exc: BaseException, frames: int = 4) -> str:
+    """The innermost frames `exc` passed through, as file:line (function): where it failed, without its
+    message, which can quote an engine or the caller."""
+    stack = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return " < ".join(f"{Path(f.filename).name}:{f.lineno} ({f.name})" for f in reversed(stack)) or "?"
 
 
 async def _committed(call_log: CallLog) -> None:

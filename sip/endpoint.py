@@ -506,8 +506,9 @@ class SipEndpoint:
 
     def _handler_done(self, call: SipCall, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: the call handler failed", call.call_id, exc_info=task.exception())
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # the type only: the handler's exception can quote the caller (server/serve.py logs where)
+            log.error("%s: the call handler failed (%s)", call.call_id, type(exc).__name__)
         if not call.ended:  # a call never outlives its handler
             self._request_hangup(call, "handler finished")
 

@@ -91,7 +91,7 @@ class SynthesisDone:
 class JobFailed:
     t: float
     job: int
-    error: str  # for the trace: what failed, never caller text
+    error: str  # what failed, in full for the trace (it can quote the caller); logs name only its type
 
 
 @dataclass(frozen=True, slots=True)

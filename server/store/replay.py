@@ -31,6 +31,7 @@ from server.trace import Trace
 log = logging.getLogger(__name__)
 
 _EVENTS: dict[str, type] = {cls.__name__: cls for cls in typing.get_args(ev.Event)}
+_NAMES = {*_EVENTS, *(cls.__name__ for cls in typing.get_args(ev.Command))}
 _TIME_SLACK = 2e-3  # the trace keeps 4 decimals of each time; what the core computes from them may move
 
 
@@ -59,7 +60,8 @@ class Replayed:
 
 
 class _Diverged(Exception):
-    pass
+    """The core does not give again what the trace says it gave. Its message names only classes the code
+    knows (`_name`), never the trace's own text."""
 
 
 def replay_trace(path: Path, options: ConversationOptions) -> Replayed | None:
@@ -99,10 +101,10 @@ def _replay(lines: typing.Iterable[str], options: ConversationOptions) -> Replay
             end_s = event.t
         elif kind == "command":
             if not pending:
-                raise _Diverged(f"the trace has a {record.get('type')} the core did not give")
+                raise _Diverged(f"the trace has a {_name(record)} the core did not give")
             expected, command = pending.popleft()
             if not _same(record, expected):
-                raise _Diverged(f"the trace has a {record.get('type')} where the core gave a "
+                raise _Diverged(f"the trace has a {_name(record)} where the core gave a "
                                 f"{expected['type']}, or with other fields")
             watch.on_command(command)
         elif kind == "latency":
@@ -117,13 +119,19 @@ def _replay(lines: typing.Iterable[str], options: ConversationOptions) -> Replay
 def _event(record: dict[str, Any]) -> Any:
     cls = _EVENTS.get(str(record.get("type")))
     if cls is None:
-        raise _Diverged(f"unknown event {str(record.get('type'))[:40]!r}")
+        raise _Diverged("an event of an unknown type")
     hints = typing.get_type_hints(cls)
     try:
         return cls(**{f.name: _value(hints[f.name], record[f.name])
                       for f in dataclasses.fields(cls) if f.name in record})
     except (TypeError, ValueError) as exc:
         raise _Diverged(f"a {cls.__name__} that does not read back ({type(exc).__name__})") from None
+
+
+def _name(record: dict[str, Any]) -> str:
+    """The type a trace line names, if it is one the code knows."""
+    name = record.get("type")
+    return name if isinstance(name, str) and name in _NAMES else "line of an unknown type"
 
 
 def _value(hint: Any, value: Any) -> Any:

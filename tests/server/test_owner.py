@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select, text
 
@@ -254,3 +256,34 @@ def test_a_database_that_fails_the_lookup_still_gets_the_call_answered(
     assert (plan.contact_name, plan.blocked, plan.conversation.call.greeting) == ("", False, "Hi there.")
     assert all(NUMBER not in r.getMessage() and "3331234567" not in r.getMessage() for r in caplog.records)
     assert any("unknown caller" in r.getMessage() for r in caplog.records)
+
+
+class BrokenLine(WavTransport):
+    """A line that fails mid-call with an error quoting the caller."""
+
+    async def frames(self) -> AsyncIterator[np.ndarray]:
+        async for k, frame in _numbered(super().frames()):
+            if k == 50:
+                raise RuntimeError("lost the line while hearing 'my card is 4929 1234'")
+            yield frame
+
+
+async def _numbered(frames: AsyncIterator[np.ndarray]) -> AsyncIterator[tuple[int, np.ndarray]]:
+    k = 0
+    async for frame in frames:
+        yield k, frame
+        k += 1
+
+
+def test_a_call_that_fails_logs_where_and_keeps_its_error_text_out_of_the_log(
+        tmp_path: Path, db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    config = load(None, {"call": {"greeting": "Hi there."}})
+    owner = Owner(config, db, Engines(SpanVad([]), SpanStt([]), RulesJudge(), ScriptLlm([]), ToneTts()))
+    line = BrokenLine(np.zeros(16000 * 3, np.int16))
+    with caplog.at_level(logging.DEBUG), pytest.raises(RuntimeError):
+        asyncio.run(answer(line, owner.engines, config, tmp_path / "calls", owner=owner))
+    assert "4929" not in caplog.text and not any(r.exc_info for r in caplog.records)
+    [failed] = [r.getMessage() for r in caplog.records if "call-1 failed" in r.getMessage()]
+    assert "RuntimeError raised in test_owner.py:" in failed
+    [folder] = list((tmp_path / "calls").iterdir())
+    assert "4929" in json.loads((folder / "summary.json").read_text())["error"]  # the call's own file has it
