@@ -242,8 +242,10 @@ def test_build_prompt() -> None:
     assert build_prompt([], 120) is None
     assert build_prompt(["  ", ""], 120) is None
     assert build_prompt(["Mario  Rossi", "Milano", "mario rossi", "ACME Srl"], 120) == \
-        "Mario Rossi, Milano, ACME Srl"
-    assert build_prompt(["Mario Rossi", "Milano", "ACME Srl"], 20) == "Mario Rossi, Milano"
+        "Mario Rossi, Milano, ACME Srl."
+    assert build_prompt(["Mario Rossi", "Milano", "ACME Srl"], 20) == "Mario Rossi, Milano."
+    assert build_prompt(["Marco"], 6) == "Marco."
+    assert build_prompt(["Marco"], 5) is None
     assert build_prompt(["A very long company name indeed"], 10) is None
 
 
@@ -374,7 +376,7 @@ def test_language_is_locked_and_hints_bias_the_prompt(raw_stt: WhisperStt, speec
         start = prompt.index(sot)
         assert prompt[start:] == [sot, tok.token_to_id("<|it|>"), tok.token_to_id("<|transcribe|>"),
                                   tok.token_to_id("<|notimestamps|>")]
-        assert prompt[:start] == [prev, *tok.encode(" Rossi, Milano", add_special_tokens=False).ids]
+        assert prompt[:start] == [prev, *tok.encode(" Rossi, Milano.", add_special_tokens=False).ids]
 
     spy.prompts.clear()
     raw_stt.transcribe(speech[:16000], start_s=0.0, language="en")
