@@ -117,8 +117,8 @@ class CallRuntime:
         self.hangup: str | None = None
         self._caller = _Ring(int(self.options.caller_memory_s * self.rate))
         self._pending = np.zeros(0, np.int16)  # caller samples not yet in a VAD window
-        self._timers: list[tuple[float, str]] = []
-        self._timer_at: dict[str, float] = {}
+        self._timers: list[tuple[float, ev.Timer]] = []
+        self._timer_at: dict[ev.Timer, float] = {}
         self._utterance_of: dict[int, int] = {}  # tts job -> utterance
         self._started_audio: set[int] = set()  # utterances whose first audio is in
         self._jobs: dict[int, str] = {}  # job -> engine, while it runs

@@ -8,9 +8,26 @@ hands out; a result for a job the core no longer wants is ignored, so cancelling
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from server.core.record import Record
+
+
+class Timer(enum.StrEnum):
+    """The core's timers (StartTimer, TimerFired). The values are the names traces keep."""
+
+    SILENCE = "silence"  # nothing has happened for the call's silence timeout
+    MAX_DURATION = "max_duration"
+    RELEASE = "release"  # a granted reply may start (the turn gap has passed)
+    BACKSTOP = "backstop"  # a WAIT has lasted long enough: the bot takes the turn anyway
+    READBACK = "readback"  # a dictated number may be read back
+    ACK = "ack"  # the judge is slow: acknowledge the caller
+    BACKCHANNEL = "backchannel"  # a long caller turn: "mm-hm"
+    REPEAT = "repeat"  # ask the caller to say it again
+    RING_TIMEOUT = "ring_timeout"  # the owner's phone has rung long enough
+    RING_DECIDE = "ring_decide"  # the owner has not chosen in time
+
 
 # --------------------------------------------------------------------------- events (runtime -> core)
 
@@ -121,7 +138,7 @@ class PlayoutStopped:
 @dataclass(frozen=True, slots=True)
 class TimerFired:
     t: float
-    name: str
+    name: Timer
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +289,7 @@ class Drop:
 class StartTimer:
     """Send TimerFired(name) at call time `at`; a timer of the same name is replaced."""
 
-    name: str
+    name: Timer
     at: float
 
 

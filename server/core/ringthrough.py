@@ -36,10 +36,6 @@ from server.core.mouth import Mouth
 from server.core.phrases import phrases_for
 from server.core.speech import Kind
 
-# Timers this module owns (TimerFired names)
-RING_TIMEOUT = "ring_timeout"
-RING_DECIDE = "ring_decide"
-
 _ASKS_FOR_OWNER = {
     "en": (r"\b(put|patch|connect|transfer|get) me (through|to|over)\b",
            r"\b(speak|talk) (to|with) (him|her|them|{owner})\b",
@@ -185,20 +181,20 @@ class RingThrough:
     def on_timer(self, e: ev.TimerFired) -> bool:
         """Whether the timer was ring-through's business (then nothing else acts on it)."""
         o = self.options
-        if e.name == RING_TIMEOUT:
+        if e.name == ev.Timer.RING_TIMEOUT:
             if self.phase in ("dialing", "ringing"):
                 self._give_up(e.t, "no answer")
             return True
-        if e.name == RING_DECIDE:
+        if e.name == ev.Timer.RING_DECIDE:
             if self.phase == "asking":
                 self._give_up(e.t, "not accepted")
             return True
-        if self.bridged and e.name in ("silence", "max_duration"):
+        if self.bridged and e.name in (ev.Timer.SILENCE, ev.Timer.MAX_DURATION):
             return True  # a bridged call lasts as long as the two of them talk
-        if self.holds_turns and e.name == "silence":
+        if self.holds_turns and e.name == ev.Timer.SILENCE:
             return True  # the caller waits for the owner; the fallback line re-arms it
-        if self.holds_turns and e.name == "max_duration":
-            self._desk.emit(ev.StartTimer("max_duration", e.t + o.ring_timeout_s + o.decide_timeout_s))
+        if self.holds_turns and e.name == ev.Timer.MAX_DURATION:
+            self._desk.emit(ev.StartTimer(ev.Timer.MAX_DURATION, e.t + o.ring_timeout_s + o.decide_timeout_s))
             return True
         return False
 
@@ -242,7 +238,7 @@ class RingThrough:
         self._desk.emit(ev.RingOwner(self._attempt, "" if o.transfer else self.announcement(),
                                      transfer=o.transfer))
         self._say("ring_trying")
-        self._desk.emit(ev.StartTimer(RING_TIMEOUT, t + o.ring_timeout_s))
+        self._desk.emit(ev.StartTimer(ev.Timer.RING_TIMEOUT, t + o.ring_timeout_s))
         return True
 
     def announcement(self) -> str:
@@ -281,7 +277,7 @@ class RingThrough:
             self._end("transferred")
             return
         self.phase = "asking"
-        self._desk.emit(ev.StartTimer(RING_DECIDE, e.t + self.options.decide_timeout_s))
+        self._desk.emit(ev.StartTimer(ev.Timer.RING_DECIDE, e.t + self.options.decide_timeout_s))
 
     def _on_digit(self, e: ev.OwnerDigit) -> None:
         if not self._current(e.attempt) or self.phase != "asking":

@@ -14,6 +14,7 @@ served the call (`trace_engines`); the replay passes over it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import typing
@@ -135,6 +136,8 @@ def _name(record: dict[str, Any]) -> str:
 
 
 def _value(hint: Any, value: Any) -> Any:
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)  # a name the trace keeps (ev.Timer); an unknown one does not read back
     if not isinstance(value, list):
         return value
     args = typing.get_args(hint)

@@ -72,7 +72,7 @@ def test_a_stale_transcript_is_ignored() -> None:
 
 def test_a_late_event_does_not_move_the_clock_back() -> None:
     c = core()
-    c.handle(ev.TimerFired(5.0, "nothing"))
+    c.handle(ev.TimerFired(5.0, ev.Timer.RELEASE))  # no turn to release
     c.handle(ev.PlayoutProgress(4.98, utterance=99, first=0, last=320))  # stamped by the other clock
     assert c.t == 5.0
 
@@ -103,7 +103,7 @@ def test_a_backstop_armed_before_the_caller_spoke_again_never_fires() -> None:
     assert t2.start > 20 * W
     late = (i + 125) * W / 16000
     assert late > backstop.at
-    assert c.handle(ev.TimerFired(late, "backstop")) == []
+    assert c.handle(ev.TimerFired(late, ev.Timer.BACKSTOP)) == []
     assert [d["by"] for d in c.decisions] == ["judge"]  # the WAIT only: the stale timer granted nothing
     out = c.handle(ev.TranscriptReady(late + 0.01, t2.job, "that the meeting moved to Friday."))
     assert of(ev.Judge, out)  # the new words make a new decision
@@ -118,7 +118,7 @@ def test_voice_without_words_renews_the_waiting_turns_timers_from_the_new_pause(
     [renewed] = [x for x in of(ev.StartTimer, out) if x.name == "backstop"]
     first_quiet = 20 * W / 16000
     assert renewed.at == pytest.approx(quiet + (backstop.at - first_quiet), abs=0.04)
-    c.handle(ev.TimerFired(renewed.at, "backstop"))
+    c.handle(ev.TimerFired(renewed.at, ev.Timer.BACKSTOP))
     assert c.decisions[-1]["by"] == "backstop"  # the turn the cough interrupted is granted after all
 
 
@@ -148,7 +148,7 @@ def test_an_unsure_line_is_not_guessed_at_the_bot_asks_once_to_hear_it_again() -
     assert not of(ev.Judge, out) and not of(ev.Reply, out) and not of(ev.Synthesize, out)
     assert c.story.lines() == ()  # the unsure words are not the caller's story
     timer = _repeat_timer(out)
-    out = c.handle(ev.TimerFired(timer.at, "repeat"))
+    out = c.handle(ev.TimerFired(timer.at, ev.Timer.REPEAT))
     assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
     # Heard unsurely again: taken as heard this time, never a second "could you repeat".
     out = _line(c, 70, "the kitchen sink is blocked", 0.3)
@@ -169,7 +169,7 @@ def test_speech_that_gives_no_words_is_asked_for_again_once_instead_of_left_unan
     [t] = of(ev.Transcribe, out)
     out = c.handle(ev.TranscriptReady(76 * W / 16000, t.job, "", 0.0))
     assert not of(ev.Synthesize, out)  # not into what may be a pause
-    out = c.handle(ev.TimerFired(_repeat_timer(out).at, "repeat"))
+    out = c.handle(ev.TimerFired(_repeat_timer(out).at, ev.Timer.REPEAT))
     assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
     # Unheard again: not asked a second time in a row.
     out = windows(c, 76, [0.02] * 25 + [0.9] * 30 + [0.02] * 20)
@@ -186,7 +186,7 @@ def test_a_caller_who_goes_on_after_an_unclear_stretch_is_not_asked_to_repeat_in
     out = windows(c, 76, [0.9] * 30 + [0.02] * 10)  # before the backstop: the caller goes on
     [t2] = of(ev.Transcribe, out)
     late = max(timer.at, 116 * W / 16000)
-    assert not of(ev.Synthesize, c.handle(ev.TimerFired(late, "repeat")))
+    assert not of(ev.Synthesize, c.handle(ev.TimerFired(late, ev.Timer.REPEAT)))
     out = c.handle(ev.TranscriptReady(late, t2.job, "and the boiler is leaking too", 0.9))
     assert of(ev.Judge, out) and not of(ev.Synthesize, out)
     assert [line.text for line in c.story.lines()] == ["and the boiler is leaking too"]

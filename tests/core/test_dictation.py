@@ -159,7 +159,7 @@ class Call:
 
     def fire(self, name: str, out: list[ev.Command]) -> list[ev.Command]:
         [timer] = [x for x in of(ev.StartTimer, out) if x.name == name]
-        return self.c.handle(ev.TimerFired(timer.at, name))
+        return self.c.handle(ev.TimerFired(timer.at, timer.name))
 
     def play(self, out: list[ev.Command]) -> list[ev.Command]:
         """Synthesise and play to its end every utterance `out` asked for."""
@@ -199,7 +199,7 @@ def test_the_floor_is_held_between_digit_groups_and_the_number_read_back_once_in
                                 "Is that right?")
     assert [(d["verdict"], d["by"]) for d in call.c.decisions] == [
         ("WAIT", "dictation"), ("WAIT", "dictation"), ("COMPLETE", "dictation")]
-    assert call.c.handle(ev.TimerFired(backstop.at, "backstop")) == []  # the first group's timer is stale
+    assert call.c.handle(ev.TimerFired(backstop.at, backstop.name)) == []  # the first group's timer is stale
     call.play(readback)
     out = call.line("Yes.")
     assert of(ev.Judge, out) and not of(ev.Synthesize, out)  # a yes: the conversation goes on as usual

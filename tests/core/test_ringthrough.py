@@ -100,9 +100,9 @@ def test_accepted_the_two_are_bridged_and_standin_stops_listening_until_the_owne
     assert of(ev.BridgeOwner, out) == [ev.BridgeOwner(1)] and c.ring.bridged
     # Speech, silence and the call's length limit are not standin's business any more.
     assert windows(c, 300, [0.9] * 40 + [0.02] * 40) == []
-    assert c.handle(ev.TimerFired(30.0, "silence")) == []
-    assert c.handle(ev.TimerFired(180.0, "max_duration")) == []
-    assert c.handle(ev.TimerFired(21.0, "ring_timeout")) == []  # stale: the owner answered
+    assert c.handle(ev.TimerFired(30.0, ev.Timer.SILENCE)) == []
+    assert c.handle(ev.TimerFired(180.0, ev.Timer.MAX_DURATION)) == []
+    assert c.handle(ev.TimerFired(21.0, ev.Timer.RING_TIMEOUT)) == []  # stale: the owner answered
     out = c.handle(ev.OwnerGone(200.0, 1, 200, "BYE"))
     assert of(ev.Hangup, out) == [ev.Hangup("owner hung up")] and c.ended == "owner hung up"
     assert c.ring.report() == {"trigger": "keypad", "method": "bridge", "started_s": 1.0, "rang_s": 1.2,
@@ -117,8 +117,8 @@ def test_no_answer_in_time_drops_the_owner_tells_the_caller_and_turns_resume() -
     # While it rings the caller's words join the story, and the bot does not answer them.
     out = caller_line(c, 100, "Hello? Is anyone there")
     assert not of(ev.Judge, out) and not of(ev.Reply, out)
-    assert c.handle(ev.TimerFired(15.0, "silence")) == []
-    out = c.handle(ev.TimerFired(21.0, "ring_timeout"))
+    assert c.handle(ev.TimerFired(15.0, ev.Timer.SILENCE)) == []
+    out = c.handle(ev.TimerFired(21.0, ev.Timer.RING_TIMEOUT))
     assert of(ev.DropOwner, out) == [ev.DropOwner(1, "no answer")]
     assert said(c, out) == [EN["ring_no_answer"]]
     assert c.ring.report()["outcome"] == "no answer" and not c.ring.holds_turns  # type: ignore[index]
@@ -128,7 +128,7 @@ def test_no_answer_in_time_drops_the_owner_tells_the_caller_and_turns_resume() -
 @pytest.mark.parametrize(("how", "outcome", "line"), [
     (ev.OwnerDigit(6.0, 1, "2"), "declined", "ring_declined"),
     (ev.OwnerGone(6.0, 1, 200, "hung up"), "declined", "ring_declined"),
-    (ev.TimerFired(19.0, "ring_decide"), "not accepted", "ring_declined"),
+    (ev.TimerFired(19.0, ev.Timer.RING_DECIDE), "not accepted", "ring_declined"),
 ])
 def test_the_owner_not_taking_the_call_falls_back_to_a_message(how: ev.Event, outcome: str,
                                                                line: str) -> None:

@@ -33,7 +33,7 @@ def main(url: str, folder: Path, number: str, phrases: list[str]) -> None:
         trace.latency("stt_ms", 150.0, end + 0.214)
         trace.event(ev.TranscriptReady(end + 0.214, job, phrase))
         t = end + 1.0
-    trace.event(ev.TimerFired(t, "silence"))
+    trace.event(ev.TimerFired(t, ev.Timer.SILENCE))
     writer.submit(lambda: None).result()
     print("ready", flush=True)
     time.sleep(600)

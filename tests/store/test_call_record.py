@@ -5,14 +5,18 @@ live."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from server.audio import read_audio
 from server.callrecord import rows
+from server.core import events as ev
+from server.core.conversation import Conversation, ConversationOptions
 from server.store.calls import CallLog, StoreWriter
 from server.store.db import Database
 from server.store.replay import replay_trace
@@ -77,3 +81,22 @@ def stored_latencies(db: Database, uid: str) -> list[tuple[float | None, ...]]:
         call = s.scalars(select(Call).where(Call.uid == uid)).one()
         return [(t.stt_ms, t.judge_ms, t.llm_first_token_ms, t.llm_first_clause_ms, t.tts_first_audio_ms)
                 for t in call.latencies]
+
+
+def test_a_trace_that_does_not_read_back_is_not_replayed_and_its_text_stays_out_of_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    options = ConversationOptions()
+    path = tmp_path / "trace.jsonl"
+    for line in ('{"kind":"event","type":"TimerFired","t":1.0,"name":"card 4929 1234"}',
+                 '{"kind":"event","type":"card 4929 1234","t":1.0}',
+                 '{"kind":"command","t":0,"type":"card 4929 1234"}'):
+        path.write_text(line + "\n", encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            assert replay_trace(path, options) is None
+    assert len(caplog.records) == 3 and "4929" not in caplog.text
+
+
+def test_timers_keep_the_names_stored_traces_have() -> None:
+    timers = [c.name for c in Conversation().handle(ev.CallStarted(0.0)) if isinstance(c, ev.StartTimer)]
+    names = [json.loads(json.dumps(name)) for name in timers]
+    assert names == ["max_duration", "silence"] and [ev.Timer(n) for n in names] == timers
