@@ -303,7 +303,7 @@ class Conversation:
         self.story.withdraw_pending()
         self.turns.abandon()
 
-    # ------------------------------------------------------------------ transcripts and turns
+    # ------------------------------------------------------------------ transcripts
 
     def _on_transcript(self, e: ev.TranscriptReady) -> None:
         job = self._desk.jobs.pop(e.job, None)
@@ -372,6 +372,8 @@ class Conversation:
 
     def _reading(self, final: bool = False) -> Reading:
         return self.number.reading(self.story.lines(), self.spoken, final)
+
+    # ------------------------------------------------------------------ verdicts and timers
 
     def _on_verdict(self, e: ev.VerdictReady) -> None:
         self.turns.verdict(self._moment(), e)
