@@ -9,6 +9,12 @@ OwnerAnswered, OwnerDigit (the owner's keys), OwnerGone (the call to the owner e
 frames are recorded as the right channel of call.wav (the caller's stay on the left), where the bot's
 voice was. `DropOwner` and the end of the call hang up the owner's phone.
 
+With `[owner] method = "transfer"` the driver sends a blind REFER on the caller's call instead and
+reports the trunk's answers: 180 as OwnerRinging, a 2xx as OwnerAnswered (the caller is through: the core
+ends standin's call), a refused REFER or a failure in a NOTIFY as OwnerGone with that status. Every
+answer goes into the record ("refer": status, reason, whether final, ms after the trigger). A REFER cannot
+be taken back: after `DropOwner` the trunk's later answers are only recorded.
+
 A missed ring-through (nobody answered, busy, failed, or answered without taking the call) reaches the
 owner like any message: `with_missed_ring` puts it at the head of the call's message, urgent.
 """
@@ -48,6 +54,7 @@ class Switchboard(Protocol):
 
     def dial(self, uri: str) -> Any: ...
     def bridge(self, a: Any, b: Any) -> None: ...
+    def transfer(self, call: Any, uri: str) -> Any: ...
 
 
 def in_quiet_hours(spans: tuple[str, ...], now: datetime) -> bool:
@@ -129,6 +136,7 @@ class RingDriver:
         self._now = now
         self._record_owner = record_owner
         self.leg: Any = None
+        self.xfer: Any = None  # the blind transfer (sip.ring.Transfer), when that is the method
         self.bridged = False
         self.timings: dict[str, float] = {}  # ms after the trigger, by the monotonic clock
         self._attempt = 0
@@ -143,11 +151,11 @@ class RingDriver:
 
     def execute(self, c: ev.Command, t: float) -> None:
         if isinstance(c, ev.RingOwner):
-            if c.transfer:  # the endpoint offers no REFER yet: reported as a failed attempt
-                log.warning("ring-through by transfer is not available; falling back to a message")
-                self._deliver(ev.OwnerGone(self._now(), c.attempt, 0, "transfer not available"))
-                return
             self._attempt, self._trigger_at = c.attempt, time.monotonic()
+            if c.transfer:
+                self.xfer = self.switchboard.transfer(self.caller, self.target)
+                self._spawn(self._follow_transfer(c.attempt, self.xfer))
+                return
             self.leg = self.switchboard.dial(self.target)  # first: the phone should ring at once
             self._spawn(self._follow(c.attempt, self.leg))
             self._spawn(self._synthesize(c.announcement))
@@ -167,6 +175,11 @@ class RingDriver:
     def report(self) -> dict[str, Any]:
         leg = self.leg
         out: dict[str, Any] = {"wall_ms": dict(self.timings)}
+        if self.xfer is not None:
+            out.update(target=_redacted(self.target), refer=[
+                {"status": status, "reason": reason[:60], "final": final,
+                 "ms": round((at - self._trigger_at) * 1000, 1)}
+                for status, reason, final, at in self.xfer.reports])
         if leg is not None:
             out.update(target=_redacted(self.target), owner_status=leg.status, owner_end=leg.end_reason,
                        owner_codec=leg.codec, owner_frames_in=leg.frames_in, owner_rx=dict(leg.rx_stats))
@@ -210,6 +223,23 @@ class RingDriver:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+    async def _follow_transfer(self, attempt: int, xfer: Any) -> None:
+        while True:
+            status, reason, final = await xfer.progress.get()
+            if 200 <= status < 300:
+                self._mark("transferred_ms")
+                self._deliver(ev.OwnerAnswered(self._now(), attempt))
+            elif status >= 300 or final:
+                self._mark("ended_ms")
+                self._deliver(ev.OwnerGone(self._now(), attempt, status, reason))
+            elif status in (180, 183):
+                self._mark("ringing_ms")
+                self._deliver(ev.OwnerRinging(self._now(), attempt))
+            else:
+                self._mark("refer_accepted_ms")  # the trunk took the REFER (202, then NOTIFY 100)
+            if final:
+                return
 
     async def _read(self, leg: Any, attempt: int = 0) -> None:
         """The owner's audio: recorded once bridged; before, listened to for a spoken yes or no."""

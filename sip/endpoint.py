@@ -187,6 +187,10 @@ class SipEndpoint:
         """From the loop: call `uri` from standin's account; the OwnerLeg follows it (sip/ring.py)."""
         return ring.dial(self, uri, f"out-{next(self._call_numbers)}")
 
+    def transfer(self, call: SipCall, uri: str) -> ring.Transfer:
+        """From the loop: ask the other side of `call` to take it to `uri` (a blind REFER; sip/ring.py)."""
+        return ring.transfer(self, call.call_id, uri)
+
     def bridge(self, a: SipCall, b: SipCall) -> None:
         """From any thread: the two calls hear each other, in the conference bridge (sip/ring.py)."""
         self._post(lambda: ring.bridge(self, a.call_id, b.call_id))

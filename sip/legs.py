@@ -107,6 +107,7 @@ class Leg(pj.Call):  # type: ignore[misc]
         self.hangup_reason: str | None = None  # set when standin hangs up
         self.rx_packets = -1
         self.rx_seen_at = 0.0  # monotonic time the RTP packet count last moved
+        self.transfer: Any = None  # a blind transfer standin asked for (sip/ring.Transfer)
 
     @_guarded
     def onCallState(self, prm: Any) -> None:
@@ -125,6 +126,11 @@ class Leg(pj.Call):  # type: ignore[misc]
         remote = prm.remSdp.wholeSdp
         if remote:  # answering an offer: leave only our preferred codec among those offered
             prm.sdp.wholeSdp = narrow_to_preferred(prm.sdp.wholeSdp, remote)
+
+    @_guarded
+    def onCallTransferStatus(self, prm: Any) -> None:
+        if self.transfer is not None:
+            self.transfer.notified(int(prm.statusCode), str(prm.reason), bool(prm.finalNotify))
 
     @_guarded
     def onDtmfDigit(self, prm: Any) -> None:

@@ -9,6 +9,12 @@ to the other's bridge slot, so the two hear each other through pjmedia's mixer, 
 clock, without the audio passing through Python. Both calls' AudioPorts stay connected, so standin still
 receives (and records) each side.
 
+`transfer` is the other way to put a caller through: a blind transfer, a REFER on the caller's own call
+asking the trunk to call `uri` instead. `Transfer.progress` yields what the trunk reports, on the loop:
+(status, reason, final) from each NOTIFY's message/sipfrag (100 once the REFER is accepted, 180 while the
+owner's phone rings, 200 once the caller is through, 4xx-6xx when the trunk could not reach them) or the
+REFER's own refusal (403, 405, 501...; final). A REFER that could not be sent reports (0, why, True).
+
 A number is dialled through the trunk as sip:<number>@<registrar host>; a SIP URI as it is. Requests the
 owner's phone sends within the call (BYE) pass the gate like any other, so its address must be in
 allow_from (the trunk's addresses are, in trunk mode; LAN addresses are, in direct mode).
@@ -143,3 +149,49 @@ def bridge(endpoint: SipEndpoint, a: str, b: str) -> None:
         log.warning("cannot bridge %s and %s: %s", a, b, pj_error(exc))
         return
     log.info("%s and %s bridged", a, b)
+
+
+class Transfer:
+    """A blind transfer of one call (REFER), as the loop sees it. Times are monotonic seconds."""
+
+    def __init__(self, call_id: str, target: str, *, loop: asyncio.AbstractEventLoop) -> None:
+        self.call_id = call_id
+        self.target = target
+        self.sent_at: float | None = None
+        self.reports: list[tuple[int, str, bool, float]] = []  # (status, reason, final, monotonic)
+        self.done = False
+        self.progress: asyncio.Queue[tuple[int, str, bool]] = asyncio.Queue()
+        self._loop = loop
+
+    def notified(self, status: int, reason: str, final: bool) -> None:
+        """Any thread: the REFER's answer or a NOTIFY; nothing more is reported after a final one."""
+        if self.done:
+            return
+        self.done = final
+        self.reports.append((status, reason, final, time.monotonic()))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self.progress.put_nowait, (status, reason, final))
+
+
+def transfer(endpoint: SipEndpoint, call_id: str, uri: str) -> Transfer:
+    """From the loop: a Transfer following the REFER for call `call_id` to `uri`, sent on the SIP thread."""
+    assert endpoint._loop is not None, "the endpoint is started"
+    xfer = Transfer(call_id, uri, loop=endpoint._loop)
+    endpoint._post(lambda: _refer(endpoint, xfer))
+    return xfer
+
+
+def _refer(endpoint: SipEndpoint, xfer: Transfer) -> None:
+    leg = endpoint._legs.get(xfer.call_id)
+    if leg is None or leg.disconnected or not leg.answered:
+        xfer.notified(0, "the call is gone", True)
+        return
+    leg.transfer = xfer
+    try:
+        leg.xfer(xfer.target, endpoint._pj.CallOpParam(True))
+    except Exception as exc:
+        log.warning("%s: cannot send the REFER: %s", xfer.call_id, pj_error(exc))
+        xfer.notified(0, f"cannot transfer: {pj_error(exc)}", True)
+        return
+    xfer.sent_at = time.monotonic()
+    log.info("%s: transfer requested (REFER)", xfer.call_id)

@@ -173,6 +173,78 @@ def answered_call_checking(hold_ms: int, contact: str, sdp: str) -> str:
             + checks + _ACK_2XX + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n")
 
 
+_NOTIFY = """  <send retrans="500">
+    <![CDATA[
+
+      NOTIFY sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Caller" <sip:+15550001111@[local_ip]:[local_port]>;tag=[pid]SIPpTag[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} NOTIFY
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Event: refer
+      Subscription-State: {state}
+      Content-Type: message/sipfrag;version=2.0
+      Content-Length: [len]
+
+      SIP/2.0 {frag}
+
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+_ANSWER_REFER = """  <send>
+    <![CDATA[
+
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:sipp@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def referred_call(refer_to: str, refer_answer: str, notifies: tuple[str, ...] = (), *, key: str = "0",
+                  hold_ms: int = 0) -> str:
+    """A trunk that takes a blind transfer: INVITE, (180), 200, ACK; after a second the caller presses
+    `key` (RFC 2833, SIPp's pcap/dtmf_2833_<key>.pcap); the REFER that must follow, its Refer-To
+    matching the regular expression `refer_to`, is answered `refer_answer` ("202 Accepted", "403
+    Forbidden"). Each of `notifies` ("100 Trying", "180 Ringing", "200 OK") is then sent 300 ms apart as a
+    NOTIFY's message/sipfrag, the last one terminating the subscription. With `hold_ms` the caller stays
+    that long and hangs up; without, it waits for standin's BYE."""
+    invite = _INVITE.replace("m=audio [media_port]", "m=audio [auto_media_port]")
+    refer = f"""  <recv request="REFER" timeout="10000">
+    <action>
+      <ereg regexp="{refer_to}" search_in="hdr" header="Refer-To:" check_it="true" assign_to="to"/>
+      <log message="refer-to [$to]"/>
+    </action>
+  </recv>
+"""
+    parts = [_HEAD.format(name="referred"), invite,
+             '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n',
+             '  <recv response="200"/>\n', _ACK_2XX, '  <pause milliseconds="1000"/>\n',
+             f'  <nop><action><exec play_pcap_audio="pcap/dtmf_2833_{key}.pcap"/></action></nop>\n',
+             refer, _ANSWER_REFER.format(status=refer_answer)]
+    for i, frag in enumerate(notifies):
+        state = "terminated;reason=noresource" if i == len(notifies) - 1 else "active;expires=60"
+        parts += ['  <pause milliseconds="300"/>\n', _NOTIFY.format(cseq=2 + i, state=state, frag=frag)]
+    if hold_ms:
+        bye = _BYE.replace("CSeq: 2 BYE", f"CSeq: {2 + len(notifies)} BYE")
+        parts += [f'  <pause milliseconds="{hold_ms}"/>\n', bye]
+    else:
+        parts.append(_BYE_RECEIVED)
+    return "".join(parts) + "</scenario>\n"
+
+
 PCAP_TRANSCRIPT = "start_s\tend_s\tlabel\ttext\n0.6\t7.6\tCOMPLETE\tCould you take a message?\n"
 
 
