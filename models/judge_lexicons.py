@@ -230,8 +230,9 @@ ENGLISH = Lexicon(
         r"(?:the|my) (?:second|third|fourth|fifth|next) (?:thing|one|point|question|problem|issue|item)\b.*",
     ),
     introductions=(
-        r"(?i:this is|it's|it is|i'm|i am|my name is|here's|here is) {NAME}"
-        r"(?: (?i:from|at|of|with|calling from) [^.!?]{1,40})?(?: (?i:here|calling))?",
+        r"(?i:this is|it's|it is|i'm|i am|my name is|here's|here is) {NAME}(?:,? (?i:again))?"
+        r"(?: (?i:from|at|of|with|calling from) [^.!?]{1,40})?(?: (?i:here|calling))?"
+        r"(?:,? (?i:about|regarding|calling about|again about) [^.!?,;]{1,40})?",
     ),
     tag_questions="isn't it|isn't he|isn't she|isn't that|aren't they|aren't you|aren't we|wasn't it"
                   "|wasn't he|wasn't she|weren't they|don't you|don't they|don't we|doesn't he|doesn't she"
@@ -338,8 +339,8 @@ ITALIAN = Lexicon(
                   "cosi'": "così", "puo'": "può", "si'": "sì", "pò": "po'"},
     split_elision=True,
     introductions=(
-        r"(?i:sono|mi chiamo|qui è|qui parla|il mio nome è|parla) {NAME}"
-        r"(?: (?i:da|di|del|della|dello|dalla|dal|dallo|dell'|dall'|per) ?[^.!?]{1,40})?",
+        r"(?i:sono|mi chiamo|qui è|qui parla|il mio nome è|parla)(?: (?i:di nuovo|ancora))? {NAME}"
+        r"(?:,? (?i:da|di|del|della|dello|dalla|dal|dallo|dell'|dall'|per) ?[^.!?,;]{1,40})?",
     ),
     tag_questions="vero|non è vero|giusto|no|o no|o sbaglio|d'accordo|va bene|ok|okay|sì o no|è così",
     open_requests="gli dica|le dica|dica a|gli chieda|le chieda|gli riferisca|le riferisca|gli faccia sapere"

@@ -443,6 +443,13 @@ def test_pure() -> None:
     ("en", "Hello, it's Dr. Patel.", "WAIT"),
     ("it", "Buongiorno, sono la dott.ssa Bianchi dello studio Verdi.", "WAIT"),
     ("it", "Salve, sono il dottor Rossi.", "WAIT"),
+    # a caller who calls again, or names the topic, has still only said who they are
+    ("en", "Hi, it's Marta again, about the invoice.", "WAIT"),
+    ("en", "This is Tom from the garage, calling about the van.", "WAIT"),
+    ("en", "It's Paul, about the invoice you sent, it is wrong.", "COMPLETE"),
+    ("it", "Sono ancora Giorgio, per la fattura.", "WAIT"),
+    ("it", "Buongiorno, sono di nuovo Carla.", "WAIT"),
+    ("it", "Sono Anna, della palestra, la lezione è annullata.", "COMPLETE"),
 ])
 def test_a_caller_who_only_says_who_they_are_is_not_done(language: str, text: str, expected: str) -> None:
     verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
