@@ -271,7 +271,9 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if all(t in lex.fillers for t in tokens):
         return Verdict(P_FILLER, "filler")
     word = tokens[-1]
-    if word in lex.hesitations:
+    tail = _tokens(_SENTENCE_END.split(text)[-1], lex)
+    if word in lex.hesitations or (  # whisper writes a trailing "so," / "allora," as a sentence: "... So."
+            0 < len(tail) < len(tokens) and all(t in lex.fillers or t in lex.hesitations for t in tail)):
         return Verdict(P_TRAILING_FILLER, "trailing-filler")
     if _ends_with(tokens, lex.tag_questions, more=2):
         return Verdict(P_TAG_QUESTION, "tag-question")

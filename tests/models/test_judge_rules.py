@@ -295,6 +295,9 @@ def test_own_lines(language: str, cases: list[tuple[str, str]]) -> None:
     ("Ho parlato con i", "it", "trailing-article"),
     ("Um, uh.", "en", "filler"),
     ("The invoice and uh", "en", "trailing-filler"),
+    ("The invoice was wrong. So.", "en", "trailing-filler"),  # whisper ends a trailing "so," this way
+    ("Chiamo per la pratica numero. Allora.", "it", "trailing-filler"),
+    ("Thanks. Bye.", "en", "closing"),
     ("He needs to pick up the", "en", "trailing-article"),
     ("It's for his", "en", "dangling-possessive"),
     ("The bill was sent to our", "en", "trailing-possessive"),
