@@ -36,6 +36,7 @@ from models.engines import (
 from server import audio
 from server.core import events as ev
 from server.core.conversation import Conversation
+from server.dtmf import Keypad, ToneDetector
 from server.echo import EchoGate, EchoOptions
 from server.jobs import Failed, Finished, JobRunner, ThreadedJobs
 from server.playout import Playout
@@ -117,6 +118,8 @@ class CallRuntime:
         self.hangup: str | None = None
         self._caller = _Ring(int(self.options.caller_memory_s * self.rate))
         self._pending = np.zeros(0, np.int16)  # caller samples not yet in a VAD window
+        self.keypad = Keypad()  # keys from RFC 2833 / SIP INFO and from tones in the audio, each once
+        self._tones = ToneDetector(self.rate)
         self._timers: list[tuple[float, ev.Timer]] = []
         self._timer_at: dict[ev.Timer, float] = {}
         self._utterance_of: dict[int, int] = {}  # tts job -> utterance
@@ -150,8 +153,14 @@ class CallRuntime:
         if self.core.ring.bridged:  # talking to the owner: recorded, not listened to
             self._record(self._rec_in, frame)
             return
-        self._caller.append(frame)
         self._record(self._rec_in, frame)
+        if self.keypad.in_band:
+            for key, _ in self._tones.push(frame):
+                if self.keypad.tone(key, t):
+                    self._handle(ev.Dtmf(t, key))
+            if self._tones.in_tone:  # a key's tone is no speech: not listened to, still recorded
+                frame = np.zeros_like(frame)
+        self._caller.append(frame)
         pcm = np.concatenate([self._pending, frame]) if len(self._pending) else frame
         w = self.vad.window
         n = len(pcm) // w * w
@@ -193,8 +202,10 @@ class CallRuntime:
         self.hangup = self.hangup or "caller hung up"
 
     def dtmf(self, digit: str, t: float) -> None:
+        """A key that came out of band (RFC 2833, SIP INFO)."""
         self.advance(t)
-        self._handle(ev.Dtmf(t, digit))
+        if self.keypad.out_of_band(digit, t):
+            self._handle(ev.Dtmf(t, digit))
 
     def deliver(self, event: ev.Event) -> None:
         """An event from outside the engines (the owner's call, for ring-through) at its time."""
