@@ -245,6 +245,23 @@ def referred_call(refer_to: str, refer_answer: str, notifies: tuple[str, ...] = 
     return "".join(parts) + "</scenario>\n"
 
 
+def keyed_call(keys: str, gap_ms: int = 400, hold_ms: int = 4000) -> str:
+    """INVITE, (180), 200, ACK; after a second, each of `keys` pressed by RFC 2833 (SIPp's
+    pcap/dtmf_2833_<key>.pcap, "#" as dtmf_2833_pound) `gap_ms` apart; `hold_ms` more, then BYE."""
+    invite = _INVITE.replace("m=audio [media_port]", "m=audio [auto_media_port]")
+    pressed = "".join(
+        f'  <nop><action><exec play_pcap_audio="pcap/{DTMF_PCAP[k]}"/></action></nop>\n'
+        f'  <pause milliseconds="{gap_ms}"/>\n' for k in keys)
+    return (_HEAD.format(name="keyed") + invite
+            + '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+            + '  <recv response="200"/>\n' + _ACK_2XX + '  <pause milliseconds="1000"/>\n' + pressed
+            + f'  <pause milliseconds="{hold_ms}"/>\n' + _BYE + "</scenario>\n")
+
+
+DTMF_PCAP = {**{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)}, "#": "dtmf_2833_pound.pcap",
+             "*": "dtmf_2833_star.pcap"}
+
+
 PCAP_TRANSCRIPT = "start_s\tend_s\tlabel\ttext\n0.6\t7.6\tCOMPLETE\tCould you take a message?\n"
 
 

@@ -5,6 +5,8 @@ presses 0 by RFC 2833, and receives the REFER standin sends on that call.
   200): standin ends its own call, and the record shows the REFER's answers and the outcome;
 - the trunk refuses the REFER (403), or accepts it and reports the owner busy (NOTIFY 486): the caller is
   told, and the call goes on to take the message.
+And the keypad by RFC 2833 from SIPp with no owner configured: a number keyed and ended with # is the
+caller's number, read back.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from server.config import Config
+from server.config import Config, load
 from server.engines import build_engines, warm_up
 from server.serve import answer
 from tests.sip.endpoint_kit import loopback_options, require_pjsua2
-from tests.sip.sipp import SIPP_SHARE, free_port, referred_call, run_sipp, scenario
+from tests.sip.sipp import DTMF_PCAP, SIPP_SHARE, free_port, keyed_call, referred_call, run_sipp, scenario
 from tests.sip.test_ring_through import ring_config
 
 pytestmark = pytest.mark.slow
@@ -39,7 +41,8 @@ async def transfer_call(config: Config, tmp_path: Path, xml: str) -> tuple[list[
     if not (SIPP_SHARE / "dtmf_2833_0.pcap").is_file():
         pytest.skip(f"SIPp's DTMF pcaps are not at {SIPP_SHARE}")
     (tmp_path / "pcap").mkdir(exist_ok=True)
-    shutil.copy(SIPP_SHARE / "dtmf_2833_0.pcap", tmp_path / "pcap")
+    for name in DTMF_PCAP.values():
+        shutil.copy(SIPP_SHARE / name, tmp_path / "pcap")
     engines = build_engines(config)
     await asyncio.to_thread(warm_up, engines)
     calls_dir = tmp_path / "calls"
@@ -112,3 +115,22 @@ def test_a_refused_or_failed_transfer_falls_back_to_a_message(tmp_path: Path, re
     wav, rate = soundfile.read(folder / "call.wav", dtype="int16")
     said = wav[int(told["start_s"] * rate):int((told["start_s"] + 1.0) * rate), 1].astype(np.float64)
     assert np.sqrt(np.mean(said ** 2)) > 300
+
+
+def test_a_number_keyed_by_rfc_2833_and_ended_with_hash_is_read_back(tmp_path: Path) -> None:
+    require_pjsua2()
+    config = load(None, {"call": {"greeting": "Hello."}, "contacts": {"region": "GB"},
+                         "stt": {"transcript": str(nothing(tmp_path))}})
+    xml = keyed_call("02079460958#", gap_ms=250, hold_ms=8000)
+    summaries, result, _ = asyncio.run(transfer_call(config, tmp_path, xml))
+    assert result.ok, result.output
+    [summary] = summaries
+    assert summary["dictated_number"] == "+442079460958", summary["bot_turns"]
+    [readback] = [t for t in summary["bot_turns"] if "zero two zero" in t["text_heard"]]
+    assert "zero two zero, seven nine four six, zero nine five eight" in readback["text_heard"]
+
+
+def nothing(tmp_path: Path) -> Path:
+    transcript = tmp_path / "nothing.tsv"
+    transcript.write_text("start_s\tend_s\tlabel\ttext\n300.0\t301.0\tCOMPLETE\tNothing.\n")
+    return transcript
