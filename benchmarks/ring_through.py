@@ -147,6 +147,16 @@ async def run(calls: int, bridged_s: float, workdir: Path, sip: dict[str, Any]) 
     return {"calls": calls, **analyse(result, out, summaries, snapshots, machine)}
 
 
+def per_call_frames(per_call: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median and max over the calls' directions: frames lost (a slot with no frame, or one without the
+    other side's tone) and late (arrival gaps over 40 ms)."""
+    directions = [c[k] for c in per_call for k in ("caller_to_owner", "owner_to_caller")]
+    lost = [d["missing"] + d["without_tone"] for d in directions]
+    late = [d["gaps_over_40ms"] for d in directions]
+    return {"lost": {"median": statistics.median(lost), "max": max(lost)},
+            "late": {"median": statistics.median(late), "max": max(late)}}
+
+
 def analyse(result: dict[str, Any], out: Path, summaries: list[dict[str, Any]],
             snapshots: dict[str, list[tuple[float, dict[str, float]]]], machine: dict[str, Any]
             ) -> dict[str, Any]:
@@ -193,7 +203,7 @@ def analyse(result: dict[str, Any], out: Path, summaries: list[dict[str, Any]],
             "standin_jb_empty": sum(v.get("jb_empty", 0) for v in legs.values()),
             "standin_jb_discarded": sum(v.get("jb_discarded", 0) for v in legs.values()),
         },
-        "per_call": per_call, "standin_legs": legs,
+        "per_call_frames": per_call_frames(per_call), "per_call": per_call, "standin_legs": legs,
         "machine": machine,
     }
 
@@ -217,7 +227,8 @@ def main() -> int:
               f"bridge: {b['missing']} of {b['slots']} slots missing, {b['without_tone']} without the tone, "
               f"{b['gaps_over_40ms']} gaps > 40 ms; standin rx: {b['standin_rx_lost']} lost, "
               f"{b['standin_jb_empty']} jb empty, {b['standin_jb_discarded']} discarded; load "
-              f"{r['machine']['loadavg_before']} -> {r['machine']['loadavg_after']}", flush=True)
+              f"{r['machine']['loadavg_before']} -> {r['machine']['loadavg_after']}; per call direction: "
+              f"lost {r['per_call_frames']['lost']}, late {r['per_call_frames']['late']}", flush=True)
         runs.append(r)
     target = {"trigger_to_ringing_ms": 1000, "bridge_frames_lost_or_late": 0}
     args.out.write_text(json.dumps({"target": target, "runs": runs}, indent=1) + "\n")
