@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from server.contacts import manage
 from server.web import queries
-from server.web.auth import AuthRequired, Owner, OwnerDep, current_owner, require_owner
+from server.web.auth import AuthRequired, OwnerDep, SignedIn, current_owner, require_owner
 from server.web.context import WebContext
 from server.web.limits import MAX_OFFSET
 
@@ -216,7 +216,7 @@ def healthy(database: dict[str, Any], status: dict[str, Any]) -> bool:
 async def health(request: Request) -> JSONResponse:
     """{"status": "ok" | "degraded"} for anyone (503 when degraded); the details with credentials."""
     try:
-        owner: Owner | None = await current_owner(request)
+        owner: SignedIn | None = await current_owner(request)
     except AuthRequired:
         owner = None
     ctx = context(request)

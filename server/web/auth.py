@@ -59,7 +59,10 @@ class CsrfFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Owner:
+class SignedIn:
+    """The owner, as a request proves it: a session cookie or the API token (the owner side of the box,
+    messages and notifications, is `server.owner.Owner`)."""
+
     via: str  # "session" | "token"
     csrf: str = ""  # the session's CSRF token; "" for bearer tokens
     sid: str = ""
@@ -213,7 +216,7 @@ class Auth:
         fingerprint = self._mac("pw", stored)[:22]
         return ".".join((expires, sid, fingerprint, self._mac("s1", expires, sid, fingerprint)))
 
-    def session(self, cookie: str | None) -> Owner | None:
+    def session(self, cookie: str | None) -> SignedIn | None:
         if not cookie or cookie.count(".") != 3:
             return None
         expires, sid, fingerprint, mac = cookie.split(".")
@@ -224,9 +227,9 @@ class Auth:
             return None
         if not hmac.compare_digest(fingerprint, self._mac("pw", stored)[:22]):
             return None
-        return Owner("session", csrf=self._mac("csrf", sid), sid=sid, expires=float(expires))
+        return SignedIn("session", csrf=self._mac("csrf", sid), sid=sid, expires=float(expires))
 
-    def revoke(self, owner: Owner) -> None:
+    def revoke(self, owner: SignedIn) -> None:
         now = self.clock()
         self._revoked = {sid: exp for sid, exp in self._revoked.items() if exp > now}
         self._revoked[owner.sid] = owner.expires
@@ -248,14 +251,14 @@ class Auth:
             ok |= hmac.compare_digest(given, known)
         return ok
 
-    def authenticate(self, authorization: str | None, cookie: str | None) -> Owner | None:
+    def authenticate(self, authorization: str | None, cookie: str | None) -> SignedIn | None:
         """The owner behind a request; None without credentials. A bad bearer token is refused even
         when a good cookie comes with it."""
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not self.bearer_ok(token.strip()):
                 raise AuthRequired("invalid bearer token")
-            return Owner("token")
+            return SignedIn("token")
         return self.session(cookie)
 
 
@@ -268,7 +271,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def current_owner(request: Request) -> Owner | None:
+async def current_owner(request: Request) -> SignedIn | None:
     """The owner, or None; for pages that look different when logged in (and for /api/health)."""
     auth = get_auth(request)
     owner = auth.authenticate(request.headers.get("authorization"), request.cookies.get(auth.cookie_name))
@@ -277,7 +280,7 @@ async def current_owner(request: Request) -> Owner | None:
     return owner
 
 
-async def require_owner(request: Request) -> Owner:
+async def require_owner(request: Request) -> SignedIn:
     """Dependency for every HTTP route that shows or changes the owner's data."""
     owner = await current_owner(request)
     if owner is None:
@@ -299,7 +302,7 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
-async def require_owner_ws(websocket: WebSocket) -> Owner:
+async def require_owner_ws(websocket: WebSocket) -> SignedIn:
     """Dependency for websockets: a valid session cookie, opened from a page of this same site."""
     auth = get_auth(websocket)
     owner = auth.session(websocket.cookies.get(auth.cookie_name))
@@ -308,5 +311,5 @@ async def require_owner_ws(websocket: WebSocket) -> Owner:
     return owner
 
 
-OwnerDep = Annotated[Owner, Depends(require_owner)]
-OwnerWsDep = Annotated[Owner, Depends(require_owner_ws)]
+OwnerDep = Annotated[SignedIn, Depends(require_owner)]
+OwnerWsDep = Annotated[SignedIn, Depends(require_owner_ws)]

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.responses import HTMLResponse
 from starlette.websockets import WebSocketDisconnect
 
-from server.web.auth import Owner, require_owner, require_owner_ws
+from server.web.auth import SignedIn, require_owner, require_owner_ws
 from server.web.ws_transport import CLOSE_ERROR, CLOSE_TRY_LATER, ProtocolError, WebSocketCall
 from sip.media import FRAME, RATE
 
@@ -29,7 +29,7 @@ def _context(request: Request | WebSocket) -> Any:
 
 
 @router.get("/call", response_class=HTMLResponse)
-async def call_page(request: Request, owner: Annotated[Owner, Depends(require_owner)]) -> HTMLResponse:
+async def call_page(request: Request, owner: Annotated[SignedIn, Depends(require_owner)]) -> HTMLResponse:
     from server.web.pages import render
 
     available = _context(request).start_browser_call is not None
@@ -38,7 +38,7 @@ async def call_page(request: Request, owner: Annotated[Owner, Depends(require_ow
 
 @router.websocket("/ws/call")
 async def call_socket(websocket: WebSocket,
-                      owner: Annotated[Owner, Depends(require_owner_ws)]) -> None:
+                      owner: Annotated[SignedIn, Depends(require_owner_ws)]) -> None:
     start_call = _context(websocket).start_browser_call
     await websocket.accept()
     if start_call is None:

@@ -21,7 +21,7 @@ from starlette.datastructures import FormData
 from server.contacts import manage
 from server.ringthrough import do_not_disturb, set_do_not_disturb
 from server.web import api, queries
-from server.web.auth import Owner, OwnerDep, client_address, current_owner, get_auth, require_owner
+from server.web.auth import OwnerDep, SignedIn, client_address, current_owner, get_auth, require_owner
 from server.web.limits import MAX_OFFSET
 
 PAGE_SIZE = 50
@@ -29,7 +29,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 
 def _page_context(request: Request) -> dict[str, Any]:
-    owner: Owner | None = getattr(request.state, "owner", None)
+    owner: SignedIn | None = getattr(request.state, "owner", None)
     return {"owner": owner, "csrf_token": owner.csrf if owner else "", "path": request.url.path}
 
 
