@@ -14,15 +14,16 @@ from typing import IO, Any
 import numpy as np
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, digits: int | None = 4) -> Any:
+    """`value` as JSON holds it; floats to `digits` decimals, or exact (repr round-trips) when None."""
     if isinstance(value, float | np.floating):
-        return round(float(value), 4)
+        return float(value) if digits is None else round(float(value), digits)
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [_plain(v, digits) for v in value]
     if isinstance(value, frozenset | set):
-        return sorted(_plain(v) for v in value)
+        return sorted(_plain(v, digits) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _plain(getattr(value, f.name), digits) for f in dataclasses.fields(value)}
     if isinstance(value, np.integer):
         return int(value)
     return value
@@ -36,7 +37,9 @@ class Trace:
         self._last_flush = time.monotonic()
 
     def event(self, event: Any) -> None:
-        self._write({"kind": "event", "type": type(event).__name__, **_plain(event)})
+        # Exact: a replay feeds these back to the core, and a VAD probability or a time rounded across
+        # one of its thresholds would make it decide otherwise.
+        self._write({"kind": "event", "type": type(event).__name__, **_plain(event, None)})
 
     def command(self, t: float, command: Any) -> None:
         fields = _plain(command)

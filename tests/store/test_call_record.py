@@ -16,11 +16,12 @@ from sqlalchemy import select
 from server.audio import read_audio
 from server.callrecord import rows
 from server.core import events as ev
-from server.core.conversation import Conversation, ConversationOptions
+from server.core.conversation import CallOptions, Conversation, ConversationOptions
 from server.store.calls import CallLog, StoreWriter
 from server.store.db import Database
 from server.store.replay import replay_trace
 from server.store.schema import Call, TurnLatency
+from server.trace import Trace
 from tests.store.virtual_call import run_virtual_call, scenario_config, scenario_engines
 
 STAGES = ("stt_ms", "judge_ms", "llm_first_token_ms", "llm_first_clause_ms", "tts_first_audio_ms")
@@ -100,3 +101,23 @@ def test_timers_keep_the_names_stored_traces_have() -> None:
     timers = [c.name for c in Conversation().handle(ev.CallStarted(0.0)) if isinstance(c, ev.StartTimer)]
     names = [json.loads(json.dumps(name)) for name in timers]
     assert names == ["max_duration", "silence"] and [ev.Timer(n) for n in names] == timers
+
+
+def test_a_trace_replays_events_exactly_even_at_a_threshold(tmp_path: Path) -> None:
+    # Windows a hair under the VAD threshold are silence; written rounded they would read back as voice
+    # and the replay would part from the call.
+
+    options = ConversationOptions(call=CallOptions(greeting=""))
+    p = options.segmenter.start_p - 4e-5
+    events: list[Any] = [ev.CallStarted(0.0)]
+    events += [ev.VadWindow(round((i + 1) * 0.032, 3), i * 512, (i + 1) * 512, p if i < 80 else 0.01)
+               for i in range(120)]
+    path = tmp_path / "trace.jsonl"
+    trace = Trace(path)
+    core = Conversation(options)
+    for event in events:
+        trace.event(event)
+        for command in core.handle(event):
+            trace.command(event.t, command)
+    trace.close()
+    assert replay_trace(path, options) is not None
