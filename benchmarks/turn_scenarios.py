@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
+import re
 import statistics
 import sys
 import tempfile
@@ -79,6 +80,9 @@ REPLIES = {  # scripted, short, plenty of them so a call never runs out
            "Certo.", "Va bene, altro?", "Bene."],
 }
 WHISPER = {"en": "whisper/tiny.en", "it": "whisper/base"}
+DIGIT_WORDS = {"oh": "0"} | {w: str(i) for words in ("zero one two three four five six seven eight nine",
+                                                      "zero uno due tre quattro cinque sei sette otto nove")
+                             for i, w in enumerate(words.split())}  # how a read-back says its digits
 PATIENT_S = 600.0  # real engines under the reference profile: wall-clock timeouts out of the way
 
 
@@ -94,9 +98,13 @@ class Scenario:
     context: str = ""
     rate: float = 1.0
     about: str = ""
+    number: str = ""  # the phone number dictated, as its digits: the read-back must say them
 
     def key(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """What the render depends on (the number is only scored)."""
+        key = dataclasses.asdict(self)
+        key.pop("number")
+        return key
 
 
 def load_specs(folder: Path = SPECS) -> list[Scenario]:
@@ -122,8 +130,11 @@ def _scenario(s: dict[str, Any], language: str, where: str) -> Scenario:
             raise ValueError(f"{where}: bad phrase {[pause, label, text]}: label WAIT|COMPLETE, pause 0-6 s")
     if phrases[-1][1] != "COMPLETE":
         raise ValueError(f"{where}: the last phrase must be COMPLETE")
+    number = str(s.get("number", ""))
+    if number and not number.isdigit():
+        raise ValueError(f"{where}: number must be the digits dictated, e.g. \"07709426183\"")
     return Scenario(s["name"], language, s["class"], phrases, s.get("context", ""), float(s.get("rate", 1.0)),
-                    s.get("about", ""))
+                    s.get("about", ""), number)
 
 
 # --------------------------------------------------------------------------- voices and channels
@@ -334,8 +345,9 @@ def render(scenario: Scenario, voice: Voice, channel: Channel, cache: Path = CAC
 # --------------------------------------------------------------------------- scoring
 
 
-def score(summary: dict[str, Any], phrases: Sequence[Phrase]) -> dict[str, Any]:
-    """What the bot did against the script: pauses it spoke into, each finished turn's wait."""
+def score(summary: dict[str, Any], phrases: Sequence[Phrase], number: str = "") -> dict[str, Any]:
+    """What the bot did against the script: pauses it spoke into, each finished turn's wait, and, when
+    the caller dictated `number`, whether the bot's first read-back said exactly its digits."""
     turns = [b for b in summary["bot_turns"] if b.get("start_s") is not None]
     decisions = summary.get("decisions", [])
 
@@ -357,13 +369,19 @@ def score(summary: dict[str, Any], phrases: Sequence[Phrase]) -> dict[str, Any]:
             answer = after[0] if after else None
             answers.append({"text": p.text, "end_s": p.end_s,
                             "v2v_s": None if answer is None else round(answer["start_s"] - p.end_s, 3)})
+    readback: dict[str, Any] | None = None
+    if number:
+        said = next((b.get("text_intended", "") for b in turns if b["kind"] == "readback"), None)
+        words = re.findall(r"\d|[^\W\d_]+", (said or "").lower())
+        digits = "".join(w if w.isdigit() else DIGIT_WORDS.get(w, "") for w in words)
+        readback = {"said": said, "right": said is not None and digits == number}
     waits = sum(1 for p in phrases[:-1] if p.label == "WAIT")
     waited: list[float | None] = [a["v2v_s"] for a in answers]
     v2v = [w for w in waited if w is not None]
     return {"wait_pauses": waits, "into_pause": into_pause, "completes": len(answers), "answers": answers,
             "late2": sum(1 for w in waited if w is None or w > 2.0),
             "late3": sum(1 for w in waited if w is None or w > 3.0),
-            "unanswered": waited.count(None), "v2v": v2v}
+            "unanswered": waited.count(None), "v2v": v2v, "readback": readback}
 
 
 def tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -372,6 +390,8 @@ def tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "into_pause": sum(len(r["into_pause"]) for r in rows),
             "completes": sum(r["completes"] for r in rows), "late2": sum(r["late2"] for r in rows),
             "late3": sum(r["late3"] for r in rows), "unanswered": sum(r["unanswered"] for r in rows),
+            "numbers": sum(1 for r in rows if r.get("readback")),
+            "read_back_right": sum(1 for r in rows if r.get("readback") and r["readback"]["right"]),
             "v2v_median_s": round(statistics.median(v2v), 3) if v2v else None,
             "v2v_p90_s": round(float(np.percentile(v2v, 90)), 3) if v2v else None}
 
@@ -447,7 +467,7 @@ def run_one(rendered: Rendered, mode: Mode) -> dict[str, Any]:
         summary = simulate(read_audio(rendered.wav), engines, config, Path(tmp) / "call").summary
     row = {"scenario": s.name, "language": s.language, "class": s.cls, "voice": rendered.voice,
            "channel": rendered.channel, "noisy": "clean" if rendered.channel == "clean" else "noisy",
-           **score(summary, read_transcript(rendered.tsv))}
+           **score(summary, read_transcript(rendered.tsv), s.number)}
     if mode.real:
         row["heard"] = [f["text"] for f in summary["caller_fragments"]]
     return row
@@ -473,11 +493,15 @@ def _progress(results: Iterable[dict[str, Any]], rows: list[dict[str, Any]],
 
 
 def report(rows: Sequence[dict[str, Any]], mode: Mode, seconds: float) -> dict[str, Any]:
+    def misread(r: dict[str, Any]) -> bool:
+        return bool(r.get("readback")) and not r["readback"]["right"]
+
     failures = [{"run": f"{r['scenario']}@{r['voice']}/{r['channel']}",
                  "into_pause": r["into_pause"],
                  "late": [a for a in r["answers"] if a["v2v_s"] is None or a["v2v_s"] > 2.0],
-                 **({"heard": r["heard"]} if "heard" in r else {})}
-                for r in rows if r["into_pause"] or r["late2"]]
+                 **({"heard": r["heard"]} if "heard" in r else {}),
+                 **({"readback": r["readback"]} if misread(r) else {})}
+                for r in rows if r["into_pause"] or r["late2"] or misread(r)]
     return {"commit": _commit(), "mode": dataclasses.asdict(mode),
             "latency_ms": None if mode.measured else REFERENCE,
             "runs": len(rows), "wall_s": round(seconds, 1), "total": tally(rows),
@@ -500,7 +524,7 @@ def _commit() -> str:
 
 def table(result: dict[str, Any]) -> str:
     head = f"{'':24} {'runs':>5} {'pauses':>6} {'into':>5} {'turns':>5} {'>2s':>4} {'>3s':>4} " \
-           f"{'none':>4} {'v2v med':>7} {'p90':>6}"
+           f"{'none':>4} {'v2v med':>7} {'p90':>6} {'read back':>9}"
     lines = [head]
     for section in ("total", "by_language", "clean_vs_noisy", "by_channel", "by_voice", "by_class"):
         groups = {"total": result["total"]} if section == "total" else result[section]
@@ -509,9 +533,10 @@ def table(result: dict[str, Any]) -> str:
         for name, t in groups.items():
             med = "-" if t["v2v_median_s"] is None else f"{t['v2v_median_s']:.2f}"
             p90 = "-" if t["v2v_p90_s"] is None else f"{t['v2v_p90_s']:.2f}"
+            read = f"{t['read_back_right']}/{t['numbers']}" if t["numbers"] else "-"
             lines.append(f"{name:24} {t['runs']:>5} {t['wait_pauses']:>6} {t['into_pause']:>5} "
                          f"{t['completes']:>5} {t['late2']:>4} {t['late3']:>4} {t['unanswered']:>4} "
-                         f"{med:>7} {p90:>6}")
+                         f"{med:>7} {p90:>6} {read:>9}")
     return "\n".join(lines)
 
 
