@@ -20,13 +20,14 @@ import phonenumbers
 
 from models.engines import CallContext
 from server.core.conversation import CallOptions, ConversationOptions
-from server.core.dictation import DictationOptions, region_for_language
+from server.core.dictation import DictationOptions
 from server.core.phrases import PHRASE_KEYS, phrases_for
 from server.core.screening import ScreeningOptions
 from server.core.segmenter import SegmenterOptions
 from server.core.speech import SpeechOptions
 from server.core.turns import TurnOptions
 from server.echo import EchoOptions
+from server.numbering import PhoneNumbersPlan, region_for_language
 
 
 class ConfigError(ValueError):
@@ -256,7 +257,7 @@ class Config:
         call = dataclasses.replace(self.call, **phrases)
         lang = language or self.language
         return dataclasses.replace(ConversationOptions(call, self.segmenter, self.turns, self.speech),
-                                   dictation=DictationOptions(lang, self.region),
+                                   dictation=DictationOptions(lang, self.region, plan=PhoneNumbersPlan()),
                                    screening=dataclasses.replace(self.screening, language=lang))
 
 

@@ -12,12 +12,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Libraries the core may use besides the standard library: pure computation, no I/O, no clock.
-CORE_MAY_ALSO_IMPORT = {
-    "phonenumbers": "server/core/dictation.py judges a dictated number's validity for the region",
-}
-
-
 @dataclass(frozen=True)
 class Import:
     path: Path
@@ -77,8 +71,7 @@ def violations(root: Path) -> list[str]:
     for path in modules_under(root, "server/core"):
         for i in imports(path, root):
             top = i.module.partition(".")[0]
-            if not (_is_within(i.module, "server.core") or top in sys.stdlib_module_names
-                    or top in CORE_MAY_ALSO_IMPORT):
+            if not (_is_within(i.module, "server.core") or top in sys.stdlib_module_names):
                 found.append(f"{i.where(root)}: the core imports {i.module} (only itself and the standard "
                              "library)")
     return found
@@ -88,11 +81,6 @@ def test_models_and_sip_keep_off_server_and_the_core_imports_only_itself_and_the
     assert modules_under(ROOT, "server/core"), "the core is not where this test looks"
     problems = violations(ROOT)
     assert not problems, "import contract broken:\n" + "\n".join(problems)
-
-
-def test_every_exception_for_the_core_is_still_used() -> None:
-    used = {i.module.partition(".")[0] for p in modules_under(ROOT, "server/core") for i in imports(p, ROOT)}
-    assert set(CORE_MAY_ALSO_IMPORT) <= used, "drop the unused entries from CORE_MAY_ALSO_IMPORT"
 
 
 def test_the_contract_catches_each_kind_of_import(tmp_path: Path) -> None:

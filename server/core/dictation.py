@@ -15,18 +15,22 @@ in groups, so the caller can put it right. The rules, pure (no clock, no I/O):
    an address), when it began with a country code, or when it comes as three or more groups (each key
    pressed is one) or six or more digits. Anything less ("at 10.30", "two things", a lone key) is
    ordinary talk, decided as usual. The latest run that is a dictation is the number.
-3. When it is complete: `phonenumbers` says so for the region (the call's options carry it), never a
-   digit count of ours. Too short to be a valid number, and nothing said after it: the caller is
-   mid-number (SHORT: hold the floor, long backstop). Valid, shorter than the region's example number
-   of its kind, and a longer number would be valid too (Italy's numbers run from 6 to 11 digits): the
-   caller may go on (MAYBE: hold the floor for the ordinary backstop). Valid otherwise, or followed by
-   other words or "#", or the backstop fired on a number of a possible length: DONE, read it back.
-   Too short when it ended: not a number. An "extension"/"interno" just said keeps it at MAYBE.
-4. The read-back is phonenumbers' national format (international when the caller gave a country code
+3. When it is complete: the numbering plan says so for the region (the call's options carry both; the
+   runtime's plan is `phonenumbers`, server/numbering.py), never a digit count of ours. Too short to be
+   a valid number, and nothing said after it: the caller is mid-number (SHORT: hold the floor, long
+   backstop). Valid, shorter than the region's example number of its kind, and a longer number would
+   be valid too (Italy's numbers run from 6 to 11 digits): the caller may go on (MAYBE: hold the floor
+   for the ordinary backstop). Valid otherwise, or followed by other words or "#", or the backstop
+   fired on a number of a possible length: DONE, read it back. Too short when it ended: not a number.
+   An "extension"/"interno" just said keeps it at MAYBE.
+4. The read-back is the plan's national format (international when the caller gave a country code
    other than the region's), each group spoken digit by digit in the call's language.
 
 Without a region (an English-speaking owner who set none), a number without a country code cannot be
-judged: it is MAYBE while it goes on, and DONE when the caller ends it or the backstop fires.
+judged: it is MAYBE while it goes on, and DONE when the caller ends it or the backstop fires. Without a
+plan (a core built bare, as in tests of other things) no number can be judged, with a country code or
+without: none is called complete while the caller may still be saying it. Each is MAYBE while it goes
+on and DONE once the caller ends it or the backstop fires, read back in threes as it was given.
 """
 
 from __future__ import annotations
@@ -35,14 +39,59 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import phonenumbers
-from phonenumbers import PhoneNumber, PhoneNumberFormat, ValidationResult
+from typing import Protocol
 
 __all__ = [
-    "DictationOptions", "Reading", "Status", "denies", "digits_said", "read_lines", "region_for_language",
-    "spell",
+    "DictationOptions", "Fit", "NumberingPlan", "PlanNumber", "Reading", "Status", "denies", "digits_said",
+    "read_lines", "spell",
 ]
+
+
+class Fit(enum.StrEnum):
+    """How digits fit the numbering plan of their country."""
+
+    VALID = "valid"  # a number the plan has
+    POSSIBLE = "possible"  # of a length some number of that country has, but not one the plan has
+    TOO_SHORT = "too short"
+    TOO_LONG = "too long"
+    OTHER = "other"  # no such country code, or a length between those the country's numbers have
+
+
+class PlanNumber(Protocol):
+    """Digits as a numbering plan reads them."""
+
+    @property
+    def fit(self) -> Fit: ...
+
+    @property
+    def country_code(self) -> int: ...
+
+    def usual_length(self) -> bool:
+        """Whether it is as long as its country's example number of its kind (mobile, fixed line...)."""
+        ...
+
+    def e164(self) -> str: ...
+
+    def national(self) -> str:
+        """As dialled inside its country, in the plan's groups: "020 7946 0958"."""
+        ...
+
+    def international(self) -> str:
+        """With its country code, in the plan's groups: "+44 20 7946 0958"."""
+        ...
+
+
+class NumberingPlan(Protocol):
+    """What dictation needs to know of the world's phone numbers."""
+
+    def parse(self, digits: str, region: str) -> PlanNumber | None:
+        """`digits` ("+" first when they begin with a country code) as a number of `region` (ISO 3166;
+        "" when they carry their own country code), or None when they cannot be read as one."""
+        ...
+
+    def country_code(self, region: str) -> int:
+        """The calling code of `region` ("IT" -> 39)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +99,7 @@ class DictationOptions:
     language: str = "en"  # the call's language: which number words count, and how they are read back
     region: str = ""  # ISO 3166 country for numbers said without a country code ("" = none known)
     enabled: bool = True
+    plan: NumberingPlan | None = None  # None: no number is judged complete while it goes on
 
 
 class Status(enum.StrEnum):
@@ -63,7 +113,7 @@ class Status(enum.StrEnum):
 class Reading:
     status: Status
     digits: str = ""  # as dictated: digits, "+" first when a country code was said
-    number: str = ""  # E.164 when phonenumbers can tell, else the digits
+    number: str = ""  # E.164 when the plan can tell, else the digits
     groups: tuple[str, ...] = ()  # as it is read back: ("347", "123", "4567"), ("+44", "20", ...)
 
 
@@ -158,26 +208,6 @@ def _base(language: str) -> str:
 
 def _words(language: str) -> _Words:
     return _LANGUAGES.get(_base(language), _LANGUAGES["en"])
-
-
-# A language spoken mostly in one country, for numbers said without a country code. Languages of many
-# countries (en, es, fr, de, pt, ar, nl...) have none: the owner sets [contacts] region.
-_ONE_COUNTRY = {
-    "it": "IT", "pl": "PL", "cs": "CZ", "sk": "SK", "hu": "HU", "ro": "RO", "bg": "BG", "hr": "HR",
-    "sl": "SI", "da": "DK", "fi": "FI", "nb": "NO", "nn": "NO", "no": "NO", "is": "IS", "et": "EE",
-    "lv": "LV", "lt": "LT", "el": "GR", "tr": "TR", "uk": "UA", "ja": "JP", "ko": "KR", "he": "IL",
-    "th": "TH", "vi": "VN",
-}
-
-
-def region_for_language(language: str) -> str:
-    """The country of a language tag: its own ("en-GB" -> GB), else the one country a language is
-    mostly spoken in ("it" -> IT), else "" (none can be told)."""
-    parts = language.strip().replace("_", "-").split("-")
-    for part in parts[1:]:
-        if len(part) == 2 and part.isalpha() and part.upper() in phonenumbers.SUPPORTED_REGIONS:
-            return part.upper()
-    return _ONE_COUNTRY.get(parts[0].lower(), "")
 
 
 # --------------------------------------------------------------------------- one line's items
@@ -291,33 +321,22 @@ def _spans(items: Sequence[str], cue: bool) -> list[_Span]:
     return spans
 
 
-def _parse(digits: str, region: str) -> PhoneNumber | None:
+def _parse(plan: NumberingPlan, digits: str, region: str) -> PlanNumber | None:
     """`digits` as a number of `region` (or of its country code), None when they cannot be read."""
     if digits.startswith("00") and not region:
         digits = "+" + digits[2:]
     if not digits.startswith("+") and not region:
         return None
-    try:
-        return phonenumbers.parse(digits, None if digits.startswith("+") else region)
-    except phonenumbers.NumberParseException:
-        return None
+    return plan.parse(digits, "" if digits.startswith("+") else region)
 
 
-def _may_go_on(digits: str, region: str) -> bool:
+def _may_go_on(plan: NumberingPlan, digits: str, region: str) -> bool:
     """Whether some longer number that starts with `digits` is valid too."""
     for d in "0123456789":
-        longer = _parse(digits + d, region)
-        if longer is not None and phonenumbers.is_valid_number(longer):
+        longer = _parse(plan, digits + d, region)
+        if longer is not None and longer.fit is Fit.VALID:
             return True
     return False
-
-
-def _usual_length(number: PhoneNumber) -> bool:
-    """Whether `number` is as long as its country's example number of its kind (mobile, fixed line...)."""
-    region = phonenumbers.region_code_for_number(number)
-    example = phonenumbers.example_number_for_type(region, phonenumbers.number_type(number))
-    length = len(phonenumbers.national_significant_number(number))
-    return example is not None and length >= len(phonenumbers.national_significant_number(example))
 
 
 def _chunks(digits: str) -> list[str]:
@@ -328,45 +347,46 @@ def _chunks(digits: str) -> list[str]:
     return groups
 
 
-def _groups(number: PhoneNumber | None, digits: str, region: str) -> tuple[str, ...]:
+def _groups(number: PlanNumber | None, digits: str, home: int) -> tuple[str, ...]:
+    """How `digits` are read back: `number` in its plan's groups, or without one in threes; `home` is
+    the calling code of the caller's region (0: none)."""
     if number is None:
         plus = [_PLUS] if digits.startswith("+") else []
         return (*plus, *_chunks(digits.lstrip("+")))
-    home = phonenumbers.country_code_for_region(region) if region else 0
     international = digits.startswith(("+", "00")) or number.country_code != home
-    style = PhoneNumberFormat.INTERNATIONAL if international else PhoneNumberFormat.NATIONAL
+    written = number.international() if international else number.national()
     out: list[str] = []
-    for group in re.findall(r"\+?\d+", phonenumbers.format_number(number, style)):
+    for group in re.findall(r"\+?\d+", written):
         out += [group] if len(group.lstrip("+")) <= 4 else _chunks(group)
     return tuple(out)
 
 
 def _reading(span: _Span, options: DictationOptions, final: bool) -> Reading:
-    region = options.region
+    region, plan = options.region, options.plan
     going_on = span.open and not final
-    number = _parse(span.digits, region)
-    if number is None:
-        if region or span.digits.startswith(("+", "00")):  # not a number at all, so far
+    number = _parse(plan, span.digits, region) if plan is not None else None
+    if plan is None or number is None:
+        if plan is not None and (region or span.digits.startswith(("+", "00"))):  # not a number, so far
             return Reading(Status.SHORT if going_on else Status.NONE, span.digits)
         status = Status.MAYBE if going_on or (span.more and not final) else Status.DONE
-        return Reading(status, span.digits, span.digits, _groups(None, span.digits, region))
-    reason = phonenumbers.is_possible_number_with_reason(number)
-    if phonenumbers.is_valid_number(number):
+        return Reading(status, span.digits, span.digits, _groups(None, span.digits, 0))
+    fit = number.fit
+    if fit is Fit.VALID:
         status = Status.DONE
-        if going_on and not _usual_length(number) and _may_go_on(span.digits, region):
+        if going_on and not number.usual_length() and _may_go_on(plan, span.digits, region):
             status = Status.MAYBE
-    elif reason == ValidationResult.TOO_LONG:
+    elif fit is Fit.TOO_LONG:
         status = Status.DONE  # past any number's length: read it back so the caller can put it right
     elif going_on:
         status = Status.SHORT
-    elif reason in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
+    elif fit is Fit.POSSIBLE:
         status = Status.DONE
     else:
         return Reading(Status.NONE, span.digits)
     if status is Status.DONE and span.more and not final:
         status = Status.MAYBE  # "... extension": let them say it before reading back
-    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
-    return Reading(status, span.digits, e164, _groups(number, span.digits, region))
+    home = plan.country_code(region) if region else 0
+    return Reading(status, span.digits, number.e164(), _groups(number, span.digits, home))
 
 
 def read_lines(lines: Sequence[tuple[str, str]], keys: Sequence[tuple[int, str]],

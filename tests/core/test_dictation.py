@@ -1,5 +1,6 @@
 """Phone numbers dictated to the bot: the parser, completeness by region, and the core holding the floor
-between digit groups and reading the number back once (server/core/dictation.py)."""
+between digit groups and reading the number back once (server/core/dictation.py). Completeness is judged
+by the numbering plan a configured call gets (server/numbering.py), or by none."""
 
 from __future__ import annotations
 
@@ -15,15 +16,18 @@ from server.core.dictation import (
     denies,
     digits_said,
     read_lines,
-    region_for_language,
     spell,
 )
 from server.core.phrases import PHRASES
+from server.numbering import PhoneNumbersPlan
 
 W = 512
-IT = DictationOptions("it", "IT")
-GB = DictationOptions("en", "GB")
-US = DictationOptions("en", "US")
+PLAN = PhoneNumbersPlan()
+IT = DictationOptions("it", "IT", plan=PLAN)
+GB = DictationOptions("en", "GB", plan=PLAN)
+US = DictationOptions("en", "US", plan=PLAN)
+NO_REGION = DictationOptions("en", "", plan=PLAN)
+NO_PLAN = DictationOptions("en", "GB")
 
 
 C = TypeVar("C", bound=ev.Command)
@@ -84,11 +88,6 @@ def test_an_address_is_no_number_and_an_extension_is_waited_for() -> None:
     assert read(US, "My number is 212 555 1234, call after 5") == (Status.DONE, "+12125551234")
 
 
-def test_region_of_a_language() -> None:
-    assert (region_for_language("it"), region_for_language("it-CH"), region_for_language("en"),
-            region_for_language("en_GB")) == ("IT", "CH", "", "GB")
-
-
 def test_denies() -> None:
     assert denies("No, it's 4568", "en") and denies("No, è 4568", "it")
     assert not denies("Yes.", "en") and not denies("Sì, giusto", "it") and not denies("", "it")
@@ -117,10 +116,21 @@ def test_a_uk_and_a_us_number_are_complete_when_their_last_group_comes() -> None
 
 
 def test_without_a_region_the_caller_ends_the_number() -> None:
-    none = DictationOptions("en", "")
-    assert read(none, "My number is 555 0100")[0] is Status.MAYBE  # it may go on: the ordinary backstop
-    assert read(none, "My number is 555 0100, thanks")[0] is Status.DONE
-    assert read(none, "My number is 555 0100", final=True) == (Status.DONE, "5550100")
+    assert read(NO_REGION, "My number is 555 0100")[0] is Status.MAYBE  # it may go on: the ordinary backstop
+    assert read(NO_REGION, "My number is 555 0100, thanks")[0] is Status.DONE
+    assert read(NO_REGION, "My number is 555 0100", final=True) == (Status.DONE, "5550100")
+
+
+def test_without_a_plan_no_number_is_complete_until_the_caller_ends_it() -> None:
+    # with the plan, GB: too short, then complete; without it, neither can be told
+    assert read(NO_PLAN, "oh two oh, seven nine four six")[0] is Status.MAYBE
+    assert read(NO_PLAN, "oh two oh, seven nine four six", "oh nine five eight")[0] is Status.MAYBE
+    said = [("caller", "oh two oh, seven nine four six, oh nine five eight")]
+    r = read_lines(said, [], NO_PLAN, final=True)
+    assert (r.status, r.number, r.groups) == (Status.DONE, "02079460958", ("020", "794", "609", "58"))
+    r = read_lines([("caller", "plus four four 20 7946 0958, thanks")], [], NO_PLAN)
+    assert (r.status, r.number, r.groups) == (Status.DONE, "+442079460958", ("+", "442", "079", "460", "958"))
+    assert spell(r, "en").startswith("plus, four four two, zero seven nine")
 
 
 # --------------------------------------------------------------------------- the core
@@ -272,11 +282,20 @@ def test_keypad_digits_count_and_mix_with_spoken_ones() -> None:
 
 
 def test_hash_ends_a_number_keyed_without_a_region() -> None:
-    call = Call(DictationOptions("en", ""))
+    call = Call(NO_REGION)
     for digit in "5550100":
         assert held(call.key(digit))
     out = call.fire("readback", call.key("#"))
     assert "five five five, zero one zero zero" in spoken(out)
+
+
+def test_without_a_plan_the_number_is_read_back_as_given_when_the_caller_stops() -> None:
+    call = Call(NO_PLAN)
+    out = call.line("My number is oh two oh, seven nine four six, oh nine five eight")
+    assert held(out)
+    out = call.fire("backstop", out)
+    assert spoken(out) == ("Let me read that back: zero two zero, seven nine four, six zero nine, "
+                           "five eight. Is that right?")
 
 
 def test_ordinary_lines_are_judged_as_before() -> None:
