@@ -173,8 +173,6 @@ def stored(served: Served, timeout_s: float = 60) -> tuple[dict[str, Any], dict[
 
 
 def browser(p: Any) -> Any:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian's chromium package); browsers are never downloaded")
     return p.chromium.launch(executable_path=str(CHROMIUM), args=[
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"])
@@ -215,7 +213,11 @@ def call_page(p: Any, served: Served, shot: Path) -> tuple[str, dict[str, str], 
 
 @pytest.fixture
 def owner_port() -> int:
+    """Where the owner's phone listens, once everything the test needs is known to be here."""
     require_pjsua2()
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian's chromium package); browsers are never downloaded")
     return free_port()
 
 
