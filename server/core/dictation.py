@@ -131,6 +131,7 @@ class _Words:
     numbers: dict[str, str]  # words for 10-99
     tens: dict[str, str]  # twenty..ninety: a following unit word makes them one number
     zero_next_to_digits: frozenset[str]  # "oh": zero only beside other digits
+    between_digits: dict[str, str]  # a word STT writes for a digit it misheard ("0 to 0"), there only
     repeat: dict[str, int]  # double, triple
     hundred: frozenset[str]
     plus: frozenset[str]
@@ -152,6 +153,7 @@ def _english() -> _Words:
         numbers={w: str(10 + i) for i, w in enumerate(teens)},
         tens={w: str(20 + 10 * i) for i, w in enumerate(tens)},
         zero_next_to_digits=frozenset({"oh", "o"}),
+        between_digits={"to": "2", "too": "2", "for": "4", "ate": "8", "won": "1"},
         repeat={"double": 2, "triple": 3},
         hundred=frozenset({"hundred"}),
         plus=frozenset({"plus"}),
@@ -187,6 +189,7 @@ def _italian() -> _Words:
         numbers=numbers,
         tens={},
         zero_next_to_digits=frozenset(),
+        between_digits={},
         repeat={"doppio": 2, "doppia": 2, "triplo": 3, "tripla": 3},
         hundred=frozenset(),
         plus=frozenset({"più", "piu"}),
@@ -259,6 +262,8 @@ def _scan(text: str, w: _Words) -> _Line:
                 items.append(w.tens[token])
         elif token in w.zero_next_to_digits and (digit_before() or _is_digit_token(after, w)):
             items.append("0")
+        elif token in w.between_digits and digit_before() and _is_digit_token(after, w):
+            items.append(w.between_digits[token])
         elif token in w.repeat and (after in w.digits or (after.isdigit() and len(after) == 1)):
             items.append(w.digits.get(after, after) * w.repeat[token])
             i += 1

@@ -59,6 +59,9 @@ def read(options: DictationOptions, *lines: str, final: bool = False) -> tuple[S
     ("tre 4 sette, 123", "it", "347123"),
     ("Oh, I see.", "en", ""),  # an interjection, not a zero
     ("tre o quattro", "it", "34"),  # "o" is "or" in Italian
+    ("My number is 0 to 0, 7 9 4 6", "en", "0207946"),  # whisper's "to" between digits is a two
+    ("three for five", "en", "345"),
+    ("call me back for 3 4 5 to talk", "en", "345"),  # not between two digits: a word
 ])
 def test_digits_as_words_and_numerals_in_english_and_italian(text: str, language: str, digits: str) -> None:
     assert digits_said(text, language) == digits
