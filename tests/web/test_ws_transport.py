@@ -187,8 +187,8 @@ def test_the_first_message_must_be_start(server: tuple[CallServer, np.ndarray]) 
 
 
 def test_the_bot_hangs_up_after_its_goodbye(server: tuple[CallServer, np.ndarray]) -> None:
-    """A caller who says nothing: after the silence timeout the bot says goodbye, the goodbye comes back
-    whole, then the hangup notice, then a normal close."""
+    """A caller who says nothing: the bot screens the call as silent and says goodbye, the goodbye comes
+    back whole, then the hangup notice, then a normal close."""
     srv, _ = server
     silence_s = srv.config.call.silence_timeout_s
 
@@ -201,9 +201,9 @@ def test_the_bot_hangs_up_after_its_goodbye(server: tuple[CallServer, np.ndarray
     call_id, frames, controls, code = asyncio.run(call())
     kinds = [c["type"] for c in controls]
     assert kinds[:2] == ["hangup", "ended"], kinds
-    assert controls[0]["reason"] == "silence" and code == 1000
+    assert controls[0]["reason"] == "screened: silent" and code == 1000
     summary = srv.summary(call_id)
-    assert summary["ended"] == "silence"
+    assert summary["ended"] == "screened: silent"
     goodbye = summary["bot_turns"][-1]
     assert goodbye["kind"] == "goodbye" and goodbye["text_heard"] == goodbye["text_intended"]
     assert len(frames) * FRAME / 16000 >= goodbye["end_s"]  # every frame of it came back before the close
