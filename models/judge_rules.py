@@ -265,6 +265,9 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
                 carried_digits: int = 0, asked: bool = False) -> Verdict:
     mark = _end_mark(text)
     if mark == "?":
+        state = _list_state([*context, text], lex)
+        if state is not None and context and state.given < state.announced:
+            return Verdict(P_LIST_PENDING, "announced-list")  # "two questions": this was the first
         return Verdict(P_QUESTION, "question")
     if mark == ",":
         return Verdict(P_TRAILING_PUNCTUATION, "trailing-punctuation")

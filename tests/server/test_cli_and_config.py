@@ -27,7 +27,7 @@ def test_simulate_writes_the_three_files(shared: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "call" / "summary.json").read_text())
     assert summary["caller_fragments"][0]["text"] == "Hi, is Marco there?"
-    assert summary["decisions"][-1] == {**summary["decisions"][-1], "verdict": "COMPLETE", "by": "shortcut"}
+    assert summary["decisions"][-1] == {**summary["decisions"][-1], "verdict": "COMPLETE", "by": "judge"}
     audio, rate = soundfile.read(tmp_path / "call" / "call.wav")
     assert rate == 16000 and audio.shape[1] == 2
     trace = [json.loads(line) for line in (tmp_path / "call" / "trace.jsonl").read_text().splitlines()]

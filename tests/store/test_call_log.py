@@ -88,11 +88,11 @@ def test_the_callers_words_are_stored_while_the_call_runs_and_the_end_stores_the
     assert final["decisions"] == [(d["at_s"], d["verdict"], d["by"], d.get("p_complete"))
                                   for d in summary["decisions"]]
 
-    # The one reply answers "Can you pass that along?": a question, so no judge on its way.
+    # The one reply answers "Can you pass that along?", judged by the rules (no question shortcut).
     [reply] = [b for b in summary["bot_turns"] if b["kind"] == "reply"]
     [(caller_end, stt, judge, token, clause, tts, first_audio)] = final["latencies"]
     assert caller_end == summary["caller_fragments"][-1]["end_s"] and first_audio == reply["start_s"]
-    assert (stt, judge, token, tts) == (150.0, None, 150.0, 80.0)  # the injected engine latencies
+    assert (stt, judge, token, tts) == (150.0, 20.0, 150.0, 80.0)  # the injected engine latencies
     assert clause is not None and clause >= token
 
     call_log.finish(summary)  # once more: the same rows
