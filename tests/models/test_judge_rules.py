@@ -532,3 +532,17 @@ def test_a_short_reply_to_the_bots_question_is_complete() -> None:
     # not when the bot asked nothing
     told = [Line("bot", "Go ahead."), Line("caller", "yes very")]
     assert JUDGE.judge(told, language="en").reason != "reply"
+
+
+@pytest.mark.parametrize(("language", "lines", "expected"), [
+    ("en", ["I've got two questions for him.", "First, is the office open on Saturday?"], "WAIT"),
+    ("en", ["I've got two questions for him.", "First, is the office open on Saturday?",
+            "And second, can I pay by card?"], "COMPLETE"),
+    ("it", ["Avrei due domande.", "Prima cosa, l'ufficio è aperto sabato?"], "WAIT"),
+    ("en", ["Is the office open on Saturday?"], "COMPLETE"),
+])
+def test_a_question_that_is_one_of_several_announced_is_not_the_end(language: str, lines: list[str],
+                                                                     expected: str) -> None:
+    story = [Line("bot", "Hello?"), *(Line("caller", text) for text in lines)]
+    verdict = JUDGE.judge(story, language=language)
+    assert ("COMPLETE" if verdict.p_complete >= 0.5 else "WAIT") == expected
