@@ -20,6 +20,12 @@
  * callers and their connections from holding any of it for long. */
 #define PJ_IOQUEUE_MAX_HANDLES              1024
 
+/* A closed socket's slot in that table is kept this long before it is reused (pjlib: 500 ms, against a
+ * poller thread still holding it). One thread polls SIP and media here (threadCnt 0), so a short wait is
+ * safe; at 500 ms a stranger opening 1,200 TCP connections a second, each closed by the gate, filled
+ * the table and the next caller's RTP socket found no slot (500 to the INVITE). */
+#define PJ_IOQUEUE_KEY_FREE_DELAY           20
+
 /* RTP and RTCP latch to the address media first comes from and stay there: pjmedia would otherwise
  * follow any third address that sends ten packets in a row, handing it the call's audio. */
 #define PJMEDIA_RTP_NAT_PROBATION_CNT       0x7fffffff
