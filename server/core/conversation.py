@@ -246,9 +246,10 @@ class Conversation:
             self._last_activity = e.t
             if self.barge.active:
                 self._barge_voiced()
-        alive = bool(self.story_caller_lines() or self.number.keyed or self.ring.record is not None)
-        if self.screen.observe(e.t, self.seg.voiced, self._mouth.audible(), alive):
-            self._say_goodbye(self.screen.ended(e.t, ""), self.screen.goodbye())
+        if self.screen.watching:  # the first minute or so; the story is not copied every window after
+            alive = bool(self.story_caller_lines() or self.number.keyed or self.ring.record is not None)
+            if self.screen.observe(e.t, self.seg.voiced, self._mouth.audible(), alive):
+                self._say_goodbye(self.screen.ended(e.t, ""), self.screen.goodbye())
 
     def _on_segment(self, s: SegmentEvent) -> None:
         if isinstance(s, VoiceStarted):

@@ -101,10 +101,15 @@ class Screen:
             self.verdict = Verdict("silent", round(t, 3), f"no words before the call ended ({reason})")
         return self.verdict.reason if self.verdict is not None else reason
 
+    @property
+    def watching(self) -> bool:
+        """Still deciding: `observe` does nothing once this is False (off, decided, or past the window)."""
+        return self.options.enabled and self.verdict is None and not self.closed
+
     def observe(self, t: float, voiced: bool, bot: bool, words: bool) -> Verdict | None:
         """One VAD window at time `t`; returns the verdict the moment it is reached."""
         o = self.options
-        if not o.enabled or self.verdict is not None or self.closed:
+        if not self.watching:
             return None
         if self._t is None:
             self._t = self._start = t
