@@ -59,14 +59,20 @@ def tone_frames(x: np.ndarray, hz: float) -> np.ndarray:
 
 
 def direction(peer: dict[str, Any], audio: np.ndarray, hz: float, start: float, end: float) -> dict[str, Any]:
-    """What `peer` received of the other side's tone between monotonic `start` and `end`."""
+    """What `peer` received of the other side's tone between monotonic `start` and `end`. A missing frame
+    is a 20 ms slot left empty inside an arrival gap (or before the first, after the last): the two
+    processes' media clocks drift apart by about a frame in 20 s, so counting frames against the span's
+    length would call that drift a loss."""
     times = np.asarray(peer["frame_times"])
     inside = (times >= start) & (times < end)
     slots = round((end - start) / 0.02)
     got = int(inside.sum())
     has_tone = tone_frames(audio, hz)[: len(times)][inside[: len(audio) // 320]]
     gaps = np.diff(times[inside]) if got > 1 else np.zeros(0)
-    return {"slots": slots, "frames": got, "missing": max(0, slots - got),
+    spans = np.concatenate(([times[inside][0] - start], gaps, [end - times[inside][-1]])) if got else \
+        np.array([end - start])
+    missing = int(np.maximum(0, np.round(spans / 0.02) - 1).sum())
+    return {"slots": slots, "frames": got, "missing": missing,
             "without_tone": int((~has_tone).sum()), "gaps_over_40ms": int((gaps > 0.040).sum()),
             "max_gap_ms": round(float(gaps.max()) * 1000, 1) if len(gaps) else None}
 

@@ -139,6 +139,7 @@ class NotifyConfig:
     max_attempts: int = 48  # then the delivery is marked failed and shown on the dashboard
     timeout_s: float = 30.0  # longest wait for one channel to take one message
     screened: bool = False  # also send the messages of screened calls (robocalls, silent calls)
+    taken: bool = False  # also send the messages of calls the owner took (a ring-through they accepted)
 
     def __post_init__(self) -> None:
         if self.first_retry_s <= 0 or self.max_retry_s < self.first_retry_s:

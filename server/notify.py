@@ -178,14 +178,17 @@ class Outbox:
 
     def enqueue(self, session: Session, message: Message) -> list[Delivery]:
         """One pending delivery of `message` per channel, in `session`'s transaction; call `wake()`
-        once it has committed. Channels that already have one are left alone. A screened call's message
-        gets none unless `[notify] screened` asks for them: it stays on the dashboard."""
+        once it has committed. Channels that already have one are left alone. The message of a screened
+        call, or of a call the owner took themselves, gets none unless `[notify] screened` / `taken` asks
+        for them: it stays on the dashboard."""
         if message.id is None:
             session.flush()
-        if not self.config.screened:
-            reason = session.scalar(select(Call.ended_reason).where(Call.id == message.call_id))
-            if is_screened(reason):
-                return []
+        reason, ring = session.execute(select(Call.ended_reason, Call.ring_through)
+                                       .where(Call.id == message.call_id)).one_or_none() or (None, None)
+        if is_screened(reason) and not self.config.screened:
+            return []
+        if (ring or {}).get("outcome") == "accepted" and not self.config.taken:
+            return []
         have = set(session.scalars(select(Delivery.channel).where(Delivery.message_id == message.id)))
         now = self.clock()
         added = [Delivery(message_id=message.id, channel=c.id, label=c.label, state="pending", attempts=0,

@@ -323,3 +323,18 @@ def test_a_screened_calls_message_is_kept_but_not_sent_unless_asked(db: Database
             session.add(message)
             assert len(outbox.enqueue(session, message)) == expected
     assert len(deliveries(db)) == 1  # the message of the first is kept, with no delivery
+
+
+def test_a_call_the_owner_took_is_kept_but_not_sent_unless_asked(db: Database, hooks: list[Hook]) -> None:
+    hook = Hook([])
+    hooks.append(hook)
+    rings = ({"trigger": "keypad", "outcome": "accepted"}, {"trigger": "keypad", "outcome": "no answer"}, None)
+    for taken, ring, expected in ((False, rings[0], 0), (True, rings[0], 1), (False, rings[1], 1),
+                                  (False, rings[2], 1)):
+        outbox = Outbox(db, NotifyConfig(taken=taken), channels=[channel(hook.url)])
+        with db.session() as session:
+            call = Call(uid=f"call-{time.monotonic_ns()}", ended_reason="caller hung up", ring_through=ring)
+            message = Message(call=call, text="Put through; we spoke about the boiler.")
+            session.add(message)
+            assert len(outbox.enqueue(session, message)) == expected
+    assert len(deliveries(db)) == 3
