@@ -30,6 +30,7 @@ from models.prompts import MarkerFilter, build_messages
 __all__ = ["LlamaCppReplies", "LlamaCppRepliesOptions"]
 
 _PLAIN_ROLES = {"user": "Caller", "assistant": "You"}
+_NEXT_WORDS = "\u2063NEXT\u2063"  # stands for the caller's words to come while a prompt is prefilled
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,24 @@ class LlamaCppReplies:
         if keep:
             with self.model.lock:
                 self.model.eval_prompt(tokens[:keep], keep=keep)
+
+    def prefill(self, story: Sequence[Line], context: CallContext) -> int:
+        """Evaluate the reply prompt for `story` up to where the caller's next words will go (after the
+        bot's newest line, or after what the caller has said so far), so that the reply to them pays
+        only for those words: on two cores the 1.5 B model takes about 15 ms a token, and the greeting
+        alone is 17. Meant for when the model would otherwise be idle. Returns the tokens evaluated."""
+        messages = build_messages([*story, Line("caller", _NEXT_WORDS)], context, self.options.template_dir)
+        text, prefix, _ = self._render(messages)
+        at = text.find(_NEXT_WORDS)
+        if at < 0:
+            return 0  # a template that rewrites the caller's words: nothing to prepare
+        head = text[:at].rstrip(" ")  # a next fragment is joined with a space
+        tokens = self.model.tokenize(head)
+        if len(tokens) + self.options.max_tokens > self.model.llm.n_ctx():
+            return 0  # the reply will drop old lines to fit; nothing here would be reused
+        keep = common_prefix(self.model.tokenize(prefix), tokens) if prefix else 0
+        with self.model.lock:
+            return self.model.eval_prompt(tokens, keep=keep)
 
     def reply(self, story: Sequence[Line], context: CallContext) -> Generator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)

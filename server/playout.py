@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,10 +70,14 @@ class Playout:
             if u not in self._queue:
                 self._queue.append(u)
 
-    def stop(self, utterance: int, at: int, fade: int) -> None:
+    def stop(self, utterance: int, at: int, fade: int, *, ends: Sequence[int] = (), within: int = 0) -> None:
+        """Stop at sample `at`; when the line is already past it, at the first word end of `ends` no more
+        than `within` samples ahead (so the word on the line is finished), else at once."""
         with self._lock:
             u = self._get(utterance)
-            u.stop_at, u.fade = max(at, u.pos), fade
+            if at < u.pos:
+                at = next((e for e in sorted(ends) if u.pos <= e <= u.pos + within), u.pos)
+            u.stop_at, u.fade = at, fade
 
     def resume(self, utterance: int, at: int) -> None:
         with self._lock:

@@ -131,6 +131,7 @@ class CallRuntime:
         self._rec_in: deque[np.ndarray] = deque()
         self._rec_out: deque[np.ndarray] = deque()
         self.now = 0.0
+        self._prefills = 0  # ids of prefill jobs count down from -1, clear of the core's
         self.ring: RingDriver | None = None  # carries out ring-through commands (server/ringthrough.py)
 
     # ------------------------------------------------------------------ driving
@@ -248,6 +249,16 @@ class CallRuntime:
             self._reply_asked[c.utterance] = (t, c.job)
             lines = _lines(c.story)
             self._submit(c.job, "llm", lambda: self.engines.llm.reply(lines, self.options.context), t)
+        elif isinstance(c, ev.Prefill):
+            prefill = getattr(self.engines.llm, "prefill", None)
+            if prefill is not None:
+                lines, context = _lines(c.story), self.options.context
+                self._prefills -= 1  # a job of the runtime's own: its end never reaches the core
+
+                def work() -> Iterator[Any]:
+                    prefill(lines, context)
+                    return iter(())
+                self.jobs.submit(self._prefills, "llm", work, self.options.timeouts_s.get("llm", 20.0), t)
         elif isinstance(c, ev.Synthesize):
             self._utterance_of[c.job] = c.utterance
             asked = self._reply_asked.pop(c.utterance, None)
@@ -262,7 +273,7 @@ class CallRuntime:
         elif isinstance(c, ev.Play):
             self.playout.play(c.utterance)
         elif isinstance(c, ev.Stop):
-            self.playout.stop(c.utterance, c.at, c.fade)
+            self.playout.stop(c.utterance, c.at, c.fade, ends=c.ends, within=c.within)
         elif isinstance(c, ev.Resume):
             self.playout.resume(c.utterance, c.at)
         elif isinstance(c, ev.Drop):

@@ -486,11 +486,18 @@ class Conversation:
             return
         self._mouth.done(u)
         self.barge.forget(u)  # it ended on its own before the caller's words counted
+        ending = u.kind is Kind.GOODBYE or u.end_call
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
-            self.story.add_bot(" ".join(w.text for w in u.words), cut_off=False)
+            self._bot_said(" ".join(w.text for w in u.words), cut_off=False, more=not ending)
         self._timer(Timer.SILENCE, self.t + self.options.call.silence_timeout_s)
-        if u.kind is Kind.GOODBYE or u.end_call:
+        if ending:
             self._end(self._goodbye_reason or ("bot ended the call" if u.end_call else "bot said goodbye"))
+
+    def _bot_said(self, heard: str, cut_off: bool, more: bool = True) -> None:
+        """`heard` joins the story; while the call goes on (`more`), the reply engine may prepare it."""
+        self.story.add_bot(heard, cut_off=cut_off)
+        if more and not self._mouth.thinking():
+            self._desk.emit(ev.Prefill(self.story.lines()))
 
     def _barge_voiced(self, onset: bool = False) -> None:
         cut = self.barge.voiced(self.seg.run_speech, onset)
@@ -524,7 +531,7 @@ class Conversation:
         self._mouth.drop(u)
         u.step(Step.CUT)
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
-            self.story.add_bot(" ".join(heard), cut_off=True)
+            self._bot_said(" ".join(heard), cut_off=True)
         self._desk.emit(CutOff(u.id, len(heard), len(u.words)))
 
     # ------------------------------------------------------------------ report

@@ -240,6 +240,14 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class Prefill:
+    """The bot's line has joined `story` and nothing is asked of the reply engine: it may evaluate the
+    story now, so that the reply to the caller's next words pays only for those words."""
+
+    story: tuple[StoryLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Synthesize:
     """Speak `text` as the next piece of `utterance` (pieces play in the order they are asked for)."""
 
@@ -262,12 +270,16 @@ class Play:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Stop `utterance` at its sample `at` (or at once if that has already played), fading out over
-    `fade` samples; keep the rest in case it resumes."""
+    """Stop `utterance` at its sample `at`, fading out over `fade` samples; keep the rest in case it
+    resumes. The core reckons `at` from the playout's last report, which may be a few frames old: if the
+    line has already passed `at`, the playout stops at the first of the later word ends `ends` that is
+    at most `within` samples ahead of it, or at once when none is."""
 
     utterance: int
     at: int
     fade: int
+    ends: tuple[int, ...] = ()
+    within: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +344,6 @@ class DropOwner:
 
 
 Command = (
-    Transcribe | Judge | Reply | Synthesize | Cancel | Play | Stop | Resume | Drop | StartTimer | Hangup
-    | Note | RingOwner | BridgeOwner | DropOwner | Record
+    Transcribe | Judge | Reply | Prefill | Synthesize | Cancel | Play | Stop | Resume | Drop | StartTimer
+    | Hangup | Note | RingOwner | BridgeOwner | DropOwner | Record
 )

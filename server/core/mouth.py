@@ -30,6 +30,10 @@ class Mouth:
     def audible(self) -> bool:
         return any(u.on_line for u in self.line)
 
+    def thinking(self) -> bool:
+        """A reply is being written."""
+        return any(u.reply_job is not None for u in self.utterances.values())
+
     def new(self, kind: Kind, interruptible: bool = True) -> Utterance:
         u = Utterance(self.desk.new_id(), kind, interruptible)
         self.utterances[u.id] = u

@@ -202,6 +202,10 @@ class Utterance:
             return self.played
         return min(w.end, cap)
 
+    def ends_after(self, at: int) -> tuple[int, ...]:
+        """The ends of the words synthesised so far that lie after sample `at`."""
+        return tuple(w.end for w in self.words if w.end > at)
+
     def resume_point(self) -> int:
         """The first sample of the first word not fully heard."""
         at = self.stop_at if self.stop_at is not None else self.played

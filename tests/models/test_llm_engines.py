@@ -193,6 +193,30 @@ def test_priming_at_call_start_spares_the_first_reply_its_system_prompt(gguf_dir
     assert _perf(model)[0] <= len(prompt) - keep  # the first reply evaluates only the story
 
 
+@pytest.mark.parametrize("chat_template", [True, False])
+def test_a_prefilled_story_leaves_the_reply_only_the_callers_new_words(
+        gguf_dir: Path, chat_template: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(gguf_dir, f"prefill-{chat_template}.gguf", chat_template=chat_template)
+    replies = LlamaCppReplies(model, LlamaCppRepliesOptions(temperature=0.0, max_tokens=4))
+    replies.prime(CONTEXT)
+    evaluated: list[int] = []
+    evaluate = model.llm.eval
+
+    def counted(tokens: Sequence[int]) -> None:
+        evaluated.append(len(tokens))
+        evaluate(tokens)
+    monkeypatch.setattr(model.llm, "eval", counted)
+    for before, after in ((STORY[:3], STORY), (STORY, NEXT)):  # after the bot's line; mid-turn
+        evaluated.clear()
+        assert replies.prefill(before, CONTEXT) == sum(evaluated) > 0
+        prompt, _, _ = replies._prompt(build_messages(after, CONTEXT), 4)
+        new = len(model.tokenize(after[-1].text))
+        evaluated.clear()
+        assert isinstance(list(replies.reply(after, CONTEXT))[-1], ReplyEnd)
+        # the caller's words and the template's few tokens around them, not the story before them
+        assert evaluated[0] <= new + 12 < len(prompt) // 4
+
+
 def test_judges_on_many_threads_agree_with_one_thread(gguf_dir: Path) -> None:
     judge = LlmJudge(_model(gguf_dir, "threads.gguf"))
     stories = [STORY, NEXT, STORY[:2], NEXT[:3]] * 2

@@ -328,7 +328,8 @@ def test_a_screened_calls_message_is_kept_but_not_sent_unless_asked(db: Database
 def test_a_call_the_owner_took_is_kept_but_not_sent_unless_asked(db: Database, hooks: list[Hook]) -> None:
     hook = Hook([])
     hooks.append(hook)
-    rings = ({"trigger": "keypad", "outcome": "accepted"}, {"trigger": "keypad", "outcome": "no answer"}, None)
+    rings = ({"trigger": "keypad", "outcome": "accepted"}, {"trigger": "keypad", "outcome": "no answer"},
+             None)
     for taken, ring, expected in ((False, rings[0], 0), (True, rings[0], 1), (False, rings[1], 1),
                                   (False, rings[2], 1)):
         outbox = Outbox(db, NotifyConfig(taken=taken), channels=[channel(hook.url)])

@@ -236,3 +236,28 @@ def test_an_engine_error_quoting_the_caller_stays_out_of_the_log(tmp_path: Path,
     assert failures and all("stt job" in m and "RuntimeError" in m for m in failures)
     trace = (tmp_path / "call" / "trace.jsonl").read_text()
     assert "RuntimeError: cannot decode 'my card number is 4929 1234' near the end" in trace
+
+
+class PrefillingLlm(LinesLlm):
+    """LinesLlm that records each story it is asked to prepare."""
+
+    def __init__(self, lines: Sequence[str], **kw: Any) -> None:
+        super().__init__(lines, **kw)
+        self.prefilled: list[list[tuple[str, str]]] = []
+
+    def prefill(self, story: Sequence[Any], context: Any) -> int:
+        self.prefilled.append([(line.role, line.text) for line in story])
+        return 0
+
+
+def test_the_reply_engine_prepares_each_bot_line_the_caller_heard_but_not_a_goodbye(tmp_path: Path) -> None:
+    llm = PrefillingLlm(["Hello there.", "Noted, Wednesday then.", "Goodbye."], end_call=True)
+    phrases = [(0.5, 1.5, "When is the delivery?"), (3.5, 4.6, "Wednesday, please."), (6.5, 7.3, "Bye.")]
+    s = call(tmp_path, phrases, length_s=12, llm=llm)
+    said = [b["text_heard"] for b in replies(s)]
+    assert said == ["Hello there.", "Noted, Wednesday then.", "Goodbye."]
+    # one after each reply that the call goes on from, ending with it; none after the last
+    assert [story[-1] for story in llm.prefilled] == [("bot", "Hello there."),
+                                                      ("bot", "Noted, Wednesday then.")]
+    assert llm.prefilled[1][:3] == [("caller", "When is the delivery?"), ("bot", "Hello there."),
+                                    ("caller", "Wednesday, please.")]

@@ -67,3 +67,18 @@ def test_an_underrun_leaves_silence_and_the_utterance_goes_on_when_audio_arrives
     p.add(1, tone(320, 5))
     frame, notes = p.pull(0.02)
     assert (frame == 5).all() and isinstance(notes[0], PlayoutProgress) and notes[0].first == 100
+
+
+def test_a_stop_the_line_has_passed_finishes_the_word_on_the_line() -> None:
+    """The core reckons its stop from a report a few frames old: the playout, already past it, ends at
+    the end of the word it is in, so the caller hears no word cut short."""
+    for ends, within, stops_at in (((600, 1000, 1400), 500, 1000), ((600, 1400), 300, 640), ((), 500, 640)):
+        p = Playout()
+        p.add(1, tone(3200))
+        p.play(1)
+        p.pull(0.0)
+        p.pull(0.02)  # the line is at sample 640
+        p.stop(1, at=600, fade=100, ends=ends, within=within)
+        notes = [n for t in (0.04, 0.06, 0.08, 0.10) for n in p.pull(t)[1]]
+        [stopped] = [n for n in notes if isinstance(n, PlayoutStopped)]
+        assert stopped.at == stops_at, (ends, within)
