@@ -19,6 +19,19 @@ _NAME = (r"(?:(?i:(?:il |la |lo )?(?:dr|mr|mrs|ms|prof|sig|sig\.ra|dott|dott\.ss
          r"[A-ZÀ-ÖØ-Þ][\w'-]*(?: [A-ZÀ-ÖØ-Þ][\w'-]*){0,2}")  # a title may come first
 
 _TAIL = r"(?: \S+){0,4}"  # a few more words allowed after a preamble ("... for Marco")
+# who a caller may say they are, instead of a name ("I'm the new tenant downstairs", "sono l'idraulico")
+_ROLES_EN = ("tenant|neighbou?r|landlord|landlady|plumber|electrician|builder|mechanic|technician|engineer"
+             "|courier|driver|delivery (?:guy|man|driver)|postman|doctor|nurse|dentist|vet|teacher|coach"
+             "|colleague|friend|cousin|brother|sister|mother|mum|mom|father|dad|son|daughter|wife|husband"
+             "|partner|aunt|uncle|accountant|lawyer|solicitor|agent|assistant|secretary|receptionist"
+             "|owner|manager|client|customer|patient|babysitter|nanny|cleaner|gardener|caretaker|painter")
+_ROLES_IT = ("inquilino|inquilina|vicino|vicina|vicini|proprietario|proprietaria|padrone di casa|idraulico"
+             "|elettricista|muratore|meccanico|tecnico|ingegnere|corriere|postino|medico|dottore|dottoressa"
+             "|infermiere|infermiera|dentista|veterinario|insegnante|maestro|maestra|allenatore|collega"
+             "|amico|amica|cugino|cugina|fratello|sorella|madre|mamma|padre|papà|figlio|figlia|moglie"
+             "|marito|compagno|compagna|zio|zia|commercialista|avvocato|avvocata|agente|assistente"
+             "|segretario|segretaria|amministratore|amministratrice|responsabile|cliente|paziente"
+             "|babysitter|tata|colf|giardiniere|portiere|portinaio|imbianchino")
 
 
 # A word: digits, or letters with inner apostrophes or hyphens ("that's", "bye-bye") and perhaps one
@@ -81,6 +94,8 @@ class Lexicon:
         open_requests: str = "",  # a line ending so has its request still to come ("oh, and tell him")
         one_letter_words: str = "",  # single letters that are words, not spelling ("a", "i")
         spelling: str = r"(?!)",  # regex: a spelling alphabet in use ("b come bologna")
+        topics: Iterable[str] = (),  # a whole clause that only names what is to be said ("about the party")
+        topic_questions: str = "",  # a bot question with one of these asks for a topic ("what is it about?")
     ) -> None:
         self.accent_fixes = dict(accent_fixes or {})
         self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
@@ -119,6 +134,8 @@ class Lexicon:
         self.open_requests = _cover(self._phrase_table(open_requests))
         self.one_letter_words = _words(one_letter_words)
         self.spelling_re = re.compile(spelling)
+        self.topic_re = re.compile("|".join(f"(?:{p})" for p in topics) or r"(?!)")
+        self.topic_questions = self._phrase_table(topic_questions)
         self.short_answer_cover = _cover(self.short_answers)
         self.short_answer_words = frozenset(p for p in self.short_answers if " " not in p)
         self.greeting_cover = _cover(self.greetings)
@@ -181,7 +198,8 @@ ENGLISH = Lexicon(
         r"wait(?: a (?:second|sec|moment|minute))?(?: please)?|bear with me",
         r"(?:i have|i've got|i got|there's|there is|i've) (?:a|one|another) (?:quick |small |little |short "
         r"|more |last |other )?"
-        r"(?:question|message|request|problem|issue|thing)(?: for (?:you|him|her|\S+))?",
+        r"(?:question|message|request|problem|issue|thing)(?: for (?:you|him|her|\S+))?"
+        r"(?: (?:from|about) (?:\S+ ){0,3}\S+)?",
         r"(?:and )?one (?:more|last|other) (?:thing|question|point)",
         rf"(?:i have|i've got|i got|there's|there is) (?:something|some news|news){_TAIL}",
         r"(?:i|we) (?:just )?(?:wanted|want|need|needed|would like|had) to (?:tell|ask|let|say|remind|update"
@@ -189,6 +207,9 @@ ENGLISH = Lexicon(
         r"(?:i'd|we'd) (?:just )?like to (?:tell|ask|let|say|remind|update|inform|mention|check)"
         r"(?: \S+){0,2}",
     ),
+    topics=(r"(?:about|regarding|concerning|re|as for|as to|as regards|on the subject of|with regard to"
+            r"|in regards? to|on the matter of)(?: \S+){1,6}",),
+    topic_questions="about|regarding|concerning|what for|what's it for|reason|which one|what kind",
     numbers=r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six"
             r"|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
             r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|hundred|thousand|double|triple",
@@ -233,6 +254,9 @@ ENGLISH = Lexicon(
         r"(?i:this is|it's|it is|i'm|i am|my name is|here's|here is) {NAME}(?:,? (?i:again))?"
         r"(?: (?i:from|at|of|with|calling from) [^.!?]{1,40})?(?: (?i:here|calling))?"
         r"(?:,? (?i:about|regarding|calling about|again about) [^.!?,;]{1,40})?",
+        r"(?i:i'm|i am|we're|we are) (?i:the|your|his|her|marco's|a|an|one of the|one of his|one of your)"
+        r"(?: (?i:new|old|next-door|upstairs|downstairs|other))? (?i:" + _ROLES_EN + r")"
+        r"(?: (?i:from|at|of|in|on|with|for) [^.!?,;]{1,40})?",
     ),
     tag_questions="isn't it|isn't he|isn't she|isn't that|aren't they|aren't you|aren't we|wasn't it"
                   "|wasn't he|wasn't she|weren't they|don't you|don't they|don't we|doesn't he|doesn't she"
@@ -284,11 +308,16 @@ ITALIAN = Lexicon(
         r"|istante)(?: solo)?(?: per favore| per cortesia)?",
         r"(?:aspetti|aspetta|attenda|un attimo)(?: per favore)?",
         r"(?:ho|avrei|c' è) (?:una|un|un' altra|un altro) (?:domanda|richiesta|problema|messaggio|cosa"
-        r"|questione)(?: \S+){0,2}",
+        r"|questione)(?:(?: \S+){0,2}|(?: per \S+)? (?:da parte (?:di|del|della|dello|dell'|dei|degli|delle)"
+        r"|dalla|dal|dallo|dall'|dai|dagli|dalle) ?(?:\S+ ){0,2}\S+)",
         r"(?:e )?(?:un' altra|ancora una|un' ultima) (?:cosa|domanda)",
         r"(?:volevo|vorrei|devo|dovevo) (?:dirle|dirgli|dirti|chiederle|chiedergli|chiederti|dire|chiedere"
         r"|sapere|avvisarla|avvisarlo|avvisare|informarla|informarlo|segnalare)(?: \S+){0,2}",
     ),
+    topics=(r"(?:per quanto riguarda|riguardo|a proposito|in merito|circa)(?: \S+){1,6}",
+            r"quanto (?:a|al|allo|alla|ai|agli|alle|all')(?: \S+){1,5}",
+            r"per (?:il|lo|la|i|gli|le|l'|un|uno|una|un'|quel|quello|quella|quei|quelle)(?: \S+){1,5}"),
+    topic_questions="riguarda|tratta|motivo|per cosa|per che cosa|a proposito|in merito|quale|che tipo",
     numbers=r"(?:venti?|trenta?|quaranta?|cinquanta?|sessanta?|settanta?|ottanta?|novanta?)(?:uno|due|tré"
             r"|tre|quattro|cinque|sei|sette|otto|nove)|zero|uno|due|tre|quattro|cinque|sei|sette|otto|nove"
             r"|dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette|diciotto|diciannove"
@@ -341,6 +370,10 @@ ITALIAN = Lexicon(
     introductions=(
         r"(?i:sono|mi chiamo|qui è|qui parla|il mio nome è|parla)(?: (?i:di nuovo|ancora))? {NAME}"
         r"(?:,? (?i:da|di|del|della|dello|dalla|dal|dallo|dell'|dall'|per) ?[^.!?,;]{1,40})?",
+        r"(?i:sono|siamo) (?i:il|la|lo|l'|i|gli|le|un|una|uno|un'|suo|sua|il suo|la sua|uno dei|una delle)"
+        r" ?(?:(?i:nuovo|nuova|vecchio|vecchia|nuovi) )?(?i:" + _ROLES_IT + r")"
+        r"(?: (?i:da|di|del|della|dello|dalla|dal|dallo|dell'|dall'|per|in|al|alla|sopra|sotto)"
+        r" ?[^.!?,;]{1,40})?",
     ),
     tag_questions="vero|non è vero|giusto|no|o no|o sbaglio|d'accordo|va bene|ok|okay|sì o no|è così",
     open_requests="gli dica|le dica|dica a|gli chieda|le chieda|gli riferisca|le riferisca|gli faccia sapere"

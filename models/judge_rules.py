@@ -21,14 +21,18 @@ verdict's `reason`. In priority order:
 8.  preamble               the last clause announces content to come ("I wanted to     WAIT
                            leave a message", "hold on", "un attimo"); unpunctuated,
                            also its end after a filler ("thanks oh and one more thing")
+    topic                  the last sentence only names a topic ("So, about the       WAIT
+                           party.", "Per la festa di sabato."), unless the bot asked
+                           for one ("What is it about?", "Di cosa si tratta?")
 9.  number-sequence        ends in a digit group or a run of numbers, not a time       WAIT
                            ("my number is three three nine"; "at ten" is a time); the
                            digits of a number dictated over several fragments add up
     whole-number           ... and ten digits or more have been given: a whole phone   COMPLETE, unsure
                            number (the bot reads it back)
 10. greeting               only a greeting, as the caller's first line ("hello.")     WAIT, unsure
-    introduction           only who is calling, as the first line ("this is Anna        WAIT, unsure
-                           from the bakery.", "sono Paolo"): the reason comes next
+    introduction           only who is calling, while the caller has said nothing      WAIT, unsure
+                           else ("this is Anna from the bakery.", "sono Paolo", "I'm
+                           the new tenant downstairs."): the reason comes next
 11. closing                thanks or goodbye in the last sentence (a greeting that     COMPLETE
                            opens it, "ciao, sono Paola", is no goodbye; nor is "first,
                            thanks for the flowers", see 15)
@@ -99,6 +103,7 @@ P_TRAILING_FILLER = 0.09
 P_TRAILING_PUNCTUATION = 0.08
 P_TRAILING_WORD = 0.05
 P_PREAMBLE = 0.05
+P_TOPIC = 0.15  # "about the party on Saturday.": what about it is still to come
 
 
 # --------------------------------------------------------------------------- text
@@ -111,6 +116,7 @@ _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.;:!?])")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_END = re.compile(r"[,;:]\s*|\s-\s")
 _END_JUNK = ' "\')]>*'
+_VERB_CONTRACTION = re.compile(r"^(?:it|that|there|here|he|she|what|who|where)'s$|'(?:re|ll|m|ve|d)$")
 # Titles and abbreviations whisper writes with a period inside a sentence ("from Dr. Patel's office",
 # "at 10 a.m. on Monday"): that period ends nothing, so it is dropped where more words follow.
 _ABBREVIATION = re.compile(r"(?<![\w.])((?:dr|mr|mrs|ms|mt|st|prof|jr|sr|sig|sigg|sig\.ra|dott|dott\.ssa"
@@ -252,17 +258,19 @@ class RulesJudge:
             return Verdict(P_EMPTY, "empty")
         context = _context(story, last)
         first = not any(line.role == "caller" and line.text.strip() for line in story[:last])
-        if first and _introduces(story[last].text, lex):
+        if _opening(story, last, lex) and _introduces(story[last].text, lex):
             return Verdict(P_INTRODUCTION, "introduction")
         since_bot = _since_bot(story, last)
         carried = _carried_digits(since_bot, lex)
-        asked = (not since_bot and last > 0 and story[last - 1].role == "bot"
-                 and _end_mark(_normalise(story[last - 1].text)) == "?")
-        return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked)
+        question = _normalise(story[last - 1].text) if not since_bot and last > 0 else ""
+        asked = story[last - 1].role == "bot" and _end_mark(question) == "?" if question else False
+        about = asked and any(_has(p, f" {' '.join(_tokens(question, lex))} ") for p in lex.topic_questions)
+        return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked,
+                           asked_topic=about)
 
 
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,
-                carried_digits: int = 0, asked: bool = False) -> Verdict:
+                carried_digits: int = 0, asked: bool = False, asked_topic: bool = False) -> Verdict:
     mark = _end_mark(text)
     if mark == "?":
         state = _list_state([*context, text], lex)
@@ -293,6 +301,8 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     core = _strip_lead(sentence, lex)
     if _preamble(last_sentence, lex, mark):
         return Verdict(P_PREAMBLE, "preamble")
+    if not asked_topic and mark != "!" and _topic(last_sentence, lex):
+        return Verdict(P_TOPIC, "topic")
 
     numbers, digits = _number_run(sentence, lex)
     if numbers and numbers == len(sentence) and carried_digits:  # a number dictated in groups
@@ -363,6 +373,18 @@ def _introduces(line: str, lex: Lexicon) -> bool:
     return bool(lex.introduction_re.fullmatch(rest))
 
 
+def _opening(story: Sequence[Line], last: int, lex: Lexicon) -> bool:
+    """Every caller line before `last` only greeted or said who is calling ("Good afternoon, my name is
+    David Cho," then "I'm the new tenant downstairs."): why they call is still to come."""
+    for line in story[:last]:
+        if line.role != "caller" or not line.text.strip():
+            continue
+        if not (_introduces(line.text.rstrip(" ,;:-"), lex)
+                or _covered(_tokens(_normalise(line.text), lex), lex.greeting_cover, lex.fillers)):
+            return False
+    return True
+
+
 def _ends_with(tokens: Sequence[str], phrases: Sequence[list[str]], *, more: int = 0) -> bool:
     """Whether `tokens` end in one of `phrases` with at least `more` words before it."""
     return any(len(tokens) >= len(words) + more and list(tokens[-len(words):]) == words for words in phrases)
@@ -389,6 +411,17 @@ def _preamble(sentence: str, lex: Lexicon, mark: str) -> bool:
     tokens = _tokens(sentence, lex)
     return any(lex.preamble_re.fullmatch(" ".join(tokens[i:])) for i in range(1, len(tokens))
                if tokens[i - 1] in lex.lead_words or tokens[i - 1] in lex.closings)
+
+
+def _topic(sentence: str, lex: Lexicon) -> bool:
+    """`sentence` only names what the caller is about to speak of ("So, about the party on Saturday.",
+    "Allora, per la festa di sabato."): a lead word aside, one clause, a topic and no more."""
+    clauses = [_strip_lead(_tokens(c, lex), lex) for c in _CLAUSE_END.split(sentence.rstrip(".!"))]
+    said = [c for c in clauses if c]
+    if len(said) != 1 or any(lex.dangling.get(t) == "auxiliary" or _VERB_CONTRACTION.search(t)
+                             for t in said[0]):
+        return False  # "about the party, we need...", "per la festa è tardi": the rest is said
+    return bool(lex.topic_re.fullmatch(" ".join(said[0])))
 
 
 def _strip_greeting(tokens: list[str], lex: Lexicon) -> list[str]:

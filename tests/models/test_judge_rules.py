@@ -546,3 +546,52 @@ def test_a_question_that_is_one_of_several_announced_is_not_the_end(language: st
     story = [Line("bot", "Hello?"), *(Line("caller", text) for text in lines)]
     verdict = JUDGE.judge(story, language=language)
     assert ("COMPLETE" if verdict.p_complete >= 0.5 else "WAIT") == expected
+
+
+@pytest.mark.parametrize(("language", "text", "reason"), [
+    ("en", "So, about the party on Saturday.", "topic"),
+    ("en", "Regarding the invoice from March.", "topic"),
+    ("en", "about the delivery", "topic"),
+    ("it", "Allora, per la festa di sabato.", "topic"),
+    ("it", "Per quanto riguarda la consegna.", "topic"),
+    ("it", "Riguardo alla fattura di marzo.", "topic"),
+    # the rest is said: a verb, a second clause
+    ("en", "About the party, we need to start at seven.", "statement"),
+    ("en", "About the party it's too late.", "statement"),
+    ("it", "Per la festa è tardi.", "statement"),
+    ("it", "Per favore.", "short-answer"),
+])
+def test_a_line_that_only_names_its_topic_waits_for_the_rest(language: str, text: str, reason: str) -> None:
+    verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
+    assert verdict.reason == reason
+    assert (verdict.p_complete < 0.2) == (reason == "topic")  # a sure WAIT: the longer backstop
+
+
+def test_a_topic_that_answers_the_bots_question_is_complete() -> None:
+    for question, answer, language in (("What is it about?", "About the invoice.", "en"),
+                                       ("Di cosa si tratta?", "Per la fattura di marzo.", "it")):
+        assert complete(JUDGE.judge([Line("bot", question), Line("caller", answer)], language=language))
+
+
+@pytest.mark.parametrize(("language", "lines"), [
+    ("en", ["Good afternoon, my name is David Cho,", "I'm the new tenant in the flat downstairs."]),
+    ("en", ["Hi.", "I'm Marco's cousin from Turin."]),
+    ("it", ["Buonasera, mi chiamo Paolo Greco,", "sono il nuovo inquilino del piano di sotto."]),
+    ("it", ["Sono l'idraulico."]),
+])
+def test_a_caller_still_saying_who_they_are_is_not_done(language: str, lines: list[str]) -> None:
+    story = [Line("bot", "Hello, Marco's phone, how can I help?"), *(Line("caller", t) for t in lines)]
+    assert JUDGE.judge(story, language=language).reason == "introduction"
+    # once they have said something else, the same words are a statement
+    told = [story[0], Line("caller", "The boiler is leaking again."), Line("caller", lines[-1])]
+    assert JUDGE.judge(told, language=language).reason != "introduction"
+
+
+@pytest.mark.parametrize(("language", "text"), [
+    ("en", "I've got a message from the school."),
+    ("en", "I have a question about the invoice."),
+    ("it", "Sì, ho un messaggio da parte della scuola."),
+    ("it", "Ho una domanda per Marco dalla banca."),
+])
+def test_a_message_announced_with_where_it_comes_from_is_still_to_come(language: str, text: str) -> None:
+    assert JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language).reason == "preamble"
