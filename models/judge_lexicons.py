@@ -96,6 +96,7 @@ class Lexicon:
         spelling: str = r"(?!)",  # regex: a spelling alphabet in use ("b come bologna")
         topics: Iterable[str] = (),  # a whole clause that only names what is to be said ("about the party")
         topic_questions: str = "",  # a bot question with one of these asks for a topic ("what is it about?")
+        number_asks: str = "",  # a bot line with one of these asks for digits ("what number ...?")
     ) -> None:
         self.accent_fixes = dict(accent_fixes or {})
         self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
@@ -136,6 +137,7 @@ class Lexicon:
         self.spelling_re = re.compile(spelling)
         self.topic_re = re.compile("|".join(f"(?:{p})" for p in topics) or r"(?!)")
         self.topic_questions = self._phrase_table(topic_questions)
+        self.number_asks = _words(number_asks)
         self.short_answer_cover = _cover(self.short_answers)
         self.short_answer_words = frozenset(p for p in self.short_answers if " " not in p)
         self.greeting_cover = _cover(self.greetings)
@@ -210,6 +212,7 @@ ENGLISH = Lexicon(
     topics=(r"(?:about|regarding|concerning|re|as for|as to|as regards|on the subject of|with regard to"
             r"|in regards? to|on the matter of)(?: \S+){1,6}",),
     topic_questions="about|regarding|concerning|what for|what's it for|reason|which one|what kind",
+    number_asks="number numbers code digits extension reference pin",
     numbers=r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six"
             r"|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
             r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|hundred|thousand|double|triple",
@@ -307,6 +310,8 @@ ITALIAN = Lexicon(
         r"(?:(?:solo |aspetti |aspetta |attenda |mi dia |un )?un )?(?:attimo|attimino|momento|secondo"
         r"|istante)(?: solo)?(?: per favore| per cortesia)?",
         r"(?:aspetti|aspetta|attenda|un attimo)(?: per favore)?",
+        r"(?:(?:aspetti |aspetta |solo )?un )?(?:attimo|attimino|momento|secondo|istante) che"
+        r" (?:\S+ ){0,2}\S+",
         r"(?:ho|avrei|c' è) (?:una|un|un' altra|un altro) (?:domanda|richiesta|problema|messaggio|cosa"
         r"|questione)(?:(?: \S+){0,2}|(?: per \S+)? (?:da parte (?:di|del|della|dello|dell'|dei|degli|delle)"
         r"|dalla|dal|dallo|dall'|dai|dagli|dalle) ?(?:\S+ ){0,2}\S+)",
@@ -318,6 +323,7 @@ ITALIAN = Lexicon(
             r"quanto (?:a|al|allo|alla|ai|agli|alle|all')(?: \S+){1,5}",
             r"per (?:il|lo|la|i|gli|le|l'|un|uno|una|un'|quel|quello|quella|quei|quelle)(?: \S+){1,5}"),
     topic_questions="riguarda|tratta|motivo|per cosa|per che cosa|a proposito|in merito|quale|che tipo",
+    number_asks="numero numeri codice cifre interno riferimento pin",
     numbers=r"(?:venti?|trenta?|quaranta?|cinquanta?|sessanta?|settanta?|ottanta?|novanta?)(?:uno|due|tré"
             r"|tre|quattro|cinque|sei|sette|otto|nove)|zero|uno|due|tre|quattro|cinque|sei|sette|otto|nove"
             r"|dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette|diciotto|diciannove"

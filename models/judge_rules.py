@@ -27,6 +27,7 @@ verdict's `reason`. In priority order:
 9.  number-sequence        ends in a digit group or a run of numbers, not a time       WAIT
                            ("my number is three three nine"; "at ten" is a time); the
                            digits of a number dictated over several fragments add up
+                           ending in a period with no phone number spoken of, unsure
     whole-number           ... and ten digits or more have been given: a whole phone   COMPLETE, unsure
                            number (the bot reads it back)
 10. greeting               only a greeting, as the caller's first line ("hello.")     WAIT, unsure
@@ -98,6 +99,7 @@ P_LIST_PENDING = 0.12
 P_LONG_NUMBER = 0.35  # nine digits: perhaps a whole phone number, perhaps not
 P_WHOLE_NUMBER = 0.6  # ten or more: a whole phone number in Italy, the UK (most) and North America
 P_NUMBER = 0.1
+P_CODE = 0.3  # "... four oh seven." with no number asked or spoken of: a code may be whole
 P_FILLER = 0.1
 P_TRAILING_FILLER = 0.09
 P_TRAILING_PUNCTUATION = 0.08
@@ -265,12 +267,16 @@ class RulesJudge:
         question = _normalise(story[last - 1].text) if not since_bot and last > 0 else ""
         asked = story[last - 1].role == "bot" and _end_mark(question) == "?" if question else False
         about = asked and any(_has(p, f" {' '.join(_tokens(question, lex))} ") for p in lex.topic_questions)
+        bot = next((_normalise(line.text) for line in reversed(story[:last]) if line.role == "bot"), "")
+        phone = (any(t in lex.number_asks for t in _tokens(bot, lex))
+                 or any(t in lex.number_contexts for t in _tokens(" ".join([*since_bot, text]), lex)))
         return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked,
-                           asked_topic=about)
+                           asked_topic=about, number_talk=phone)
 
 
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,
-                carried_digits: int = 0, asked: bool = False, asked_topic: bool = False) -> Verdict:
+                carried_digits: int = 0, asked: bool = False, asked_topic: bool = False,
+                number_talk: bool = False) -> Verdict:
     mark = _end_mark(text)
     if mark == "?":
         state = _list_state([*context, text], lex)
@@ -310,7 +316,10 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if numbers and (numbers > 1 or digits >= 5 or any(t in lex.number_contexts for t in sentence)):
         if digits >= 10:
             return Verdict(P_WHOLE_NUMBER, "whole-number")
-        return Verdict(P_LONG_NUMBER if digits == 9 else P_NUMBER, "number-sequence")
+        if digits == 9:
+            return Verdict(P_LONG_NUMBER, "number-sequence")
+        # a run of digits that ends in a period, with no phone number in the talk, may be a whole code
+        return Verdict(P_NUMBER if mark != "." or number_talk else P_CODE, "number-sequence")
 
     joined = f" {' '.join(sentence)} "
     if first and _covered(tokens, lex.greeting_cover, lex.fillers):

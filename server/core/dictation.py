@@ -35,6 +35,7 @@ on and DONE once the caller ends it or the backstop fires, read back in threes a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Sequence
@@ -115,6 +116,7 @@ class Reading:
     digits: str = ""  # as dictated: digits, "+" first when a country code was said
     number: str = ""  # E.164 when the plan can tell, else the digits
     groups: tuple[str, ...] = ()  # as it is read back: ("347", "123", "4567"), ("+44", "20", ...)
+    cued: bool = False  # a number was asked for or spoken of before these digits
 
 
 # --------------------------------------------------------------------------- words
@@ -137,6 +139,8 @@ class _Words:
     plus: frozenset[str]
     fillers: frozenset[str]
     cues: frozenset[str]  # words that say a number is coming
+    asks: frozenset[str]  # words in the bot's line that ask for one ("phone" alone names the owner's)
+    codes: frozenset[str]  # words that make the number asked for a code, not a phone number
     more: frozenset[str]  # words after a number that say more digits follow
     no: frozenset[str]  # a first word that denies a read-back
     spoken: tuple[str, ...]  # 0-9 as the read-back says them
@@ -161,6 +165,9 @@ def _english() -> _Words:
                            "hyphen"}),
         cues=frozenset({"number", "numbers", "phone", "telephone", "mobile", "cell", "cellphone",
                         "landline", "digits"}),
+        asks=frozenset({"number", "numbers", "digits"}),
+        codes=frozenset({"reference", "order", "account", "invoice", "tracking", "booking", "customer",
+                         "policy", "ticket", "case", "membership", "code", "pin", "serial"}),
         more=frozenset({"extension", "ext"}),
         no=frozenset({"no", "nope", "wrong", "incorrect", "not"}),
         spoken=units,
@@ -195,6 +202,9 @@ def _italian() -> _Words:
         plus=frozenset({"più", "piu"}),
         fillers=frozenset({"ehm", "eh", "ehh", "mh", "mmh", "e", "poi", "allora", "trattino"}),
         cues=frozenset({"numero", "numeri", "telefono", "cellulare", "cell", "fisso", "cifre"}),
+        asks=frozenset({"numero", "numeri", "cifre"}),
+        codes=frozenset({"riferimento", "ordine", "conto", "fattura", "pratica", "cliente", "prenotazione",
+                         "spedizione", "codice", "polizza", "tessera", "matricola", "contratto", "pin"}),
         more=frozenset({"interno"}),
         no=frozenset({"no", "sbagliato", "sbagliata", "non"}),
         spoken=units,
@@ -372,9 +382,9 @@ def _reading(span: _Span, options: DictationOptions, final: bool) -> Reading:
     number = _parse(plan, span.digits, region) if plan is not None else None
     if plan is None or number is None:
         if plan is not None and (region or span.digits.startswith(("+", "00"))):  # not a number, so far
-            return Reading(Status.SHORT if going_on else Status.NONE, span.digits)
+            return Reading(Status.SHORT if going_on else Status.NONE, span.digits, cued=span.cue)
         status = Status.MAYBE if going_on or (span.more and not final) else Status.DONE
-        return Reading(status, span.digits, span.digits, _groups(None, span.digits, 0))
+        return Reading(status, span.digits, span.digits, _groups(None, span.digits, 0), cued=span.cue)
     fit = number.fit
     if fit is Fit.VALID:
         status = Status.DONE
@@ -391,7 +401,7 @@ def _reading(span: _Span, options: DictationOptions, final: bool) -> Reading:
     if status is Status.DONE and span.more and not final:
         status = Status.MAYBE  # "... extension": let them say it before reading back
     home = plan.country_code(region) if region else 0
-    return Reading(status, span.digits, number.e164(), _groups(number, span.digits, home))
+    return Reading(status, span.digits, number.e164(), _groups(number, span.digits, home), cued=span.cue)
 
 
 def read_lines(lines: Sequence[tuple[str, str]], keys: Sequence[tuple[int, str]],
@@ -406,7 +416,10 @@ def read_lines(lines: Sequence[tuple[str, str]], keys: Sequence[tuple[int, str]]
         return Reading(Status.NONE)
     w = _words(options.language)
     start = next((i + 1 for i in range(len(lines) - 1, -1, -1) if lines[i][0] != "caller"), 0)
-    asked = asked or (start > 0 and _scan(lines[start - 1][1], w).cue)
+    bot = {t.lower() for t in _TOKEN.findall(lines[start - 1][1])} if start > 0 else set()
+    asked = asked or bool(bot & w.asks)
+    if bot & w.asks and bot & w.codes:  # "do you have a reference number?": digits of no phone plan
+        options = dataclasses.replace(options, plan=None, region="")
     items: list[str] = []
     pressed = sorted((k for k in keys if k[0] >= start), key=lambda k: k[0])
 

@@ -192,7 +192,9 @@ class TurnTaking:
             return True
         self._decision(m, turn, "WAIT", "dictation")
         turn.dictating = True
-        turn.p_complete = 0.0 if r.status is Status.SHORT else None  # 0: a sure WAIT, the long backstop
+        # too short for a number: a sure WAIT (the long backstop) when a number was asked for or spoken
+        # of; digits nobody announced may be a whole code ("nine nine one, four oh seven")
+        turn.p_complete = 0.0 if r.status is Status.SHORT and r.cued else None
         self._wait(m, turn)
         return True
 

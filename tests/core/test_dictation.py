@@ -12,6 +12,7 @@ from server.core import events as ev
 from server.core.conversation import CallOptions, Conversation, ConversationOptions
 from server.core.dictation import (
     DictationOptions,
+    Reading,
     Status,
     denies,
     digits_said,
@@ -306,3 +307,27 @@ def test_ordinary_lines_are_judged_as_before() -> None:
     out = call.line("I need three things.")
     assert of(ev.Judge, out)
     assert call.c.decisions == []  # the judge's verdict decides, as ever
+
+
+def test_a_number_asked_for_as_a_reference_is_a_code_of_no_phone_plan() -> None:
+    def reading(bot: str, *lines: str, final: bool = False) -> Reading:
+        return read_lines([("bot", bot), *(("caller", line) for line in lines)], [], IT, final=final)
+
+    code = reading("Ha un numero di riferimento?", "Ecco, nove nove uno,", "quattro zero sette.")
+    assert code.status is Status.MAYBE and code.cued  # the caller may go on; the ordinary backstop
+    done = reading("Ha un numero di riferimento?", "nove nove uno, quattro zero sette.", final=True)
+    assert (done.status, done.number, done.groups) == (Status.DONE, "991407", ("991", "407"))
+    phone = reading("Mi lascia il suo numero?", "tre quattro sette, uno due tre")
+    assert phone.status is Status.SHORT and phone.cued  # a phone number, asked for: the long backstop
+    # a greeting that names the owner's phone asks for no number
+    greeting = "Pronto, telefono di Marco, come posso aiutarla?"
+    assert not reading(greeting, "tre quattro sette, uno due tre").cued
+
+
+def test_digits_nobody_asked_for_are_held_with_the_ordinary_backstop() -> None:
+    call = Call(US)
+    assert held(call.line("nine nine one"))
+    out = call.line("four oh seven.")
+    assert held(out)
+    [backstop] = [x for x in of(ev.StartTimer, out) if x.name == "backstop"]
+    assert backstop.at == pytest.approx((call.i - 23) * W / 16000 + 2.0)  # perhaps a whole code

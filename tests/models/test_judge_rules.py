@@ -595,3 +595,16 @@ def test_a_caller_still_saying_who_they_are_is_not_done(language: str, lines: li
 ])
 def test_a_message_announced_with_where_it_comes_from_is_still_to_come(language: str, text: str) -> None:
     assert JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language).reason == "preamble"
+
+
+def test_digits_that_end_in_a_period_with_no_number_asked_for_may_be_a_whole_code() -> None:
+    hello, ask = Line("bot", "Hello, Marco's phone, how can I help?"), Line("bot", "What's your number?")
+    looked_up = [hello, Line("caller", "Sì, un attimo che lo cerco."), Line("caller", "Ecco, nove nove uno,"),
+                 Line("caller", "quattro zero sette.")]
+    assert JUDGE.judge(looked_up[:2], language="it").reason == "preamble"
+    code = JUDGE.judge(looked_up, language="it")
+    assert code.reason == "number-sequence" and 0.2 <= code.p_complete < 0.5  # the shorter backstop
+    # asked for a number, or speaking of one: the next group is surely coming
+    for story in ([ask, Line("caller", "Four four one.")], [hello, Line("caller", "My number is 347 555.")],
+                  [hello, Line("caller", "Four four one,")]):
+        assert JUDGE.judge(story, language="en").p_complete < 0.2, story[-1].text
