@@ -210,7 +210,8 @@ ENGLISH = Lexicon(
         r"(?: \S+){0,2}",
     ),
     topics=(r"(?:about|regarding|concerning|re|as for|as to|as regards|on the subject of|with regard to"
-            r"|in regards? to|on the matter of)(?: \S+){1,6}",),
+            r"|in regards? to|on the matter of) (?:the|my|your|his|her|our|their|a|an|this|that|these|those"
+            r"|\S+'s)(?: \S+){1,5}",),
     topic_questions="about|regarding|concerning|what for|what's it for|reason|which one|what kind",
     number_asks="number numbers code digits extension reference pin",
     numbers=r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six"
@@ -319,7 +320,10 @@ ITALIAN = Lexicon(
         r"(?:volevo|vorrei|devo|dovevo) (?:dirle|dirgli|dirti|chiederle|chiedergli|chiederti|dire|chiedere"
         r"|sapere|avvisarla|avvisarlo|avvisare|informarla|informarlo|segnalare)(?: \S+){0,2}",
     ),
-    topics=(r"(?:per quanto riguarda|riguardo|a proposito|in merito|circa)(?: \S+){1,6}",
+    topics=(r"(?:per quanto riguarda|riguardo a|a proposito di|in merito a|circa)"
+            r" (?:il|lo|la|i|gli|le|l'|un|uno|una|un'|quel|quello|quella|mio|mia|suo|sua)(?: \S+){1,5}",
+            r"(?:riguardo|a proposito|in merito) (?:al|allo|alla|ai|agli|alle|all'|del|dello|della|dei|degli"
+            r"|delle|dell')(?: \S+){1,5}",
             r"quanto (?:a|al|allo|alla|ai|agli|alle|all')(?: \S+){1,5}",
             r"per (?:il|lo|la|i|gli|le|l'|un|uno|una|un'|quel|quello|quella|quei|quelle)(?: \S+){1,5}"),
     topic_questions="riguarda|tratta|motivo|per cosa|per che cosa|a proposito|in merito|quale|che tipo",

@@ -426,7 +426,12 @@ def _topic(sentence: str, lex: Lexicon) -> bool:
     """`sentence` only names what the caller is about to speak of ("So, about the party on Saturday.",
     "Allora, per la festa di sabato."): a lead word aside, one clause, a topic and no more."""
     clauses = [_strip_lead(_tokens(c, lex), lex) for c in _CLAUSE_END.split(sentence.rstrip(".!"))]
-    said = [c for c in clauses if c]
+    said: list[list[str]] = []
+    for clause in (c for c in clauses if c):
+        if said and said[-1][-1] in lex.trailing:
+            said[-1] = said[-1] + clause  # "about the, the roof": one clause, stammered
+        else:
+            said.append(clause)
     if len(said) != 1 or any(lex.dangling.get(t) == "auxiliary" or _VERB_CONTRACTION.search(t)
                              for t in said[0]):
         return False  # "about the party, we need...", "per la festa è tardi": the rest is said

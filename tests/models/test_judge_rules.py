@@ -560,6 +560,10 @@ def test_a_question_that_is_one_of_several_announced_is_not_the_end(language: st
     ("en", "About the party it's too late.", "statement"),
     ("it", "Per la festa è tardi.", "statement"),
     ("it", "Per favore.", "short-answer"),
+    ("en", "About ten minutes.", "statement"),  # "about" as "roughly"
+    ("it", "Circa dieci minuti.", "statement"),
+    ("en", "About the, the quote for the roof.", "topic"),  # stammered, still one clause
+    ("en", "It's about the invoice from March.", "statement"),  # what the call is about, said whole
 ])
 def test_a_line_that_only_names_its_topic_waits_for_the_rest(language: str, text: str, reason: str) -> None:
     verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
