@@ -328,8 +328,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     opener = " ".join(_strip_lead(_tokens(first_sentence, lex), lex))
     opens_list = bool(lex.list_opener_re.fullmatch(opener)) and not any(
         lex.ordinals.get(t, 0) > 1 for t in tokens)
-    farewell = f" {' '.join(_strip_greeting(sentence, lex))} "
-    if any(_has(p, farewell) for p in lex.closings) and not opens_list:  # not "first, thanks for..."
+    if _closes(_strip_greeting(sentence, lex), lex) and not opens_list:  # not "first, thanks for..."
         return Verdict(P_CLOSING, "closing")
     if _covered(sentence, lex.short_answer_cover, lex.fillers) and sentence[-1] not in lex.fillers:
         return Verdict(P_SHORT_ANSWER, "short-answer")
@@ -380,6 +379,24 @@ def _introduces(line: str, lex: Lexicon) -> bool:
         rest = re.sub(r"^\W*" + r"\W+".join(map(re.escape, lead.split())) + r"[\s,.!]*", "", rest,
                       flags=re.IGNORECASE)
     return bool(lex.introduction_re.fullmatch(rest))
+
+
+def _closes(tokens: Sequence[str], lex: Lexicon) -> bool:
+    """The sentence thanks or says goodbye. "That's all", "è tutto" close only what comes before them:
+    followed by more than thanks and goodbyes ("è tutto confermato") they are no closing."""
+    joined = f" {' '.join(tokens)} "
+    for phrase in lex.closings:
+        if not _has(phrase, joined):
+            continue
+        if phrase not in lex.closing_ends:
+            return True
+        words = phrase.split()
+        n = len(words)
+        if any(list(tokens[i:i + n]) == words
+               and all(f" {t} " in lex.closing_word_set or t in lex.fillers for t in tokens[i + n:])
+               for i in range(len(tokens) - n + 1)):
+            return True
+    return False
 
 
 def _opening(story: Sequence[Line], last: int, lex: Lexicon) -> bool:

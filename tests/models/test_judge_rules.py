@@ -298,6 +298,8 @@ def test_own_lines(language: str, cases: list[tuple[str, str]]) -> None:
     ("The invoice was wrong. So.", "en", "trailing-filler"),  # whisper ends a trailing "so," this way
     ("Chiamo per la pratica numero. Allora.", "it", "trailing-filler"),
     ("Thanks. Bye.", "en", "closing"),
+    ("È tutto, grazie.", "it", "closing"),
+    ("Per la consegna di domani è tutto confermato.", "it", "statement"),  # "è tutto" closes only at the end
     ("He needs to pick up the", "en", "trailing-article"),
     ("It's for his", "en", "dangling-possessive"),
     ("The bill was sent to our", "en", "trailing-possessive"),
