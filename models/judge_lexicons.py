@@ -98,6 +98,7 @@ class Lexicon:
         topic_questions: str = "",  # a bot question with one of these asks for a topic ("what is it about?")
         number_asks: str = "",  # a bot line with one of these asks for digits ("what number ...?")
         closing_ends: str = "",  # closings only at a sentence's end ("è tutto", not "è tutto confermato")
+        piecewise: str = "",  # a bot question with one of these asks for what comes in pieces (an address)
     ) -> None:
         self.accent_fixes = dict(accent_fixes or {})
         self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
@@ -114,6 +115,7 @@ class Lexicon:
         self.closings = self._phrase_table(closings)
         self.closing_ends = frozenset(self._phrase_table(closing_ends))
         self.closing_word_set = frozenset(f" {p} " for p in self.closings if " " not in p)
+        self.piecewise = _words(piecewise) | _words(number_asks)
         self.short_answers = self._phrase_table(short_answers)
         self.requests = self._phrase_table(requests)
         self.request_starts = self._phrase_table(request_starts)
@@ -218,6 +220,7 @@ ENGLISH = Lexicon(
     topic_questions="about|regarding|concerning|what for|what's it for|reason|which one|what kind",
     number_asks="number numbers code digits extension reference pin",
     closing_ends="that's all|that is all|that's it|that's everything|nothing else",
+    piecewise="address email e-mail spell spelled postcode zip",
     numbers=r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six"
             r"|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
             r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|hundred|thousand|double|triple",
@@ -333,6 +336,7 @@ ITALIAN = Lexicon(
     topic_questions="riguarda|tratta|motivo|per cosa|per che cosa|a proposito|in merito|quale|che tipo",
     number_asks="numero numeri codice cifre interno riferimento pin",
     closing_ends="è tutto|basta così|nient'altro|tutto qui",
+    piecewise="indirizzo email mail scrive cap",
     numbers=r"(?:venti?|trenta?|quaranta?|cinquanta?|sessanta?|settanta?|ottanta?|novanta?)(?:uno|due|tré"
             r"|tre|quattro|cinque|sei|sette|otto|nove)|zero|uno|due|tre|quattro|cinque|sei|sette|otto|nove"
             r"|dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette|diciotto|diciannove"

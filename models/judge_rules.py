@@ -50,6 +50,7 @@ verdict's `reason`. In priority order:
                            molto"), punctuated or not
 17. exclamation            ends in "!"                                                 COMPLETE
 18. question-words         no end punctuation, starts like a question ("is he there")  COMPLETE, unsure
+    unpunctuated-answer    ... right after the bot's question: most likely the answer  COMPLETE, unsure
     unpunctuated           no end punctuation otherwise (speech cut mid-phrase?)       WAIT, unsure
 19. statement              anything else: a period is not proof of an end              COMPLETE, ~0.7
 
@@ -87,6 +88,7 @@ P_REPLY = 0.7
 P_TAG_QUESTION = 0.8
 P_QUESTION_WORDS = 0.6
 P_UNPUNCTUATED = 0.4
+P_UNPUNCTUATED_ANSWER = 0.55
 P_LIST_ITEM = 0.4  # "second, ...": a list goes on, but this may be its last item
 P_GREETING = 0.35
 P_INTRODUCTION = 0.3
@@ -270,13 +272,14 @@ class RulesJudge:
         bot = next((_normalise(line.text) for line in reversed(story[:last]) if line.role == "bot"), "")
         phone = (any(t in lex.number_asks for t in _tokens(bot, lex))
                  or any(t in lex.number_contexts for t in _tokens(" ".join([*since_bot, text]), lex)))
+        pieces = asked and any(t in lex.piecewise for t in _tokens(question, lex))
         return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked,
-                           asked_topic=about, number_talk=phone)
+                           asked_topic=about, number_talk=phone, pieces=pieces)
 
 
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,
                 carried_digits: int = 0, asked: bool = False, asked_topic: bool = False,
-                number_talk: bool = False) -> Verdict:
+                number_talk: bool = False, pieces: bool = False) -> Verdict:
     mark = _end_mark(text)
     if mark == "?":
         state = _list_state([*context, text], lex)
@@ -363,6 +366,10 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if not mark:
         if any(start.startswith(f" {p} ") for p in lex.question_starts):
             return Verdict(P_QUESTION_WORDS, "question-words")
+        if asked and not pieces and not lex.number_re.fullmatch(word):
+            # words with no mark right after the bot's question: most likely the answer, unless it asked
+            # for something given in pieces (a number, an address) or a number was being given
+            return Verdict(P_UNPUNCTUATED_ANSWER, "unpunctuated-answer")
         return Verdict(P_UNPUNCTUATED, "unpunctuated")
     return Verdict(P_STATEMENT, "statement")
 

@@ -126,7 +126,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> LlamaModel:
 
 
 STORY = [Line("bot", "What number can he call you back on?"), Line("caller", "three four seven and")]
-UNSURE = [Line("bot", "How can I help?"), Line("caller", "he left the keys with the neighbour")]
+UNSURE = [Line("bot", "Go ahead."), Line("caller", "he left the keys with the neighbour")]
 
 
 @pytest.mark.parametrize("story", [STORY, UNSURE], ids=["sure-rules", "unsure-rules"])

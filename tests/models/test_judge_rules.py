@@ -614,3 +614,18 @@ def test_digits_that_end_in_a_period_with_no_number_asked_for_may_be_a_whole_cod
     for story in ([ask, Line("caller", "Four four one.")], [hello, Line("caller", "My number is 347 555.")],
                   [hello, Line("caller", "Four four one,")]):
         assert JUDGE.judge(story, language="en").p_complete < 0.2, story[-1].text
+
+
+def test_an_unpunctuated_answer_to_the_bots_question_is_complete_unless_given_in_pieces() -> None:
+    for question, answer, language in (("What's your name?", "my name is rachel green", "en"),
+                                       ("When would suit you?", "tomorrow morning is best", "en"),
+                                       ("Quando le farebbe comodo?", "dopo le cinque quando vuole", "it")):
+        v = JUDGE.judge([Line("bot", question), Line("caller", answer)], language=language)
+        assert v.reason == "unpunctuated-answer" and complete(v), answer
+    for question, answer, language in (("What's the address for the delivery?", "it's 42 hawthorn", "en"),
+                                       ("What's your number?", "it's 347", "en"),
+                                       ("Qual è l'indirizzo per la consegna?", "via garibaldi", "it")):
+        assert not complete(JUDGE.judge([Line("bot", question), Line("caller", answer)], language=language))
+    # not an answer when the bot asked nothing
+    assert not complete(JUDGE.judge([Line("bot", "Go ahead."), Line("caller", "tomorrow morning is best")],
+                                    language="en"))
