@@ -74,7 +74,8 @@ class BargeIn:
             u.stop_at = at
             u.step(Step.YIELD)
             self._desk.emit(ev.Stop(u.id, at, self._samples(self.options.fade_ms), u.ends_after(at),
-                                    self._samples(self.options.finish_word_max_ms)))
+                                    self._samples(self.options.finish_word_max_ms
+                                                  + self.options.finish_word_grace_ms)))
             b.record = {"onset_s": round(b.onset_t, 3), "utterance": u.kind.value}
             self._desk.emit(BargedIn(u.id, b.fragment))
             self.records.append(b.record)

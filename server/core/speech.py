@@ -27,6 +27,7 @@ class SpeechOptions:
     clause_max_words: int = 16  # a clause without punctuation is cut at this length
     yield_after_ms: int = 64  # caller speech that makes the bot stop at the end of its current word
     finish_word_max_ms: int = 250  # ... but never play on for longer than this
+    finish_word_grace_ms: int = 60  # ... unless the word ends this little after it: no clipped last syllable
     fade_ms: int = 30
     backchannel_max_ms: int = 900  # caller speech longer than this interrupts without waiting for words
 
@@ -194,13 +195,14 @@ class Utterance:
     def stop_point(self, options: SpeechOptions, rate: int) -> int:
         """Where to stop so the word on the line is finished, but no later than the cap."""
         cap = self.played + options.finish_word_max_ms * rate // 1000
+        grace = options.finish_word_grace_ms * rate // 1000
         i = self.word_at(self.played)
         if i is None:
             return min(self.played, self.samples)
         w = self.words[i]
         if w.start >= self.played:  # between words: stop right here
             return self.played
-        return min(w.end, cap)
+        return w.end if w.end <= cap + grace else cap
 
     def ends_after(self, at: int) -> tuple[int, ...]:
         """The ends of the words synthesised so far that lie after sample `at`."""

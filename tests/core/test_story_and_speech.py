@@ -57,6 +57,10 @@ def test_stop_point_finishes_the_word_on_the_line_but_caps_it() -> None:
     assert u.stop_point(SpeechOptions(finish_word_max_ms=250), 16000) == 10500 + 4000
     u.played = 4500  # between words
     assert u.stop_point(SpeechOptions(), 16000) == 4500
+    # a word the cap would clip in its last few ms is finished: the caller heard it
+    u.played = 11500  # inside "three", which ends 281 ms later: 31 ms past the cap
+    assert u.stop_point(SpeechOptions(finish_word_max_ms=250, finish_word_grace_ms=60), 16000) == 16000
+    assert u.stop_point(SpeechOptions(finish_word_max_ms=250, finish_word_grace_ms=0), 16000) == 11500 + 4000
 
 
 def test_heard_words_and_resume_point() -> None:
