@@ -114,7 +114,7 @@ class Lexicon:
         self.time_words = _words(time_words)
         self.closings = self._phrase_table(closings)
         self.closing_ends = frozenset(self._phrase_table(closing_ends))
-        self.closing_word_set = frozenset(f" {p} " for p in self.closings if " " not in p)
+        self.closing_words = frozenset(p for p in self.closings if " " not in p)
         self.piecewise = _words(piecewise) | _words(number_asks)
         self.short_answers = self._phrase_table(short_answers)
         self.requests = self._phrase_table(requests)

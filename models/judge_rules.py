@@ -266,13 +266,14 @@ class RulesJudge:
             return Verdict(P_INTRODUCTION, "introduction")
         since_bot = _since_bot(story, last)
         carried = _carried_digits(since_bot, lex)
-        question = _normalise(story[last - 1].text) if not since_bot and last > 0 else ""
-        asked = story[last - 1].role == "bot" and _end_mark(question) == "?" if question else False
-        about = asked and any(_has(p, f" {' '.join(_tokens(question, lex))} ") for p in lex.topic_questions)
         bot = next((_normalise(line.text) for line in reversed(story[:last]) if line.role == "bot"), "")
-        phone = (any(t in lex.number_asks for t in _tokens(bot, lex))
+        bot_words = _tokens(bot, lex)
+        # the bot's line right before this one asked something
+        asked = not since_bot and last > 0 and story[last - 1].role == "bot" and _end_mark(bot) == "?"
+        about = asked and any(_has(p, f" {' '.join(bot_words)} ") for p in lex.topic_questions)
+        pieces = asked and any(t in lex.piecewise for t in bot_words)
+        phone = (any(t in lex.number_asks for t in bot_words)
                  or any(t in lex.number_contexts for t in _tokens(" ".join([*since_bot, text]), lex)))
-        pieces = asked and any(t in lex.piecewise for t in _tokens(question, lex))
         return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked,
                            asked_topic=about, number_talk=phone, pieces=pieces)
 
@@ -400,7 +401,7 @@ def _closes(tokens: Sequence[str], lex: Lexicon) -> bool:
         words = phrase.split()
         n = len(words)
         if any(list(tokens[i:i + n]) == words
-               and all(f" {t} " in lex.closing_word_set or t in lex.fillers for t in tokens[i + n:])
+               and all(t in lex.closing_words or t in lex.fillers for t in tokens[i + n:])
                for i in range(len(tokens) - n + 1)):
             return True
     return False

@@ -64,7 +64,8 @@ class LlamaCppReplies:
         """Evaluate this call's system prompt now and keep its KV state aside (`LlamaModel`'s prefix
         snapshots), so that the call's first reply starts from it instead of paying for the whole
         prompt: on two cores a 1.5 B model takes seconds over it. Meant to run while the greeting
-        plays; it holds the model's lock like any other use."""
+        plays; it holds the model's lock like any other use. Only the system part: the greeting, the
+        story's first line, is the bot's, and `prefill` adds it once it has played."""
         messages = build_messages([Line("caller", "")], context, self.options.template_dir)
         tokens, keep, _ = self._prompt(messages, self.options.max_tokens)
         if keep:

@@ -76,7 +76,7 @@ class Playout:
         with self._lock:
             u = self._get(utterance)
             if at < u.pos:
-                at = next((e for e in sorted(ends) if u.pos <= e <= u.pos + within), u.pos)
+                at = next((e for e in ends if u.pos <= e <= u.pos + within), u.pos)  # ends ascend
             u.stop_at, u.fade = at, fade
 
     def resume(self, utterance: int, at: int) -> None:
