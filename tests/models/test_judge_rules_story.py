@@ -1,0 +1,140 @@
+"""The rules turn judge on lines the story before them changes: what the bot last asked (a question,
+a number, what the call is about), what the caller said earlier in the turn (an introduction, digit
+groups, announced questions), and which line is the caller's last."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.engines import Line, Verdict
+from models.judge_rules import RulesJudge
+
+JUDGE = RulesJudge()
+
+
+def complete(v: Verdict) -> bool:
+    return v.p_complete >= 0.5
+
+
+def judge(*caller_lines: str, language: str = "en") -> Verdict:
+    return JUDGE.judge([Line("caller", t) for t in caller_lines], language=language)
+
+
+def test_greeting_waits_only_as_the_first_line() -> None:
+    assert not complete(judge("Ciao.", language="it"))
+    story = [Line("caller", "Volevo lasciare un messaggio."), Line("bot", "Certo, dica pure."),
+             Line("caller", "Che mi richiami stasera."), Line("bot", "Va bene, glielo dico."),
+             Line("caller", "Ciao.")]
+    assert JUDGE.judge(story, language="it").reason == "closing"
+
+
+def test_only_the_callers_last_line_is_judged() -> None:
+    story = [Line("caller", "I'm calling because"), Line("bot", "Go on, I'm listening."),
+             Line("caller", "the boiler is broken and he needs to call the plumber."),
+             Line("bot", "Okay, I'll tell him. Anything else?")]
+    v = JUDGE.judge(story, language="en")
+    assert complete(v)
+    assert v.reason == "statement"
+    story[-2] = Line("caller", "the boiler is broken and")
+    assert JUDGE.judge(story, language="en").reason == "trailing-conjunction"
+
+
+def test_bot_lines_after_the_callers_last_line_are_ignored() -> None:
+    caller = [Line("caller", "I wanted to leave a message for Anna.")]
+    alone = JUDGE.judge(caller, language="en")
+    with_bot = JUDGE.judge([*caller, Line("bot", "Sure, what is it? Is it urgent?")], language="en")
+    assert with_bot == alone
+    assert not complete(with_bot)
+
+
+def test_an_introduction_later_in_the_call_is_judged_as_a_statement() -> None:
+    story = [Line("caller", "Is Marco there?"), Line("bot", "He is out."), Line("caller", "This is Anna.")]
+    assert JUDGE.judge(story, language="en").reason != "introduction"
+
+
+def test_a_number_dictated_over_several_fragments_adds_up() -> None:
+    asked = [Line("bot", "What number can he call you back on?")]
+    groups = ["three four seven", "eight one two", "five five six seven"]
+    verdicts = [JUDGE.judge([*asked, *(Line("caller", g) for g in groups[:n])], language="en")
+                for n in (1, 2, 3)]
+    assert [v.reason for v in verdicts] == ["number-sequence"] * 2 + ["whole-number"]
+    assert verdicts[0].p_complete < 0.2 and verdicts[1].p_complete < 0.2
+    assert 0.5 <= verdicts[2].p_complete < 0.9  # ten digits: the whole number
+    # "uno" after other digits is a digit, not an article
+    story = [Line("bot", "Mi lascia un numero?"), Line("caller", "sì zero due"),
+             Line("caller", "quattro cinque sei sette otto nove uno")]
+    assert JUDGE.judge(story, language="it").reason == "number-sequence"
+
+
+def test_a_short_reply_to_the_bots_question_is_complete() -> None:
+    for question, reply, language in (("Is it urgent?", "yes very", "en"),
+                                      ("Would you like him to call you back?", "no it's fine", "en"),
+                                      ("Vuole che la richiami?", "no non serve", "it"),
+                                      ("Ha il suo numero?", "credo di sì", "it")):
+        v = JUDGE.judge([Line("bot", question), Line("caller", reply)], language=language)
+        assert v.reason == "reply" and complete(v), reply
+    # not when the bot asked nothing
+    told = [Line("bot", "Go ahead."), Line("caller", "yes very")]
+    assert JUDGE.judge(told, language="en").reason != "reply"
+
+
+@pytest.mark.parametrize(("language", "lines", "expected"), [
+    ("en", ["I've got two questions for him.", "First, is the office open on Saturday?"], "WAIT"),
+    ("en", ["I've got two questions for him.", "First, is the office open on Saturday?",
+            "And second, can I pay by card?"], "COMPLETE"),
+    ("it", ["Avrei due domande.", "Prima cosa, l'ufficio è aperto sabato?"], "WAIT"),
+    ("en", ["Is the office open on Saturday?"], "COMPLETE"),
+])
+def test_a_question_that_is_one_of_several_announced_is_not_the_end(language: str, lines: list[str],
+                                                                     expected: str) -> None:
+    story = [Line("bot", "Hello?"), *(Line("caller", text) for text in lines)]
+    verdict = JUDGE.judge(story, language=language)
+    assert ("COMPLETE" if verdict.p_complete >= 0.5 else "WAIT") == expected
+
+
+def test_a_topic_that_answers_the_bots_question_is_complete() -> None:
+    for question, answer, language in (("What is it about?", "About the invoice.", "en"),
+                                       ("Di cosa si tratta?", "Per la fattura di marzo.", "it")):
+        assert complete(JUDGE.judge([Line("bot", question), Line("caller", answer)], language=language))
+
+
+@pytest.mark.parametrize(("language", "lines"), [
+    ("en", ["Good afternoon, my name is David Cho,", "I'm the new tenant in the flat downstairs."]),
+    ("en", ["Hi.", "I'm Marco's cousin from Turin."]),
+    ("it", ["Buonasera, mi chiamo Paolo Greco,", "sono il nuovo inquilino del piano di sotto."]),
+    ("it", ["Sono l'idraulico."]),
+])
+def test_a_caller_still_saying_who_they_are_is_not_done(language: str, lines: list[str]) -> None:
+    story = [Line("bot", "Hello, Marco's phone, how can I help?"), *(Line("caller", t) for t in lines)]
+    assert JUDGE.judge(story, language=language).reason == "introduction"
+    # once they have said something else, the same words are a statement
+    told = [story[0], Line("caller", "The boiler is leaking again."), Line("caller", lines[-1])]
+    assert JUDGE.judge(told, language=language).reason != "introduction"
+
+
+def test_digits_that_end_in_a_period_with_no_number_asked_for_may_be_a_whole_code() -> None:
+    hello, ask = Line("bot", "Hello, Marco's phone, how can I help?"), Line("bot", "What's your number?")
+    looked_up = [hello, Line("caller", "Sì, un attimo che lo cerco."), Line("caller", "Ecco, nove nove uno,"),
+                 Line("caller", "quattro zero sette.")]
+    assert JUDGE.judge(looked_up[:2], language="it").reason == "preamble"
+    code = JUDGE.judge(looked_up, language="it")
+    assert code.reason == "number-sequence" and 0.2 <= code.p_complete < 0.5  # the shorter backstop
+    # asked for a number, or speaking of one: the next group is surely coming
+    for story in ([ask, Line("caller", "Four four one.")], [hello, Line("caller", "My number is 347 555.")],
+                  [hello, Line("caller", "Four four one,")]):
+        assert JUDGE.judge(story, language="en").p_complete < 0.2, story[-1].text
+
+
+def test_an_unpunctuated_answer_to_the_bots_question_is_complete_unless_given_in_pieces() -> None:
+    for question, answer, language in (("What's your name?", "my name is rachel green", "en"),
+                                       ("When would suit you?", "tomorrow morning is best", "en"),
+                                       ("Quando le farebbe comodo?", "dopo le cinque quando vuole", "it")):
+        v = JUDGE.judge([Line("bot", question), Line("caller", answer)], language=language)
+        assert v.reason == "unpunctuated-answer" and complete(v), answer
+    for question, answer, language in (("What's the address for the delivery?", "it's 42 hawthorn", "en"),
+                                       ("What's your number?", "it's 347", "en"),
+                                       ("Qual è l'indirizzo per la consegna?", "via garibaldi", "it")):
+        assert not complete(JUDGE.judge([Line("bot", question), Line("caller", answer)], language=language))
+    # not an answer when the bot asked nothing
+    assert not complete(JUDGE.judge([Line("bot", "Go ahead."), Line("caller", "tomorrow morning is best")],
+                                    language="en"))
