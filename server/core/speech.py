@@ -22,7 +22,8 @@ from server.core.record import ReplyJobs
 
 @dataclass(frozen=True, slots=True)
 class SpeechOptions:
-    first_clause_min_words: int = 2  # the first clause goes to TTS as soon as it has this many words
+    first_clause_min_words: int = 2  # the first clause goes to TTS at a comma once it has this many words,
+    # and at a sentence's end whatever its length ("Sure." is a whole clause)
     comma_clause_min_words: int = 6  # later clauses break at commas only when this long
     clause_max_words: int = 16  # a clause without punctuation is cut at this length
     yield_after_ms: int = 64  # caller speech that makes the bot stop at the end of its current word
@@ -111,10 +112,8 @@ class ClauseSplitter:
         for match in _BOUNDARY.finditer(self._buffer):
             head = self._buffer[: match.end()]
             words = len(head.split())
-            if self._clauses == 0:
-                ok = words >= o.first_clause_min_words
-            else:
-                ok = bool(_SENTENCE_END.search(match.group())) or words >= o.comma_clause_min_words
+            ends = bool(_SENTENCE_END.search(match.group()))
+            ok = ends or words >= (o.first_clause_min_words if self._clauses == 0 else o.comma_clause_min_words)
             if ok:
                 return self._take(match.end())
         tokens = list(_WORD.finditer(self._buffer))

@@ -27,7 +27,8 @@ class TurnOptions:
     min_gap_ms: int = 200  # the bot never starts talking sooner after the caller stops
     unsure_gap_ms: int = 400  # ... nor sooner than this when the judge's COMPLETE is not sure
     sure_complete_p: float = 0.9
-    draft_while_judging: bool = True  # start the reply while the judge is out; drop it on WAIT/resume
+    draft_while_judging: bool = True  # start the reply while the judge is out; kept for the backstop on
+    # WAIT (its prompt also holds the caller's words so far for the next reply), dropped when they go on
     backstop_ms: int = 2000
     backstop_sure_ms: int = 4000
     sure_wait_p: float = 0.2

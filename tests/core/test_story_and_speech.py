@@ -29,12 +29,21 @@ def test_an_open_caller_line_stays_after_the_bot_line_it_cut_off() -> None:
 def test_clauses_first_early_then_at_natural_breaks() -> None:
     split = ClauseSplitter(SpeechOptions(first_clause_min_words=2, comma_clause_min_words=6))
     out: list[str] = []
-    text = "Hi! Sure, I can take a message, and he will call you back today. Bye"
+    text = "Sure, I can take a message, and he will call you back today. Bye"
     for token in text.split():
         out += split.feed(token + " ")
     tail = split.flush()
-    assert out == ["Hi! Sure,", "I can take a message, and he will call you back today."]
+    assert out == ["Sure, I can take a message,", "and he will call you back today."]
     assert tail == "Bye"
+
+
+def test_a_one_word_sentence_is_a_first_clause_but_a_one_word_comma_is_not() -> None:
+    split = ClauseSplitter(SpeechOptions(first_clause_min_words=2, comma_clause_min_words=6))
+    assert split.feed("Sure. ") == ["Sure."]
+    assert split.feed("I'll tell him. ") == ["I'll tell him."]
+    split = ClauseSplitter(SpeechOptions(first_clause_min_words=2, comma_clause_min_words=6))
+    assert split.feed("Well, ") == []
+    assert split.feed("Anna, ") == ["Well, Anna,"]
 
 
 def test_clauses_do_not_break_inside_numbers_and_times() -> None:
