@@ -68,7 +68,7 @@ _GREETS = (r"hello|hi|hey|good (morning|afternoon|evening)|thank you|thanks|sure
            r"ciao|salve|buongiorno|buonasera|pronto|grazie|certo|va bene|sì|no")
 _OWNER = re.compile(rf"(^|[.!?]\s+)({_GREETS})?\W*{OWNER}\s*[,!?]|"
                     rf"\b({_GREETS}),?\s+{OWNER}('s phone)?\s*([,.!?]|$)|"
-                    rf"\b(this is|i am|i'm|it's|sono|qui è|parla) {OWNER}\b", re.I)
+                    rf"\b(this is|i am|i'm|it's|sono|qui è|parla) {OWNER}\b(?!'s)", re.I)
 _INVENTED = {  # what only the owner could say: where they are, when they are free, what they will do
     "en": re.compile(rf"\b({OWNER}|he) (is|isn't|will be|won't be|is not) (free|available|busy|there|in|out|"
                      rf"back|away)\b|\b({OWNER}|he) (will|can) (call|meet|see|be)\b.*\b(at|on) \w+|"

@@ -25,7 +25,7 @@ from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
 from models.llama import LlamaModel, LlamaOptions, common_prefix, load_llama
-from models.prompts import MarkerFilter, build_messages
+from models.prompts import MarkerFilter, OwnerNameFilter, build_messages
 
 __all__ = ["LlamaCppReplies", "LlamaCppRepliesOptions"]
 
@@ -92,7 +92,8 @@ class LlamaCppReplies:
 
     def reply(self, story: Sequence[Line], context: CallContext) -> Generator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)
-        return self._stream(messages, self.options.max_tokens)
+        return self._stream(messages, self.options.max_tokens,
+                            OwnerNameFilter(context.owner_name, context.caller_name))
 
     def extract(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *, max_tokens: int = 400,
                 timeout_s: float = 60.0, interrupt: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -134,9 +135,10 @@ class LlamaCppReplies:
             grammar = self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
         return grammar
 
-    def _stream(self, messages: list[dict[str, str]], max_tokens: int) -> Generator[ReplyEvent]:
+    def _stream(self, messages: list[dict[str, str]], max_tokens: int,
+                names: OwnerNameFilter | None = None) -> Generator[ReplyEvent]:
         tokens, keep, stop = self._prompt(messages, max_tokens)
-        markers = MarkerFilter()
+        markers, names = MarkerFilter(), names or OwnerNameFilter("")
         llm = self.model.llm
         with self.model.lock:
             if keep and common_prefix(llm.input_ids[:llm.n_tokens], tokens) < keep:
@@ -147,14 +149,14 @@ class LlamaCppReplies:
                                            temperature=self.options.temperature)
             try:
                 for chunk in stream:
-                    text = markers.feed(chunk["choices"][0]["text"])
+                    text = names.feed(markers.feed(chunk["choices"][0]["text"]))
                     if text:
                         yield ReplyDelta(text)
                     if markers.seen:
                         break
             finally:
                 stream.close()
-        tail = markers.flush()
+        tail = names.feed(markers.flush()) + names.flush()
         if tail:
             yield ReplyDelta(tail)
         yield ReplyEnd(end_call=markers.seen)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
-from models.prompts import END_CALL_TOOL, MarkerFilter, build_messages
+from models.prompts import END_CALL_TOOL, MarkerFilter, OwnerNameFilter, build_messages
 
 __all__ = ["OpenAiOptions", "OpenAiReplies"]
 
@@ -68,9 +68,9 @@ class OpenAiReplies:
 
     def reply(self, story: Sequence[Line], context: CallContext) -> Generator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)
-        return self._stream(messages)
+        return self._stream(messages, OwnerNameFilter(context.owner_name, context.caller_name))
 
-    def _stream(self, messages: list[dict[str, str]]) -> Generator[ReplyEvent]:
+    def _stream(self, messages: list[dict[str, str]], names: OwnerNameFilter) -> Generator[ReplyEvent]:
         response = self._open(messages)
         markers = MarkerFilter()
         end_call = False
@@ -80,7 +80,7 @@ class OpenAiReplies:
                     break
                 delta, called = _parse_chunk(data, self.url)
                 end_call = end_call or called
-                text = markers.feed(delta)
+                text = names.feed(markers.feed(delta))
                 if text:
                     yield ReplyDelta(text)
                 if markers.seen:
@@ -93,7 +93,7 @@ class OpenAiReplies:
                               "check the server's log") from e
         finally:
             response.close()
-        tail = markers.flush()
+        tail = names.feed(markers.flush()) + names.flush()
         if tail:
             yield ReplyDelta(tail)
         yield ReplyEnd(end_call=end_call or markers.seen)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from models.engines import CallContext, Line
 
-__all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "MarkerFilter", "base_language",
-           "build_messages", "find_template", "load_template", "system_prompt"]
+__all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "MarkerFilter", "OwnerNameFilter",
+           "base_language", "build_messages", "find_template", "load_template", "system_prompt"]
 
 DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
@@ -180,3 +180,79 @@ class MarkerFilter:
         """What is still held back, at the end of the stream."""
         held, self._held = self._held, ""
         return "" if self.seen else held
+
+
+_GREETING_WORDS = ("hello|hi|hey|thanks|thank you|sure|okay|ok|got it|yes|no|right|great|perfect|of course|"
+                   "certainly|understood|alright|all right|good morning|good afternoon|good evening|"
+                   "ciao|salve|buongiorno|buonasera|pronto|grazie|certo|va bene|sì|d'accordo|perfetto|"
+                   "benissimo|capito")
+_GREETING = re.compile(rf"\b(?:{_GREETING_WORDS})\b", re.IGNORECASE)
+
+
+class OwnerNameFilter:
+    """Takes the owner's name out of streamed reply text where it addresses the caller: after a greeting
+    word ("Thank you, Marco." -> "Thank you."; "Sure, Marco's phone, ..." -> "Sure, ...") or opening a
+    sentence ("Marco, the parcel came." -> "The parcel came."). Small reply models take the caller for
+    the owner whose phone they answer. The name in any other place ("Marco will call you back") is left
+    alone. Text that could still become such a name is held back until the next piece decides. Off
+    when the caller has the owner's first name."""
+
+    def __init__(self, owner_name: str, caller_name: str = "") -> None:
+        first = (owner_name.split(maxsplit=1) or [""])[0]
+        self._on = bool(first) and first.lower() != (caller_name.split(maxsplit=1) or [""])[0].lower()
+        names = sorted({owner_name.strip(), first}, key=len, reverse=True)
+        alternatives = "|".join(re.escape(n) for n in names)
+        # after a greeting word: the name, then the greeting's own punctuation, which stays
+        self._greeted = re.compile(rf"\s*,?\s*(?:{alternatives})(?:'s phone)?(?=\s*[,.!?;:])", re.IGNORECASE)
+        self._greeted_forms = [f"{comma}{n}{tail}".lower() for n in names for comma in (", ", " ", ",")
+                               for tail in ("", "'s phone")]
+        # opening a sentence: the name and its comma, before the sentence's first word
+        self._opening = re.compile(rf"(?:{alternatives})\s*,\s*(?=\w)", re.IGNORECASE)
+        self._opening_forms = [f"{n}, ".lower() for n in names]
+        self._before = ""  # the end of what was let through
+        self._started = False  # anything let through yet
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if not self._on:
+            return text
+        text = self._cut(self._held + text)
+        hold = self._holdable(text)
+        out, self._held = text[:len(text) - hold], text[len(text) - hold:]
+        self._before = (self._before + out)[-40:]
+        self._started = self._started or bool(out)
+        return out
+
+    def flush(self) -> str:
+        """What is still held back, at the end of the stream."""
+        held, self._held = self._held, ""
+        return held
+
+    def _sites(self, text: str) -> list[tuple[int, bool]]:
+        """Where in `text` the name could begin to address the caller, in order: (position, whether it
+        opens a sentence rather than follows a greeting word)."""
+        released = len(self._before)
+        joined = self._before + text
+        sites = [(m.end() - released, False) for m in _GREETING.finditer(joined) if m.end() >= released]
+        sites += [(m.end() - released, True) for m in re.finditer(r"[.!?]\s+", joined) if m.end() >= released]
+        if not self._started:
+            sites.append((0, True))
+        return sorted(set(sites))
+
+    def _cut(self, text: str) -> str:
+        for at, opens in reversed(self._sites(text)):
+            found = (self._opening if opens else self._greeted).match(text, at)
+            if found:
+                rest = text[found.end():]
+                if opens:
+                    rest = rest[:1].upper() + rest[1:]
+                text = text[:at] + rest
+        return text
+
+    def _holdable(self, text: str) -> int:
+        for at, opens in self._sites(text):
+            rest = text[at:].lower()
+            forms = self._opening_forms if opens else self._greeted_forms
+            if rest and any(form.startswith(rest) for form in forms):
+                return len(text) - at
+        return 0

@@ -411,6 +411,18 @@ def test_the_marker_ends_the_call_without_being_spoken(monkeypatch: pytest.Monke
     assert events[-1] == ReplyEnd(end_call=True)
 
 
+def test_the_caller_is_not_greeted_by_the_owners_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    def handler(request: Any) -> Any:
+        return httpx.Response(200, content=_sse(
+            _delta(content="Thank"), _delta(content=" you"), _delta(content=","), _delta(content=" Mar"),
+            _delta(content="co"), _delta(content="."), _delta(content=" Marco will call you."), "[DONE]"))
+
+    context = dataclasses.replace(CONTEXT, owner_name="Marco Rossi")
+    events = list(_mock(monkeypatch, handler).reply(STORY, context))
+    assert _text(events[:-1]) == "Thank you. Marco will call you."
+    assert events[-1] == ReplyEnd(end_call=False)
+
+
 def test_a_server_refusing_tools_is_asked_again_without_them(monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from models.engines import CallContext, Line
-from models.prompts import END_CALL_MARKER, MarkerFilter, build_messages, system_prompt
+from models.prompts import END_CALL_MARKER, MarkerFilter, OwnerNameFilter, build_messages, system_prompt
 
 CONTEXT = CallContext(language="en", caller_number="+39 333 1234567", caller_name="Anna Rossi",
                       owner_name="Marco", started_at="2025-03-14T16:05:00")
@@ -144,3 +144,46 @@ def test_held_text_is_only_a_possible_marker_start() -> None:
     markers = MarkerFilter()
     assert markers.feed("Hello [E") == "Hello "
     assert markers.feed("x") == "[Ex"
+
+
+def _filtered(text: str, owner: str = "Marco", caller: str = "", piece: int = 0) -> str:
+    """`text` through an OwnerNameFilter, whole (piece 0) or in pieces of `piece` characters."""
+    names = OwnerNameFilter(owner, caller)
+    pieces = [text[i:i + piece] for i in range(0, len(text), piece)] if piece else [text]
+    return "".join(names.feed(p) for p in pieces) + names.flush()
+
+
+@pytest.mark.parametrize(("said", "heard"), [
+    ("Thank you, Marco. I will pass the message on.", "Thank you. I will pass the message on."),
+    ("Got it, Marco's phone. I'll tell him.", "Got it. I'll tell him."),
+    ("Hello Marco, what can I do for you?", "Hello, what can I do for you?"),
+    ("Va bene, Marco. Gli dico che ha chiamato.", "Va bene. Gli dico che ha chiamato."),
+    ("Sure, Marco will call you back.", "Sure, Marco will call you back."),
+    ("Thanks, Marcella!", "Thanks, Marcella!"),
+    ("Marco is away. I'll tell Marco.", "Marco is away. I'll tell Marco."),
+    ("Marco, your car is ready. Marco, Luca called.", "Your car is ready. Luca called."),
+    ("Marco, è il numero centoventi.", "È il numero centoventi."),
+    ("Okay. Marco will call you.", "Okay. Marco will call you."),
+    ("Okay, Mar", "Okay, Mar"),
+])
+@pytest.mark.parametrize("piece", [0, 1, 3, 7])
+def test_the_owners_name_is_taken_out_only_where_it_greets_the_caller(said: str, heard: str,
+                                                                     piece: int) -> None:
+    assert _filtered(said, piece=piece) == heard
+
+
+def test_a_caller_with_the_owners_name_may_be_greeted_by_it() -> None:
+    greeted = _filtered("Thank you, Marco.", owner="Marco Rossi", caller="Marco Bianchi", piece=2)
+    assert greeted == "Thank you, Marco."
+    assert _filtered("Thank you, Marco Rossi.", owner="Marco Rossi", piece=2) == "Thank you."
+    assert _filtered("Thank you, Marco.", owner="", piece=2) == "Thank you, Marco."
+
+
+def test_only_a_possible_name_after_a_greeting_waits_for_the_next_piece() -> None:
+    names = OwnerNameFilter("Marco")
+    assert names.feed("Mar") == ""
+    assert names.feed("co is") == "Marco is"
+    assert names.feed(" away. Sure, I'll") == " away. Sure, I'll"
+    assert names.feed(" tell him. Thanks,") == " tell him. Thanks"
+    assert names.feed(" Ma") == ""
+    assert names.feed("ria.") == ", Maria."

@@ -39,6 +39,7 @@ def test_faults_the_starter_models_committed_are_caught(language: str, text: str
     ("en", "Got it, Laura. I'll tell him the car is ready. What number can he call you back on?"),
     ("en", "I'm not sure if Marco is free on Friday; I'll ask him to call you about it."),
     ("en", "Sure. I'll pass the message on to Marco."),
+    ("en", "Hello! I'm Marco's assistant. Who is calling, please?"),
     ("it", "Va bene, Anna. Gli dico che la macchina è pronta. A che numero può richiamarla?"),
     ("it", "Non so quando Marco è libero: gli chiedo di richiamarla."),
 ])
