@@ -112,9 +112,8 @@ class ClauseSplitter:
         for match in _BOUNDARY.finditer(self._buffer):
             head = self._buffer[: match.end()]
             words = len(head.split())
-            ends = bool(_SENTENCE_END.search(match.group()))
-            ok = ends or words >= (o.first_clause_min_words if self._clauses == 0 else o.comma_clause_min_words)
-            if ok:
+            at_least = o.first_clause_min_words if self._clauses == 0 else o.comma_clause_min_words
+            if _SENTENCE_END.search(match.group()) or words >= at_least:
                 return self._take(match.end())
         tokens = list(_WORD.finditer(self._buffer))
         if len(tokens) > o.clause_max_words:
