@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.core.dictation import DictationOptions, Reading, Status, denies, read_lines, spell
+from server.core.dictation import DictationOptions, Reading, Status, denies, expects_digits, read_lines, spell
 from server.core.events import StoryLine
 from server.core.mouth import Mouth
 from server.core.speech import Kind, State, Utterance
@@ -49,6 +49,11 @@ class CallbackNumber:
             if reading.number == last.number and not last.denied:
                 return Reading(Status.NONE)  # said again after the read-back: that is a yes
         return reading
+
+    def expects_digits(self, story: Sequence[StoryLine], spoken: Sequence[Utterance]) -> bool:
+        """Whether the caller's next words are likely digits of the number (`dictation.expects_digits`)."""
+        lines = [(line.role, line.text) for line in story]
+        return expects_digits(lines, self._keys, self.options, asked=self._last_readback(spoken) is not None)
 
     def _last_readback(self, spoken: Sequence[Utterance]) -> _ReadBack | None:
         """The read-back that was the bot's last line, if it was one."""

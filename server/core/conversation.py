@@ -287,7 +287,11 @@ class Conversation:
                 self.turns.renew(self._moment())  # a noise, not the caller going on: the pause goes on
 
     def _transcribe(self, frag: Fragment, speculative: bool) -> None:
-        self.hearing.transcribe(frag, speculative, round(self.t * self.rate))
+        before = self.story.lines()
+        if self.story.pending_fragment == frag.id:
+            before = before[:-1]  # its own speculative hearing is not what came before it
+        digits = self.number.expects_digits(before, self.spoken)
+        self.hearing.transcribe(frag, speculative, round(self.t * self.rate), digits)
 
     def _close_fragment(self, frag: Fragment) -> None:
         heard = self.hearing.close(frag)

@@ -44,7 +44,7 @@ from typing import Protocol
 
 __all__ = [
     "DictationOptions", "Fit", "NumberingPlan", "PlanNumber", "Reading", "Status", "denies", "digits_said",
-    "read_lines", "spell",
+    "expects_digits", "read_lines", "spell",
 ]
 
 
@@ -404,6 +404,33 @@ def _reading(span: _Span, options: DictationOptions, final: bool) -> Reading:
     return Reading(status, span.digits, number.e164(), _groups(number, span.digits, home), cued=span.cue)
 
 
+def _since_bot(lines: Sequence[tuple[str, str]]) -> tuple[int, set[str]]:
+    """Where the caller's lines since the bot last spoke begin, and the words of that bot line."""
+    start = next((i + 1 for i in range(len(lines) - 1, -1, -1) if lines[i][0] != "caller"), 0)
+    return start, {t.lower() for t in _TOKEN.findall(lines[start - 1][1])} if start > 0 else set()
+
+
+def expects_digits(lines: Sequence[tuple[str, str]], keys: Sequence[tuple[int, str]],
+                   options: DictationOptions, *, asked: bool = False) -> bool:
+    """Whether the caller's next words are likely digits: a number is being dictated and may go on, the
+    caller's words end announcing one ("my number is"), or the bot's last line asked for one (`asked`:
+    it read one back, which the caller may correct) and none has been given since. Told to expect
+    digits, whisper writes them more faithfully (`server/runtime.py`, DIGITS_HINT)."""
+    if not options.enabled:
+        return False
+    reading = read_lines(lines, keys, options, asked=asked)
+    if reading.status in (Status.SHORT, Status.MAYBE):
+        return True
+    w = _words(options.language)
+    start, bot = _since_bot(lines)
+    said = [item for _, text in lines[start:] for item in _scan(text, w).items]
+    last_cue = max((i for i, item in enumerate(said) if item == _CUE), default=-1)
+    if last_cue >= 0 and not any(item.isdigit() for item in said[last_cue:]):
+        return True  # "my number is", and no digit yet
+    given = reading.status is not Status.NONE or any(item.isdigit() for item in said)
+    return (asked or bool(bot & w.asks)) and not given
+
+
 def read_lines(lines: Sequence[tuple[str, str]], keys: Sequence[tuple[int, str]],
                options: DictationOptions, *, asked: bool = False, final: bool = False) -> Reading:
     """The number being dictated in the caller's `lines` since the bot last spoke.
@@ -415,8 +442,7 @@ def read_lines(lines: Sequence[tuple[str, str]], keys: Sequence[tuple[int, str]]
     if not options.enabled:
         return Reading(Status.NONE)
     w = _words(options.language)
-    start = next((i + 1 for i in range(len(lines) - 1, -1, -1) if lines[i][0] != "caller"), 0)
-    bot = {t.lower() for t in _TOKEN.findall(lines[start - 1][1])} if start > 0 else set()
+    start, bot = _since_bot(lines)
     asked = asked or bool(bot & w.asks)
     if bot & w.asks and bot & w.codes:  # "do you have a reference number?": digits of no phone plan
         options = dataclasses.replace(options, plan=None, region="")

@@ -216,12 +216,13 @@ class StoryLine:
 
 @dataclass(frozen=True, slots=True)
 class Transcribe:
-    """Transcribe caller samples [start, end)."""
+    """Transcribe caller samples [start, end); `digits`: they are likely digits of a number."""
 
     job: int
     start: int
     end: int
     speculative: bool
+    digits: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,13 +46,14 @@ class Hearing:
         heard = self._heard.get((frag.id, frag.revision)) if frag is not None else None
         return heard.stt_job if heard is not None else None
 
-    def transcribe(self, frag: Fragment, speculative: bool, now: int) -> None:
-        """Ask for `frag`'s words: up to `now` (a sample) while its pause may still grow, else all of it."""
+    def transcribe(self, frag: Fragment, speculative: bool, now: int, digits: bool = False) -> None:
+        """Ask for `frag`'s words: up to `now` (a sample) while its pause may still grow, else all of it;
+        `digits`: they are likely digits of a number."""
         heard = self.of(frag)
         heard.asked = heard.in_flight = True
         end = now if speculative else frag.end
         job = self._desk.new_job(Job("stt", frag.id, frag.revision, speculative))
-        self._desk.emit(ev.Transcribe(job, frag.start, end, speculative))
+        self._desk.emit(ev.Transcribe(job, frag.start, end, speculative, digits))
 
     def close(self, frag: Fragment) -> Heard:
         self.track(frag)

@@ -16,6 +16,7 @@ from server.core.dictation import (
     Status,
     denies,
     digits_said,
+    expects_digits,
     read_lines,
     spell,
 )
@@ -137,6 +138,31 @@ def test_without_a_plan_no_number_is_complete_until_the_caller_ends_it() -> None
     assert spell(r, "en").startswith("plus, four four two, zero seven nine")
 
 
+@pytest.mark.parametrize(("lines", "expected"), [
+    ([("bot", "What number can he call you back on?")], True),
+    ([("bot", "What number can he call you back on?"), ("caller", "Sure, it's")], True),
+    ([("bot", "What number can he call you back on?"), ("caller", "three four seven,")], True),
+    ([("bot", "Could I get a number?"), ("caller", "It's 212 555 1234.")], False),  # given, to be read back
+    ([("bot", "Hello, how can I help?"), ("caller", "Please ask him to call me on")], False),
+    ([("bot", "Hello, how can I help?"), ("caller", "My number is")], True),
+    ([("bot", "Hello, how can I help?"), ("caller", "You can reach me on two one two,")], True),
+    ([("bot", "Hello, how can I help?"), ("caller", "Tell him the car is ready.")], False),
+    ([("bot", "Do you have a reference number?")], True),
+    ([], False),
+])
+def test_the_next_words_are_expected_to_be_digits_while_a_number_is_asked_for_or_under_way(
+        lines: list[tuple[str, str]], expected: bool) -> None:
+    assert expects_digits(lines, [], US) is expected
+
+
+def test_after_a_read_back_a_correction_may_come_and_no_number_is_expected_when_dictation_is_off() -> None:
+    lines = [("caller", "two one two five five five one two three four"), ("bot", "Let me read that back.")]
+    assert expects_digits(lines, [], US, asked=True)
+    assert not expects_digits(lines, [], US)
+    asked = [("bot", "What number can he call you back on?")]
+    assert not expects_digits(asked, [], DictationOptions("en", "US", enabled=False))
+
+
 # --------------------------------------------------------------------------- the core
 
 
@@ -197,6 +223,18 @@ def spoken(out: list[ev.Command]) -> str:
 def held(out: list[ev.Command]) -> bool:
     """The floor stays with the caller: no judge, no reply, nothing said."""
     return not of(ev.Judge, out) and not of(ev.Reply, out) and not of(ev.Synthesize, out)
+
+
+def test_fragments_are_heard_as_digits_once_a_number_is_under_way() -> None:
+    call = Call(US)
+    first = call.line("Hello, it's Anna, my number is two one two")
+    second = call.line("five five five")
+    third = call.line("one two three four.")
+    readback = call.fire("readback", third)
+    call.play(readback)
+    after = call.line("Yes, thanks.")
+    assert [t.digits for out in (first, second, third, after) for t in of(ev.Transcribe, out)] == [
+        False, True, True, True]  # the last: a read-back may be corrected
 
 
 def test_the_floor_is_held_between_digit_groups_and_the_number_read_back_once_in_groups() -> None:

@@ -14,7 +14,7 @@ import soundfile
 
 from models.engines import Transcript
 from server.config import load
-from server.runtime import Engines
+from server.runtime import DIGITS_HINT, Engines
 from server.simulate import simulate
 from tests.fakes import FakeClock, FnJudge, LinesLlm, SpanStt, SpanVad, ToneTts
 
@@ -261,3 +261,25 @@ def test_the_reply_engine_prepares_each_bot_line_the_caller_heard_but_not_a_good
                                                       ("bot", "Noted, Wednesday then.")]
     assert llm.prefilled[1][:3] == [("caller", "When is the delivery?"), ("bot", "Hello there."),
                                     ("caller", "Wednesday, please.")]
+
+
+class HintedStt(SpanStt):
+    """SpanStt that records the hints of each call."""
+
+    def __init__(self, phrases: Sequence[tuple[float, float, str]]) -> None:
+        super().__init__(phrases)
+        self.hints: list[tuple[str, ...]] = []
+
+    def transcribe(self, audio: Any, *, start_s: float, language: str, hints: Sequence[str] = ()) -> Any:
+        self.hints.append(tuple(hints))
+        return super().transcribe(audio, start_s=start_s, language=language, hints=hints)
+
+
+def test_whisper_is_told_to_expect_digits_once_the_caller_is_dictating_a_number(tmp_path: Path) -> None:
+    phrases = [(0.5, 2.0, "Hi, it's Anna, my number is two one two"), (3.5, 4.5, "five five five"),
+               (6.0, 7.5, "one two three four.")]
+    stt = HintedStt(phrases)
+    call(tmp_path, phrases, length_s=10, stt=stt, config={"stt": {"hints": ["Marco"]}})
+    assert stt.hints[0] == ("Marco",)
+    assert stt.hints[-1] == ("Marco", DIGITS_HINT)
+    assert len(stt.hints) >= 3
