@@ -534,6 +534,7 @@ class Conversation:
         heard = u.heard(until)
         self._mouth.drop(u)
         u.step(Step.CUT)
+        self.barge.forget(u)  # a barge-in still deciding over it (a goodbye came first) is over too
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
             self._bot_said(" ".join(heard), cut_off=True)
         self._desk.emit(CutOff(u.id, len(heard), len(u.words)))

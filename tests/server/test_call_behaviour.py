@@ -283,3 +283,16 @@ def test_whisper_is_told_to_expect_digits_once_the_caller_is_dictating_a_number(
     assert stt.hints[0] == ("Marco",)
     assert stt.hints[-1] == ("Marco", DIGITS_HINT)
     assert len(stt.hints) >= 3
+
+
+def test_a_caller_screened_as_a_recording_mid_barge_in_gets_the_goodbye(tmp_path: Path) -> None:
+    """The third time the caller talks over a reply the screen takes them for a recording, in the very
+    window their voice began over the bot: the goodbye cuts that reply off while its barge-in is still
+    deciding, and the caller's voice going on must not touch the reply again."""
+    phrases = [(0.5, 2.0, "First thing."), (2.6, 4.0, "Second thing."), (4.6, 6.0, "Third thing."),
+               (6.6, 8.5, "Fourth thing.")]
+    s = call(tmp_path, phrases, length_s=12, llm=LinesLlm(["Noted, go on please, I am listening."] * 4))
+    assert s["ended"] == "screened: recording", s["screening"]
+    kinds = [b["kind"] for b in s["bot_turns"]]
+    assert kinds[-1] == "goodbye" and kinds.count("reply") == 3
+    assert all(b["interrupted"] for b in replies(s))
