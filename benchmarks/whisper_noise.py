@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.whisper_noise_material import MODELS, NEGATIVE, POSITIVE, ROOT, SPLIT, measure
+from benchmarks.whisper_noise_material import MODELS, NEGATIVE, POSITIVE, ROOT, SPLIT, STT, measure
 from models.stt_whisper import (
     SAID_ON_CALLS,
     WhisperOptions,
@@ -402,8 +402,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "whisper_noise.json")
     parser.add_argument("--score-fit", action="store_true",
                         help="score the thresholds fitted here instead of WhisperOptions' defaults")
+    parser.add_argument("--min-window-s", type=float, default=STT.min_window_s,
+                        help="the encoder's shortest window (0: Whisper's fixed 30 s)")
+    parser.add_argument("--window-pad-s", type=float, default=STT.window_pad_s)
     args = parser.parse_args()
-    rows = json.loads(args.rows.read_text()) if args.reuse else measure(args.rows)
+    options = replace(STT, min_window_s=args.min_window_s or None, window_pad_s=args.window_pad_s)
+    rows = json.loads(args.rows.read_text()) if args.reuse else measure(args.rows, options)
     result = report(rows, args.score_fit)
     columns = ["model", "language", "item", "class", "split", "feed", "start_s", "seconds", "decode_ms",
                "segments [text, no_speech_prob, avg_logprob, compression_ratio]"]

@@ -56,6 +56,8 @@ MUSIC = (("sine", 8), ("square", 12), ("piano", 16), ("pad", 20), ("bell", 25), 
 CHUNK_S, MAX_CHUNKS, MAX_DIRECT_S = 3.0, 4, 30.0
 VOX_SECONDS = 120
 
+STT = WhisperOptions(device="cpu", compute_type="int8", cpu_threads=2)  # the filter's own defaults
+
 
 @dataclass(frozen=True)
 class Item:
@@ -191,7 +193,8 @@ def pieces(item: Item, vad: Any) -> Iterator[tuple[str, int, int]]:
                 yield "direct", int(start), int(start) + chunk
 
 
-def measure(out_rows: Path) -> list[dict[str, Any]]:
+def measure(out_rows: Path, options: WhisperOptions = STT) -> list[dict[str, Any]]:
+    """Decode every piece with each of MODELS under `options`, keeping the rows in `out_rows`."""
     from models.vad_silero import SileroVad
 
     rng = np.random.default_rng(20240610)
@@ -203,8 +206,7 @@ def measure(out_rows: Path) -> list[dict[str, Any]]:
           flush=True)
     rows: list[dict[str, Any]] = []
     for model_name, language in MODELS:
-        stt = WhisperStt(default_models_dir() / "whisper" / model_name,
-                         WhisperOptions(device="cpu", compute_type="int8", cpu_threads=2))
+        stt = WhisperStt(default_models_dir() / "whisper" / model_name, options)
         stt.warm_up()
         todo = [f for f in feeds if f[0].language in ("*", language)]
         t1 = time.perf_counter()
@@ -227,7 +229,7 @@ def measure(out_rows: Path) -> list[dict[str, Any]]:
         if item.cls == "speech" and item.ref:
             original = read_audio(SHARED / "audio" / "speech" / f"{item.name}.wav")
             for how, x in (("file", original), ("line", item.audio)):
-                rows.extend(_wer_rows(item, how, x))
+                rows.extend(_wer_rows(item, how, x, options))
     out_rows.write_text(json.dumps(rows))
     return rows
 
@@ -235,13 +237,11 @@ def measure(out_rows: Path) -> list[dict[str, Any]]:
 _STT_CACHE: dict[str, WhisperStt] = {}
 
 
-def _wer_rows(item: Item, how: str, x: np.ndarray) -> Iterator[dict[str, Any]]:
+def _wer_rows(item: Item, how: str, x: np.ndarray, options: WhisperOptions) -> Iterator[dict[str, Any]]:
     for model_name, language in MODELS[:2]:
         stt = _STT_CACHE.get(model_name)
         if stt is None:
-            stt = _STT_CACHE[model_name] = WhisperStt(
-                default_models_dir() / "whisper" / model_name,
-                WhisperOptions(device="cpu", compute_type="int8", cpu_threads=2))
+            stt = _STT_CACHE[model_name] = WhisperStt(default_models_dir() / "whisper" / model_name, options)
         segments = stt.decode(to_float(x), language=language)
         yield {"model": model_name, "language": language, "item": item.name, "class": "wer",
                "split": item.split,

@@ -9,7 +9,10 @@ fetch a missing `tokenizer.json` from the Hugging Face hub, and nothing is downl
 
 Each fragment is decoded greedily in the call's language (never detected), without timestamps, without
 conditioning on earlier text and without faster-whisper's own VAD (the runtime cut the fragment with
-Silero already); faster-whisper skips nothing itself. Then the silence and noise hallucinations go. The
+Silero already). A fragment is encoded in a window just longer than itself (`encoder_frames`, 15 s for
+anything up to 13 s) instead of Whisper's fixed 30 s, padded with digital silence as in training
+(`WhisperStt.window`), and decoded here; a longer one goes to faster-whisper, which skips nothing itself.
+Then the silence and noise hallucinations go. The
 rules and their thresholds (`WhisperOptions`) were chosen on measurements of tiny.en and base on silence,
 line hiss, room noise, music on hold, line tones, SIPp's pcaps and real short answers
 (benchmarks/whisper_noise.py; the margins are in README.md, "Whisper on silence and noise"):
@@ -31,7 +34,7 @@ line hiss, room noise, music on hold, line tones, SIPp's pcaps and real short an
 `Transcript.confidence` is exp(average token log-probability) of the kept segments, averaged over them by
 duration (0 when nothing is kept): roughly the probability Whisper gave each token it chose. Below
 `UNSURE_BELOW` the hearing is unsure (DESIGN.md rule 11: ask the caller to repeat): on the benchmark's
-held-out answers, 89 % of those heard right scored above it and 85 % of those heard wrong below it.
+held-out answers, 88 % of those heard right scored above it and 90 % of those heard wrong below it.
 
 The names in `hints` (the owner, places, companies) bias the decoder as faster-whisper's `hotwords` (an
 `initial_prompt` for versions without them), cut to a short prompt.
@@ -50,6 +53,7 @@ import math
 import os
 import re
 import unicodedata
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,18 +65,19 @@ from models.engines import EngineError, ModelMissingError, Transcript
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
-    from faster_whisper.transcribe import Segment
 
-__all__ = ["SAID_ON_CALLS", "UNSURE_BELOW", "WhisperOptions", "WhisperStt", "build_prompt", "confidence",
-           "filter_segments", "is_filler", "is_stock_phrase", "normalize_phrase", "segment_fault",
-           "transcript_of"]
+__all__ = ["SAID_ON_CALLS", "UNSURE_BELOW", "Decoded", "WhisperOptions", "WhisperStt", "build_prompt",
+           "compression_ratio", "confidence", "encoder_frames", "filter_segments", "is_filler",
+           "is_stock_phrase", "normalize_phrase", "segment_fault", "transcript_of"]
 
 _LOG = logging.getLogger(__name__)
 
 PULL_HINT = "run `standin models pull` to fetch the speech-to-text model"
 INSTALL_HINT = "pip install faster-whisper"
 SAMPLE_RATE = 16000
-UNSURE_BELOW = 0.45  # a Transcript.confidence below this is unsure hearing (see the module docstring)
+WINDOW_S = 30.0  # Whisper's own window
+HOP = 160  # samples per mel frame (Whisper's feature extractor); the encoder halves the frames
+UNSURE_BELOW = 0.5  # a Transcript.confidence below this is unsure hearing (see the module docstring)
 
 _COMPUTE_TYPES = frozenset({"default", "auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
                             "int16", "float16", "bfloat16", "float32"})
@@ -92,16 +97,20 @@ class WhisperOptions:
     beam_size: int = 1  # greedy
     temperatures: tuple[float, ...] = (0.0,)  # more values: faster-whisper's fallback loop
     # The hallucination filter (see the module docstring); benchmarks/whisper_noise.py measured these.
-    no_speech_threshold: float | None = 0.6  # silence: no_speech_prob at least this ...
-    silence_logprob: float | None = -0.85  # ... while avg_logprob is below this
-    min_avg_logprob: float | None = -1.8  # any segment this unsure is dropped outright
+    no_speech_threshold: float | None = 0.5  # silence: no_speech_prob at least this ...
+    silence_logprob: float | None = -1.1  # ... while avg_logprob is below this
+    min_avg_logprob: float | None = -1.9  # any segment this unsure is dropped outright
     long_words: int = 3  # a segment of at least this many words ...
-    min_long_logprob: float | None = -0.75  # ... is dropped below this avg_logprob
+    min_long_logprob: float | None = -0.7  # ... is dropped below this avg_logprob
     max_compression_ratio: float | None = 2.4  # gzip ratio: higher means Whisper is repeating itself
     drop_stock_phrases: bool = True
-    stock_no_speech: float | None = 0.675  # a stock phrase a caller may say goes at this no_speech_prob
-    stock_logprob: float | None = -1.05  # ... or below this avg_logprob
+    stock_no_speech: float | None = 0.7  # a stock phrase a caller may say goes at this no_speech_prob
+    stock_logprob: float | None = -0.8  # ... or below this avg_logprob
     max_prompt_chars: int = 120  # hints beyond this are left out of the prompt
+    # The encoder's window (see `encoder_frames`): a fragment and `window_pad_s` of padding, at least
+    # `min_window_s`; None, or a fragment too long for it: Whisper's fixed 30 s window.
+    min_window_s: float | None = 15.0
+    window_pad_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda", "auto"):
@@ -118,6 +127,9 @@ class WhisperOptions:
                              f"not {self.temperatures!r}")
         if self.max_prompt_chars < 0:
             raise ValueError("whisper max_prompt_chars must be >= 0")
+        window = self.min_window_s
+        if (window is not None and not 1.0 <= window <= WINDOW_S) or self.window_pad_s < 0:
+            raise ValueError(f"whisper min_window_s must be None or 1 to {WINDOW_S:g} s, window_pad_s >= 0")
 
 
 # --------------------------------------------------------------------------- hallucination filter
@@ -275,6 +287,18 @@ def build_prompt(hints: Sequence[str], max_chars: int) -> str | None:
 # --------------------------------------------------------------------------- the engine
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One segment as Whisper decoded it, with the scores the filter reads (a `SegmentLike`)."""
+
+    text: str
+    start: float
+    end: float
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
 def check_model_dir(model_dir: Path) -> None:
     """Raise `ModelMissingError` naming the first file faster-whisper needs that `model_dir` lacks."""
     if not model_dir.is_dir():
@@ -340,16 +364,20 @@ class WhisperStt:
                    len(decoded), len(kept))
         return Transcript(text=text, confidence=confidence(kept))
 
-    def decode(self, audio: np.ndarray, *, language: str, hints: Sequence[str] = ()) -> list[Segment]:
+    def decode(self, audio: np.ndarray, *, language: str, hints: Sequence[str] = ()) -> list[Decoded]:
         """Every segment Whisper decodes from `audio`, with its scores, before any filtering (what
-        `transcribe` filters; benchmarks/whisper_noise.py measures these). faster-whisper is asked to skip
-        nothing: its thresholds only choose when to retry at the next temperature."""
+        `transcribe` filters; benchmarks/whisper_noise.py measures these). A fragment that fits a short
+        window (`encoder_frames`) is decoded here as one segment; a longer one by faster-whisper, asked to
+        skip nothing: its thresholds only choose when to retry at the next temperature."""
         lang = self._language(language)
         samples = _as_samples(audio)
         if samples.size == 0:
             return []
         o = self.options
         prompt = build_prompt(hints, o.max_prompt_chars)
+        frames = encoder_frames(samples.size, o)
+        if frames is not None:
+            return [self._decode_window(samples, frames, lang, prompt)]
         bias = {"hotwords": prompt} if self._hotwords else {"initial_prompt": prompt}
         segments, _info = self.model.transcribe(
             samples, language=lang, task="transcribe", beam_size=o.beam_size,
@@ -357,7 +385,62 @@ class WhisperStt:
             log_prob_threshold=o.silence_logprob, no_speech_threshold=None,
             condition_on_previous_text=False, without_timestamps=True, word_timestamps=False,
             vad_filter=False, suppress_blank=True, suppress_tokens=[-1], log_progress=False, **bias)
-        return list(segments)  # the generator decodes as it is iterated: finish here, in this thread
+        # the generator decodes as it is iterated: finish here, in this thread
+        return [Decoded(s.text, s.start, s.end, s.avg_logprob, s.no_speech_prob, s.compression_ratio)
+                for s in segments]
+
+    def window(self, samples: np.ndarray, frames: int) -> np.ndarray:
+        """The encoder's input for `samples`: `frames` log-mel frames, shape (1, mels, frames), of the
+        fragment followed by digital silence, as Whisper was trained (its 30 s windows were cut from the
+        log-mel of audio padded with zeros). faster-whisper pads the log-mel itself with zeros instead,
+        a level louder than silence: in windows under 30 s that cost short answers ("No.", "Sure.") and
+        brought "I'm sorry." out of line noise (benchmarks/whisper_noise.py, README)."""
+        extractor = self.model.feature_extractor
+        audio = np.zeros(frames * extractor.hop_length, dtype=np.float32)
+        audio[:min(samples.size, audio.size)] = samples[:audio.size]
+        return np.ascontiguousarray(extractor(audio, padding=0)[None, :, :frames], dtype=np.float32)
+
+    def _decode_window(self, samples: np.ndarray, frames: int, language: str, prompt: str | None) -> Decoded:
+        """`samples` decoded in a window of `frames` mel frames (`window`)."""
+        features = self.window(samples, frames)
+        return self.decode_features(features, samples.size / SAMPLE_RATE, language, prompt)
+
+    def decode_features(self, features: np.ndarray, duration: float, language: str,
+                        prompt: str | None) -> Decoded:
+        """One pass of the decoder (greedy, or beam search) over the encoded `features`, as faster-whisper
+        decodes a window without timestamps, and its temperature fallback: the first result neither
+        looping nor below `silence_logprob`, else the likeliest that does not loop."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model, o = self.model, self.options
+        encoded = model.encode(features)
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                              language=language)
+        prompt_ids = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=prompt)
+        suppressed = list(get_suppressed_tokens(tokenizer, [-1]) or ())
+        tried: list[Decoded] = []
+        for temperature in o.temperatures:
+            search: dict[str, float | int] = {"beam_size": o.beam_size}
+            if temperature > 0:
+                search = {"beam_size": 1, "num_hypotheses": 5, "sampling_topk": 0,
+                          "sampling_temperature": temperature}
+            result = model.model.generate(encoded, [prompt_ids], max_length=model.max_length,
+                                          return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+                                          suppress_tokens=suppressed, **search)[0]
+            tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+            text = tokenizer.decode(tokens).strip()
+            decoded = Decoded(text, 0.0, duration, result.scores[0] * len(tokens) / (len(tokens) + 1),
+                              result.no_speech_prob, compression_ratio(text))
+            cap = o.max_compression_ratio
+            looping = cap is not None and decoded.compression_ratio > cap
+            unsure = o.silence_logprob is not None and decoded.avg_logprob < o.silence_logprob
+            if not looping and not unsure:
+                return decoded
+            tried.append(decoded)
+        fair = [d for d in tried if o.max_compression_ratio is None
+                or d.compression_ratio <= o.max_compression_ratio]
+        return max(fair or tried, key=lambda d: d.avg_logprob)
 
     def _language(self, language: str) -> str:
         code = re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower()
@@ -368,6 +451,27 @@ class WhisperStt:
                               f"{language!r}; configure a multilingual model")
         raise EngineError(f"whisper does not know the language {language!r}; use an ISO 639-1 code it "
                           f"supports, e.g. 'en', 'it', 'de'")
+
+
+def encoder_frames(samples: int, options: WhisperOptions) -> int | None:
+    """The mel frames of the window `samples` (at 16 kHz) are encoded in: the fragment and
+    `window_pad_s`, rounded up to a whole second, at least `min_window_s`; None when that is no shorter
+    than Whisper's own 30 s (or `min_window_s` is None), which faster-whisper's loop then handles. The
+    encoder's cost grows faster than its window (tiny.en on two cores: 227 ms for 30 s, 52 ms for 15 s,
+    31 ms for 10 s). On benchmarks/whisper_noise.py's short answers, 10 s windows heard fewer of them right
+    than 15 s ones (141 against 144 of 160 for tiny.en), so the shortest window is 15 s."""
+    if options.min_window_s is None:
+        return None
+    seconds = max(math.ceil(samples / SAMPLE_RATE + options.window_pad_s), options.min_window_s)
+    if seconds >= WINDOW_S:
+        return None
+    return round(seconds * SAMPLE_RATE / HOP)
+
+
+def compression_ratio(text: str) -> float:
+    """How much zlib shrinks `text` (faster-whisper's measure of a looping decode)."""
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def _as_samples(audio: np.ndarray) -> np.ndarray:

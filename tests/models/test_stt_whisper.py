@@ -34,6 +34,7 @@ from models.stt_whisper import (
     WhisperStt,
     build_prompt,
     confidence,
+    encoder_frames,
     filter_segments,
     is_stock_phrase,
     normalize_phrase,
@@ -256,6 +257,25 @@ def test_options_are_checked() -> None:
         WhisperOptions(compute_type="int4")
     with pytest.raises(ValueError, match="temperatures"):
         WhisperOptions(temperatures=())
+    for bad in ({"min_window_s": 0.5}, {"min_window_s": 31.0}, {"window_pad_s": -1.0}):
+        with pytest.raises(ValueError, match="window"):
+            WhisperOptions(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("seconds", "options", "frames"), [
+    (0.3, WhisperOptions(), 1500),  # at least min_window_s
+    (2.0, WhisperOptions(), 1500),
+    (13.0, WhisperOptions(), 1500),  # 13 s + 2 s of padding
+    (13.01, WhisperOptions(), 1600),  # rounded up to a whole second
+    (26.5, WhisperOptions(), 2900),
+    (27.5, WhisperOptions(), None),  # no shorter than Whisper's own 30 s: faster-whisper's loop
+    (45.0, WhisperOptions(), None),
+    (2.0, WhisperOptions(min_window_s=None), None),
+    (2.0, WhisperOptions(min_window_s=4.0, window_pad_s=0.0), 400),
+    (2.0, WhisperOptions(min_window_s=1.0, window_pad_s=0.5), 300),
+])
+def test_encoder_window(seconds: float, options: WhisperOptions, frames: int | None) -> None:
+    assert encoder_frames(round(seconds * 16000), options) == frames
 
 
 # --------------------------------------------------------------------------- missing pieces
@@ -309,10 +329,11 @@ def test_decodes_real_speech(raw_stt: WhisperStt, speech: np.ndarray, offline: l
         assert result.text.split()[0] not in record.getMessage()
 
 
-def test_default_filter_runs_on_the_decoded_segments(stt: WhisperStt, speech: np.ndarray) -> None:
-    raw, _ = stt.model.transcribe(speech, language="it", beam_size=1, temperature=0.0,
-                                  condition_on_previous_text=False, without_timestamps=True)
-    raw = list(raw)
+@pytest.mark.parametrize("seconds", [3, 29])  # a short window, and faster-whisper's 30 s one
+def test_default_filter_runs_on_the_decoded_segments(stt: WhisperStt, speech: np.ndarray,
+                                                     seconds: int) -> None:
+    speech = np.tile(speech, 3)[:seconds * 16000]
+    raw = stt.decode(speech, language="it")
     assert raw  # the random model said something
     kept = filter_segments(raw, stt.options)
     expected = " ".join(" ".join(s.text.split()) for s in kept)
@@ -333,8 +354,9 @@ def test_default_filter_runs_on_the_decoded_segments(stt: WhisperStt, speech: np
     ([Seg(" Pronto?", no_speech_prob=0.9, avg_logprob=-1.3)], ""),
     ([], ""),
 ])
-def test_transcript_from_segments(stt: WhisperStt, monkeypatch: pytest.MonkeyPatch, segments: list[Seg],
-                                  text: str) -> None:
+def test_transcript_from_segments(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                  segments: list[Seg], text: str) -> None:
+    stt = WhisperStt(tiny_model_dir, WhisperOptions(device="cpu", cpu_threads=2, min_window_s=None))
     consumed: list[bool] = []
 
     def lazy() -> Iterator[Seg]:  # like faster-whisper's: decodes while iterated
@@ -347,6 +369,55 @@ def test_transcript_from_segments(stt: WhisperStt, monkeypatch: pytest.MonkeyPat
     assert result.text == text
     expected = confidence([s for s in segments if s.end <= 3.0]) if text else 0.0
     assert result.confidence == pytest.approx(expected)
+
+
+def test_the_decoder_pass_scores_as_faster_whisper_does(raw_stt: WhisperStt, speech: np.ndarray) -> None:
+    """Given faster-whisper's own window (the log-mel padded with zeros to 30 s), the pass gives its text
+    and scores: the same prompt, suppressed tokens and scoring."""
+    clip = speech[:16000 * 3]
+    mel = raw_stt.model.feature_extractor(clip)
+    features = np.zeros((1, mel.shape[0], 3000), dtype=np.float32)
+    features[0, :, :mel.shape[1] - 1] = mel[:, :-1]
+    for hints in ((), ("Rossi", "Milano")):
+        prompt = build_prompt(hints, 120)
+        mine = raw_stt.decode_features(features, 3.0, "it", prompt)
+        theirs, _ = raw_stt.model.transcribe(clip, language="it", beam_size=1, temperature=[0.0],
+                                             condition_on_previous_text=False, without_timestamps=True,
+                                             no_speech_threshold=None, hotwords=prompt)
+        (segment,) = list(theirs)
+        assert mine.text == segment.text.strip()
+        assert mine.avg_logprob == pytest.approx(segment.avg_logprob, abs=1e-4)
+        assert mine.no_speech_prob == pytest.approx(segment.no_speech_prob, abs=1e-4)
+        assert mine.compression_ratio == pytest.approx(segment.compression_ratio)
+        assert (mine.start, mine.end) == (0.0, 3.0)
+
+
+def test_the_window_pads_with_silence(raw_stt: WhisperStt, speech: np.ndarray) -> None:
+    clip = speech[:16000 * 2]
+    window = raw_stt.window(clip, 1500)
+    assert window.shape == (1, 80, 1500) and window.dtype == np.float32
+    alone = raw_stt.model.feature_extractor(clip, padding=0)
+    np.testing.assert_allclose(window[0, :, :150], alone[:, :150], atol=1e-5)  # the clip's own frames
+    floor = window[0].max() - 2.0  # the log-mel's floor: 8 decades under its peak, scaled by 1/4
+    assert np.allclose(window[0, :, 210:], floor, atol=1e-5)  # digital silence, not zeros
+    assert not np.allclose(window[0, :, 210:], 0.0)
+
+
+def test_short_fragments_take_the_short_window(stt: WhisperStt, speech: np.ndarray,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
+    full = stt.model.transcribe
+
+    def counted(audio: np.ndarray, **kwargs: Any) -> Any:
+        calls.append(audio.size / 16000)
+        return full(audio, **kwargs)
+
+    monkeypatch.setattr(stt.model, "transcribe", counted)
+    long = np.tile(speech, 3)[:16000 * 29]
+    stt.transcribe(speech[:16000 * 4], start_s=0.0, language="en")
+    assert calls == []
+    stt.transcribe(long, start_s=0.0, language="en")
+    assert calls == [29.0]
 
 
 class _GenerateSpy:
