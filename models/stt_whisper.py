@@ -10,20 +10,20 @@ fetch a missing `tokenizer.json` from the Hugging Face hub, and nothing is downl
 Each fragment is decoded greedily in the call's language (never detected), without timestamps, without
 conditioning on earlier text and without faster-whisper's own VAD (the runtime cut the fragment with
 Silero already). A fragment is encoded in a window just longer than itself (`encoder_frames`, 15 s for
-anything up to 13 s) instead of Whisper's fixed 30 s, padded with digital silence as in training
+anything up to 13 s) instead of Whisper's fixed 30 s, padded with digital silence as OpenAI's code pads
 (`WhisperStt.window`), and decoded here; a longer one goes to faster-whisper, which skips nothing itself.
-Then the silence and noise hallucinations go. The
-rules and their thresholds (`WhisperOptions`) were chosen on measurements of tiny.en and base on silence,
-line hiss, room noise, music on hold, line tones, SIPp's pcaps and real short answers
-(benchmarks/whisper_noise.py; the margins are in README.md, "Whisper on silence and noise"):
+Then the silence and noise hallucinations go. The rules and their thresholds (`WhisperOptions`) were
+chosen on measurements of tiny.en and base, in those windows, on silence, line hiss, room noise, music
+on hold, line tones, SIPp's pcaps and real short answers (benchmarks/whisper_noise.py; the margins are
+in benchmarks/whisper_noise.json):
 
 1. silence: `no_speech_prob` at least `no_speech_threshold` while `avg_logprob` is below
    `silence_logprob` (Whisper's own rule; a confident text with a high no_speech_prob stays);
 2. unsure: `avg_logprob` below `min_avg_logprob`, whatever the text;
 3. unsure and long: `avg_logprob` below `min_long_logprob` in a segment of `long_words` words or more.
    Over a few tokens the average is noisy (a right "Sure." on a bad line scores -1.4), over many it is
-   not: noise and speech in a language the model does not know came out as fluent English sentences at
-   -0.93 and below, real speech at -0.53 and above;
+   not: noise and speech in a language the model does not know came out as fluent English sentences
+   (or "BEEP BEEP BEEP BEEP") at -0.87 and below, real speech at -0.56 and above;
 4. looping: gzip compression ratio above `max_compression_ratio`;
 5. credits and stock phrases: a subtitle credit line ("Sottotitoli a cura di ...") goes wherever it is;
    a whole transcript that is a stock phrase nobody says on a call ("Thanks for watching", "Grazie per
@@ -391,8 +391,9 @@ class WhisperStt:
 
     def window(self, samples: np.ndarray, frames: int) -> np.ndarray:
         """The encoder's input for `samples`: `frames` log-mel frames, shape (1, mels, frames), of the
-        fragment followed by digital silence, as Whisper was trained (its 30 s windows were cut from the
-        log-mel of audio padded with zeros). faster-whisper pads the log-mel itself with zeros instead,
+        fragment followed by digital silence, as OpenAI's own code prepares a window (the log-mel of the
+        audio padded with zeros, whose floor is 8 decades under its peak). faster-whisper pads the log-mel
+        itself with zeros instead,
         a level louder than silence: in windows under 30 s that cost short answers ("No.", "Sure.") and
         brought "I'm sorry." out of line noise (benchmarks/whisper_noise.py, README)."""
         extractor = self.model.feature_extractor
