@@ -325,10 +325,12 @@ class Conversation:
         if frag.id in self._acknowledgements:
             return  # a "mhm" while the bot spoke: it let the bot go on and is not part of the story
         if self.barge.of_fragment(frag.id):
-            if not text or is_backchannel(text, self.options.call.caller_backchannels):
+            missed = not text and frag.speech >= self.seg.samples(self.options.turns.repeat_min_speech_ms)
+            if not missed and (not text or is_backchannel(text, self.options.call.caller_backchannels)):
                 self._acknowledgements.add(frag.id)
                 self._resume("backchannel" if text else "no words")
                 return
+            # words, or a stretch of speech the recogniser could not make out: the caller said something
             self._commit_barge(self.barge.commit())
         if final and text and self.repeat.unsure(self.hearing.of(frag).confidence, self._quiet_since,
                                                  self._voice_epoch):

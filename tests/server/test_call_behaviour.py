@@ -296,3 +296,21 @@ def test_a_caller_screened_as_a_recording_mid_barge_in_gets_the_goodbye(tmp_path
     kinds = [b["kind"] for b in s["bot_turns"]]
     assert kinds[-1] == "goodbye" and kinds.count("reply") == 3
     assert all(b["interrupted"] for b in replies(s))
+
+
+@pytest.mark.parametrize(("span", "asked"), [((3.0, 3.75), True), ((3.0, 4.2), True), ((3.0, 3.4), False)])
+def test_speech_over_the_bot_that_comes_to_no_words_is_asked_for_again(
+        tmp_path: Path, span: tuple[float, float], asked: bool) -> None:
+    """0.75 s of voice over a reply that the recogniser makes nothing of (whisper drops what it is unsure
+    of) is the caller saying something the bot missed: it stops and asks for it again once the pause is
+    long enough, rather than going back to its reply as if nothing was said (over 0.9 s the voice alone
+    stops the bot). 0.4 s of it is a noise: the reply goes on."""
+    phrases = [(0.5, 1.5, "When is the delivery?"), (*span, "")]
+    s = call(tmp_path, phrases, length_s=10)
+    kinds = [b["kind"] for b in s["bot_turns"]]
+    first = replies(s)[0]
+    if asked:
+        assert kinds == ["reply", "repeat"] and first["interrupted"]
+        assert s["bot_turns"][1]["start_s"] >= span[1] + 0.2
+    else:
+        assert kinds == ["reply"] and not first["interrupted"] and first["text_heard"] == REPLIES[0]
