@@ -393,9 +393,9 @@ class WhisperStt:
         """The encoder's input for `samples`: `frames` log-mel frames, shape (1, mels, frames), of the
         fragment followed by digital silence, as OpenAI's own code prepares a window (the log-mel of the
         audio padded with zeros, whose floor is 8 decades under its peak). faster-whisper pads the log-mel
-        itself with zeros instead,
-        a level louder than silence: in windows under 30 s that cost short answers ("No.", "Sure.") and
-        brought "I'm sorry." out of line noise (benchmarks/whisper_noise.py, README)."""
+        itself with zeros instead, a level louder than silence: in windows under 30 s that cost short
+        answers ("No.", "Sure.") and brought "I'm sorry." out of line noise (benchmarks/whisper_noise.py,
+        README)."""
         extractor = self.model.feature_extractor
         audio = np.zeros(frames * extractor.hop_length, dtype=np.float32)
         audio[:min(samples.size, audio.size)] = samples[:audio.size]
