@@ -10,7 +10,8 @@ the scenario's `context`, or the greeting; the caller's first turn is its phrase
 The model answers; with `--turns 2` the caller's next turn (phrases up to the next COMPLETE) follows the
 model's own answer and it answers again. Each reply runs as on a call: the system prompt primed, the bot's
 line before the caller prefilled, then the reply timed (first token; first clause as the TTS clause
-splitter cuts it; the whole reply).
+splitter cuts it; the whole reply). Each reply keeps its text pieces with the times they came, so the
+splitter's settings are compared on the very same replies (`first_clause_by_min_words` in the summary).
 
 Faults are checked by rules, per reply (a reply may have several):
 - empty: nothing to say;
@@ -179,24 +180,30 @@ class Variant:
         return out
 
     def reply(self, lines: Sequence[Line], context: CallContext) -> dict[str, Any]:
-        splitter = ClauseSplitter(SpeechOptions())
-        text, first_token, first_clause, clause, end_call = "", None, None, "", False
+        deltas: list[tuple[float, str]] = []
+        end_call = False
         t0 = time.perf_counter()
         for event in self.replies.reply(lines, context):
             if isinstance(event, ReplyDelta):
-                first_token = first_token if first_token is not None else _ms(t0)
-                text += event.text
-                ready = splitter.feed(event.text)
-                if ready and first_clause is None:
-                    first_clause, clause = _ms(t0), ready[0]
+                deltas.append((round(_ms(t0), 1), event.text))
             elif isinstance(event, ReplyEnd):
                 end_call = event.end_call
-        total = _ms(t0)
-        if first_clause is None:
-            first_clause, clause = total, (splitter.flush() or "")
-        return {"text": text.strip(), "first_token_ms": round(first_token or total, 1),
-                "first_clause_ms": round(first_clause, 1), "first_clause": clause,
-                "total_ms": round(total, 1), "end_call": end_call}
+        total = round(_ms(t0), 1)
+        first_clause, clause = first_clause_at(deltas, total, SpeechOptions())
+        return {"text": "".join(text for _, text in deltas).strip(),
+                "first_token_ms": deltas[0][0] if deltas else total, "first_clause_ms": first_clause,
+                "first_clause": clause, "total_ms": total, "end_call": end_call, "deltas": deltas}
+
+
+def first_clause_at(deltas: Sequence[Sequence[Any]], total_ms: float,
+                    options: SpeechOptions) -> tuple[float, str]:
+    """When the TTS clause splitter with `options` would have let the first clause go, and that clause,
+    given the reply's text pieces as (ms, text) in the order and at the times they came."""
+    splitter = ClauseSplitter(options)
+    for at, text in deltas:
+        if ready := splitter.feed(text):
+            return at, ready[0]
+    return total_ms, splitter.flush() or ""
 
 
 def call_context(language: str) -> CallContext:
@@ -218,7 +225,25 @@ def summarise(replies: list[dict[str, Any]]) -> dict[str, Any]:
             "first_clause_ms": round(statistics.median(r["first_clause_ms"] for r in replies)),
             "first_clause_words": statistics.median(clause_words),
             "words": statistics.median(len(r["text"].split()) for r in replies),
-            "total_ms": round(statistics.median(r["total_ms"] for r in replies))}
+            "total_ms": round(statistics.median(r["total_ms"] for r in replies)),
+            **({"first_clause_by_min_words": by_min_words(replies)} if all("deltas" in r for r in replies)
+               else {})}
+
+
+def by_min_words(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first clause on the recorded token times with `first_clause_min_words` 1, 2 and 3: median,
+    and against 2 (the setting before 2026-12-05), how many replies it starts sooner and by how much."""
+    def at(r: dict[str, Any], n: int) -> float:
+        return first_clause_at(r["deltas"], r["total_ms"], SpeechOptions(first_clause_min_words=n))[0]
+
+    out: dict[str, Any] = {}
+    for n in (1, 2, 3):
+        gains = [at(r, 2) - at(r, n) for r in replies]
+        sooner = [g for g in gains if g > 0]
+        out[str(n)] = {"median_ms": round(statistics.median(at(r, n) for r in replies)),
+                       "sooner_than_2": len(sooner), "later_than_2": sum(g < 0 for g in gains),
+                       "median_gain_ms": round(statistics.median(sooner)) if sooner else 0}
+    return out
 
 
 def main() -> None:
@@ -277,8 +302,28 @@ def report(out: dict[str, Any], path: Path) -> None:
             replies = [r for c in calls if c["language"] == language for r in c["replies"]]
             if replies:
                 out["summary"][f"{name} [{language}]"] = summarise(replies)
-    path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    path.write_text(_dump(out) + "\n")
     print(json.dumps(out["summary"], indent=1, ensure_ascii=False))
+
+
+def _dump(out: dict[str, Any]) -> str:
+    """`out` as indented JSON, each reply's text pieces on one line of their own."""
+    pieces: list[str] = []
+
+    def lay(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (_mark(pieces, v) if k == "deltas" else lay(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [lay(v) for v in value]
+        return value
+
+    text = json.dumps(lay(out), indent=1, ensure_ascii=False)
+    return re.sub(r'"\\u0000(\d+)"', lambda m: pieces[int(m.group(1))], text)  # json escapes the NUL
+
+
+def _mark(pieces: list[str], value: Any) -> str:
+    pieces.append(json.dumps(value, ensure_ascii=False))
+    return f"\x00{len(pieces) - 1}"
 
 
 if __name__ == "__main__":

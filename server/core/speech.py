@@ -22,8 +22,8 @@ from server.core.record import ReplyJobs
 
 @dataclass(frozen=True, slots=True)
 class SpeechOptions:
-    first_clause_min_words: int = 2  # the first clause goes to TTS at a comma once it has this many words,
-    # and at a sentence's end whatever its length ("Sure." is a whole clause)
+    first_clause_min_words: int = 1  # the first clause goes to TTS at a comma once it has this many words,
+    # and at a sentence's end whatever its length: "Sure," is spoken while the rest is written
     comma_clause_min_words: int = 6  # later clauses break at commas only when this long
     clause_max_words: int = 16  # a clause without punctuation is cut at this length
     yield_after_ms: int = 64  # caller speech that makes the bot stop at the end of its current word

@@ -46,6 +46,13 @@ def test_a_one_word_sentence_is_a_first_clause_but_a_one_word_comma_is_not() -> 
     assert split.feed("Anna, ") == ["Well, Anna,"]
 
 
+def test_by_default_an_opening_word_before_a_comma_is_spoken_while_the_rest_is_written() -> None:
+    split = ClauseSplitter(SpeechOptions())
+    assert split.feed("Sure, ") == ["Sure,"]
+    assert split.feed("Marco will call you back, ") == []  # later commas wait for a longer clause
+    assert split.feed("probably tomorrow. ") == ["Marco will call you back, probably tomorrow."]
+
+
 def test_clauses_do_not_break_inside_numbers_and_times() -> None:
     split = ClauseSplitter(SpeechOptions())
     out = split.feed("It is at 10:30 or 3.5 hours later, okay. ")

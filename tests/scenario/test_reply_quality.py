@@ -55,3 +55,27 @@ def test_stories_take_each_scenarios_caller_turns_in_order() -> None:
                               "Sandra. And the deposit still hasn't come through."]
     assert three["bot"] == rq.GREETING["en"]
     assert all(1 <= len(s["turns"]) <= 2 for s in stories.values())
+
+
+def test_the_first_clause_is_found_on_the_recorded_text_pieces_for_each_splitter_setting() -> None:
+    from server.core.speech import SpeechOptions
+
+    deltas = [[300.0, "Sure"], [345.0, ","], [390.0, " Marco"], [435.0, " will"], [480.0, " call"],
+              [525.0, " you"], [570.0, " back"], [615.0, "."], [660.0, " He"]]
+
+    def at(pieces: list[list[object]], n: int) -> tuple[float, str]:
+        return rq.first_clause_at(pieces, 700.0, SpeechOptions(first_clause_min_words=n))
+
+    # a mark ends a clause once the space after it has come ("1,000" is no clause)
+    assert at(deltas, 1) == (390.0, "Sure,")
+    assert at(deltas, 2) == (660.0, "Sure, Marco will call you back.")
+    assert at(deltas[:3], 2) == (700.0, "Sure, Marco")  # never cut: the whole reply, when it ended
+
+
+def test_results_keep_each_replys_text_pieces_on_one_line() -> None:
+    import json
+
+    out = {"calls": {"m": [{"replies": [{"text": "Ok.", "deltas": [[1.5, "Ok"], [2.0, "."]]}]}]}}
+    text = rq._dump(out)
+    assert json.loads(text) == out
+    assert '"deltas": [[1.5, "Ok"], [2.0, "."]]' in text
