@@ -170,6 +170,11 @@ ENGLISH = Lexicon(
                        " concerning including except versus",
         "relative": "whose",
         "determiner": "every each",
+        # a pronoun with its verb contracted never ends a sentence ("Hi, it's." is someone about to say
+        # who it is); "it is." and "I am." can, and stay with the dangling words below
+        "contraction": "it's that's there's here's he's she's what's who's where's i'm you're we're they're"
+                       " i've you've we've they've i'll you'll he'll she'll we'll they'll it'll that'll"
+                       " i'd you'd he'd she'd we'd they'd",
     },
     dangling={
         "relative": "that which who whom where when",

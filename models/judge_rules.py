@@ -13,7 +13,8 @@ verdict's `reason`. In priority order:
     spelling               ends in spelled letters ("w h i", "b come bologna"): is    WAIT, unsure
                            the word done? the rules cannot tell
 6.  trailing-<class>       ends in a word that cannot end a sentence: an article,      WAIT
-                           possessive, conjunction, preposition ("the", "and", "di");
+                           possessive, conjunction, preposition ("the", "and", "di"), a
+                           pronoun with its verb contracted ("Hi, it's.");
                            a number word in a run of numbers is a digit ("nove uno")
 7.  dangling-<class>       no end punctuation and ends in a word that seldom ends one  WAIT
                            ("that", "is", "perché", "also"), unless the word before

@@ -307,6 +307,10 @@ def test_own_lines(language: str, cases: list[tuple[str, str]]) -> None:
     ("Il pacco è per", "it", "trailing-preposition"),
     ("The quote he sent was", "en", "dangling-auxiliary"),
     ("The quote he sent was.", "en", "period-after-auxiliary"),
+    ("Yeah. Hi. It's.", "en", "trailing-contraction"),  # whisper's period where "it's, uh, Dave" paused
+    ("I told him that we'll", "en", "trailing-contraction"),
+    ("Yes, I'm.", "en", "trailing-contraction"),  # "Yes, I am." ends; contracted, it cannot
+    ("Yes, I am.", "en", "statement"),
     ("Yes, it was.", "en", "statement"),
     ("I asked him where the file was.", "en", "statement"),
     ("He told me it was.", "en", "statement"),
