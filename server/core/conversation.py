@@ -284,7 +284,7 @@ class Conversation:
             elif self.story.version != self.turns.decided and self.story.caller_has_last_word():
                 self._decide()  # words came in while a noise was taken for more speech
             else:
-                self.turns.renew(self._moment())  # a noise, not the caller going on: the pause goes on
+                self._pause_goes_on()  # a noise, not the caller going on
 
     def _transcribe(self, frag: Fragment, speculative: bool) -> None:
         before = self.story.lines()
@@ -347,7 +347,17 @@ class Conversation:
             self.turns.abandon()
             self._decide()
         elif final and not text and not self._unheard(frag):
-            self.turns.renew(self._moment())  # the voice held no words: the pause goes on
+            self._pause_goes_on()  # the voice held no words
+
+    def _pause_goes_on(self) -> None:
+        """Voice since the caller's last words came to none: their turn stands as it was, its timers
+        counted from the new quiet. Voice that came back inside that fragment abandoned what was being
+        prepared (`_caller_went_on`); then the same words are decided again, or nothing would ever answer
+        them."""
+        if self.turns.waiting:
+            self.turns.renew(self._moment())
+        elif self.turns.idle and self.story.caller_has_last_word():
+            self._decide()
 
     def _unheard(self, frag: Fragment) -> bool:
         """The caller spoke at some length since the bot last did and none of it came out as words: whether

@@ -79,6 +79,11 @@ class TurnTaking:
         """A turn is being decided and the bot does not have it yet."""
         return self._turn is not None and not self._turn.granted
 
+    @property
+    def idle(self) -> bool:
+        """No turn is being decided or held: none since the call began, or the last was abandoned."""
+        return self._turn is None
+
     def decide(self, m: Moment) -> None:
         """The caller's words at the story's version, now quiet: judge them, unless a number being dictated
         or a question decides first."""

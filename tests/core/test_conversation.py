@@ -122,6 +122,35 @@ def test_voice_without_words_renews_the_waiting_turns_timers_from_the_new_pause(
     assert c.decisions[-1]["by"] == "backstop"  # the turn the cough interrupted is granted after all
 
 
+def test_voice_that_paused_inside_itself_and_came_to_no_words_leaves_the_turn_to_be_decided_again() -> None:
+    # From a real-whisper call: "domani non riesco a venire, quindi" (WAIT), then a fragment whisper made
+    # nothing of, with a short gap inside it. The voice coming back in that gap abandoned the waiting
+    # turn, so when the fragment came to no words there was no turn left to renew: never answered.
+    c, _, i = _waiting_turn()
+    out = windows(c, i, [0.02] * 25 + [0.9] * 15 + [0.02] * 4)  # voice, and a gap that is transcribed
+    [t2] = of(ev.Transcribe, out)
+    assert c.handle(ev.TranscriptReady((i + 44) * W / 16000, t2.job, "")) == []
+    out = windows(c, i + 44, [0.9] * 15 + [0.02] * 20)  # the voice comes back, stops, the fragment closes
+    [t3] = of(ev.Transcribe, out)
+    quiet = (i + 59) * W / 16000
+    out = c.handle(ev.TranscriptReady((i + 79) * W / 16000, t3.job, ""))
+    [judge] = of(ev.Judge, out)  # the same words, decided again
+    assert [line.text for line in judge.story] == ["So I wanted to tell him"]
+    out = c.handle(ev.VerdictReady((i + 80) * W / 16000, judge.job, 0.1))
+    [backstop] = [x for x in of(ev.StartTimer, out) if x.name == "backstop"]
+    assert backstop.at > quiet + 1.0  # counted from the new quiet
+    c.handle(ev.TimerFired(backstop.at, ev.Timer.BACKSTOP))
+    assert c.decisions[-1]["by"] == "backstop"
+
+
+def test_a_broken_up_noise_too_short_for_words_leaves_the_turn_to_be_decided_again() -> None:
+    c, _, i = _waiting_turn()
+    out = windows(c, i, [0.02] * 25 + [0.9] * 3 + [0.02] * 4 + [0.9] * 2 + [0.02] * 20)  # two knocks
+    assert not of(ev.Transcribe, out)  # 160 ms of voice: dropped, never transcribed
+    [judge] = of(ev.Judge, out)
+    assert [line.text for line in judge.story] == ["So I wanted to tell him"]
+
+
 def _unsure_core() -> Conversation:
     from server.core.turns import TurnOptions
 
