@@ -196,7 +196,8 @@ def calls(models: Path, shared: Path, reply_model: str = "") -> dict[str, Any]:
         every += [r["voice_to_voice_ms"] for r in latencies if r["voice_to_voice_ms"] is not None]
         if answers:
             final.append((answers[0] - end) * 1000)
-        rows.append({"scenario": name, "heard": [f["text"] for f in result.summary["caller_fragments"]],
+        rows.append({"scenario": name, "ended": result.summary["ended"],
+                     "heard": [f["text"] for f in result.summary["caller_fragments"]],
                      "after_last_turn_ms": round((answers[0] - end) * 1000) if answers else None,
                      "replies": latencies})
     return {"every_reply_ms": summary(every) if every else None,

@@ -54,6 +54,7 @@ if __package__ in (None, ""):
 
 from models.stt_transcript import Phrase, read_transcript
 from server.audio import CALL_RATE, resample
+from server.core.screening import is_screened
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "tests" / "data" / "scenarios"
@@ -379,6 +380,7 @@ def score(summary: dict[str, Any], phrases: Sequence[Phrase], number: str = "") 
     waited: list[float | None] = [a["v2v_s"] for a in answers]
     v2v = [w for w in waited if w is not None]
     return {"wait_pauses": waits, "into_pause": into_pause, "completes": len(answers), "answers": answers,
+            "screened": is_screened(summary.get("ended")),
             "late2": sum(1 for w in waited if w is None or w > 2.0),
             "late3": sum(1 for w in waited if w is None or w > 3.0),
             "unanswered": waited.count(None), "v2v": v2v, "readback": readback}
@@ -391,6 +393,7 @@ def tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "completes": sum(r["completes"] for r in rows), "late2": sum(r["late2"] for r in rows),
             "late3": sum(r["late3"] for r in rows), "unanswered": sum(r["unanswered"] for r in rows),
             "numbers": sum(1 for r in rows if r.get("readback")),
+            "screened": sum(1 for r in rows if r.get("screened")),
             "read_back_right": sum(1 for r in rows if r.get("readback") and r["readback"]["right"]),
             "v2v_median_s": round(statistics.median(v2v), 3) if v2v else None,
             "v2v_p90_s": round(float(np.percentile(v2v, 90)), 3) if v2v else None}
@@ -500,8 +503,9 @@ def report(rows: Sequence[dict[str, Any]], mode: Mode, seconds: float) -> dict[s
                  "into_pause": r["into_pause"],
                  "late": [a for a in r["answers"] if a["v2v_s"] is None or a["v2v_s"] > 2.0],
                  **({"heard": r["heard"]} if "heard" in r else {}),
-                 **({"readback": r["readback"]} if misread(r) else {})}
-                for r in rows if r["into_pause"] or r["late2"] or misread(r)]
+                 **({"readback": r["readback"]} if misread(r) else {}),
+                 **({"screened": True} if r.get("screened") else {})}
+                for r in rows if r["into_pause"] or r["late2"] or misread(r) or r.get("screened")]
     return {"commit": _commit(), "mode": dataclasses.asdict(mode),
             "latency_ms": None if mode.measured else REFERENCE,
             "runs": len(rows), "wall_s": round(seconds, 1), "total": tally(rows),
@@ -524,7 +528,7 @@ def _commit() -> str:
 
 def table(result: dict[str, Any]) -> str:
     head = f"{'':24} {'runs':>5} {'pauses':>6} {'into':>5} {'turns':>5} {'>2s':>4} {'>3s':>4} " \
-           f"{'none':>4} {'v2v med':>7} {'p90':>6} {'read back':>9}"
+           f"{'none':>4} {'v2v med':>7} {'p90':>6} {'read back':>9} {'screened':>8}"
     lines = [head]
     for section in ("total", "by_language", "clean_vs_noisy", "by_channel", "by_voice", "by_class"):
         groups = {"total": result["total"]} if section == "total" else result[section]
@@ -536,7 +540,7 @@ def table(result: dict[str, Any]) -> str:
             read = f"{t['read_back_right']}/{t['numbers']}" if t["numbers"] else "-"
             lines.append(f"{name:24} {t['runs']:>5} {t['wait_pauses']:>6} {t['into_pause']:>5} "
                          f"{t['completes']:>5} {t['late2']:>4} {t['late3']:>4} {t['unanswered']:>4} "
-                         f"{med:>7} {p90:>6} {read:>9}")
+                         f"{med:>7} {p90:>6} {read:>9} {t.get('screened', 0):>8}")
     return "\n".join(lines)
 
 

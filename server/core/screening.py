@@ -11,12 +11,14 @@ Rules (every number is a `ScreeningOptions` field):
 2. A live listener: once the bot has spoken for `listen_s` in a row while the caller kept quiet, after
    the caller's voice was first heard, the caller is taken for a person and rule 3 no longer applies.
    Nothing is screened once `window_s` of the call has gone by.
-3. A recording: the caller's voice ran into the bot's speech (started while the bot spoke, or was on
-   when the bot started) in `collisions` bot utterances, the greeting included, with at least
+3. A recording: the caller's voice ran into the bot's speech (started while the bot spoke, or, for the
+   greeting, was on when it started) in `collisions` bot utterances, the greeting included, with at least
    `min_voice_s` of voice in all, and never let the bot speak (rule 2); or a voice that began over the
    bot's words has gone on `run_s` without a pause of `pause_s`.
 A person who talks over the greeting collides once; they stop for the bot's answer at the latest when
-they have finished, and rule 2 clears them.
+they have finished, and rule 2 clears them. A reply the bot began while the caller was speaking (their
+voice had not yet lasted long enough to hold it back) is the bot talking over the caller, not the other
+way round: three of those, with a reply into a pause, hung up on a caller leaving a message.
 """
 
 from __future__ import annotations
@@ -125,7 +127,9 @@ class Screen:
 
     def _track_bot(self, t: float, dt: float, voiced: bool, bot: bool) -> None:
         if bot and not self._bot_was:
-            self._collided = False
+            # the bot starting over the caller's voice is its own collision, except at the greeting, which
+            # starts when the call does: a recording is already running then
+            self._collided = voiced and self._bot_quiet_at is not None
             self._bot_run = 0.0
         if not bot and self._bot_was:
             self._bot_quiet_at = t

@@ -61,6 +61,18 @@ def test_a_person_who_talks_over_the_greeting_then_listens_is_never_screened() -
     assert s.person and s.verdict is None and s.collisions == 3
 
 
+def test_replies_the_bot_starts_over_the_callers_voice_are_not_the_callers_collisions() -> None:
+    # A caller leaving a message in phrases on the real starter stack (the shared three_things): they
+    # talk over the greeting, the bot replies into a pause and the caller goes on over it, then the bot
+    # starts a reply 0.17 s after the caller's voice came back. Counted as three collisions, that call
+    # was hung up on as a recording.
+    s = Screen(ScreeningOptions())
+    voice = [(0.6, 1.8), (3.0, 3.7), (4.6, 5.3), (6.37, 9.3)]
+    bot = [(0.04, 0.96), (2.54, 4.99), (6.54, 8.16)]
+    play(s, 20, voice, bot, words_from=2.2)
+    assert s.verdict is None and s.collisions == 2
+
+
 def test_screening_off_screens_nothing() -> None:
     s = Screen(ScreeningOptions(enabled=False))
     play(s, 30, voice=[], bot=[(0, 4)])
