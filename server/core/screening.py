@@ -17,8 +17,8 @@ Rules (every number is a `ScreeningOptions` field):
    bot's words has gone on `run_s` without a pause of `pause_s`.
 A person who talks over the greeting collides once; they stop for the bot's answer at the latest when
 they have finished, and rule 2 clears them. A reply the bot began while the caller was speaking (their
-voice had not yet lasted long enough to hold it back) is the bot talking over the caller, not the other
-way round: three of those, with a reply into a pause, hung up on a caller leaving a message.
+voice had not yet lasted long enough to hold it back) is the bot talking over the caller: no collision
+of theirs.
 """
 
 from __future__ import annotations
