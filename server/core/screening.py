@@ -11,14 +11,16 @@ Rules (every number is a `ScreeningOptions` field):
 2. A live listener: once the bot has spoken for `listen_s` in a row while the caller kept quiet, after
    the caller's voice was first heard, the caller is taken for a person and rule 3 no longer applies.
    Nothing is screened once `window_s` of the call has gone by.
-3. A recording: the caller's voice ran into the bot's speech (started while the bot spoke, or, for the
-   greeting, was on when it started) in `collisions` bot utterances, the greeting included, with at least
+3. A recording: the caller's voice ran into the bot's speech (started while the bot spoke, after less
+   than `pause_s` of quiet, or, for the greeting, was on when it started or started during it) in
+   `collisions` bot utterances, the greeting included, with at least
    `min_voice_s` of voice in all, and never let the bot speak (rule 2); or a voice that began over the
    bot's words has gone on `run_s` without a pause of `pause_s`.
 A person who talks over the greeting collides once; they stop for the bot's answer at the latest when
 they have finished, and rule 2 clears them. A reply the bot began while the caller was speaking (their
-voice had not yet lasted long enough to hold it back) is the bot talking over the caller: no collision
-of theirs.
+voice had not yet lasted long enough to hold it back) is the bot talking over the caller, and a caller
+who goes on after a pause of `pause_s` has given the bot the floor like a person, however slow the bot
+was to take it: neither is a collision of theirs.
 """
 
 from __future__ import annotations
@@ -140,7 +142,10 @@ class Screen:
             self._bot_run = 0.0
             if not self._collided:
                 self._collided = True
-                self.collisions += 1
+                # after a pause of pause_s the bot had the floor; going on over its answer is no recording
+                paused = self._last_voice is not None and t - self._last_voice >= self.options.pause_s
+                if self._bot_quiet_at is None or not paused:
+                    self.collisions += 1
                 if self._run_start is not None:
                     self._run_over_bot = True
         else:

@@ -61,16 +61,27 @@ def test_a_person_who_talks_over_the_greeting_then_listens_is_never_screened() -
     assert s.person and s.verdict is None and s.collisions == 3
 
 
-def test_replies_the_bot_starts_over_the_callers_voice_are_not_the_callers_collisions() -> None:
+@pytest.mark.parametrize("second_reply", [(6.54, 8.16), (6.2, 8.16)])
+def test_a_caller_who_goes_on_after_pauses_the_bot_answered_into_is_not_a_recording(
+        second_reply: tuple[float, float]) -> None:
     # A caller leaving a message in phrases on the real starter stack (the shared three_things): they
-    # talk over the greeting, the bot replies into a pause and the caller goes on over it, then the bot
-    # starts a reply 0.17 s after the caller's voice came back. Counted as three collisions, that call
-    # was hung up on as a recording.
+    # talk over the greeting, then pause 1.2 s and 1.1 s; the bot's replies come about 0.9 s into those
+    # pauses (the second begun just after or just before the caller's voice came back) and the caller
+    # goes on over them. Counted as three collisions, that call was hung up on as a recording.
     s = Screen(ScreeningOptions())
     voice = [(0.6, 1.8), (3.0, 3.7), (4.6, 5.3), (6.37, 9.3)]
-    bot = [(0.04, 0.96), (2.54, 4.99), (6.54, 8.16)]
+    bot = [(0.04, 0.96), (2.54, 4.99), second_reply]
     play(s, 20, voice, bot, words_from=2.2)
-    assert s.verdict is None and s.collisions == 2
+    assert s.verdict is None and s.collisions == 1  # the greeting only
+
+
+def test_a_voice_that_runs_on_over_replies_without_pausing_is_still_a_recording() -> None:
+    s = Screen(ScreeningOptions())
+    # gaps of 0.7 s, each answered 0.3 s in: shorter than any pause that gives the bot the floor
+    voice = [(0.3, 5.0), (5.7, 10.0), (10.7, 16.0)]
+    bot = [(0.0, 0.6), (5.3, 6.3), (10.3, 11.3)]
+    play(s, 30, voice, bot, words_from=2.0)
+    assert s.verdict is not None and s.verdict.kind == "recording" and s.collisions == 3
 
 
 def test_screening_off_screens_nothing() -> None:
