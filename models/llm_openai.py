@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
-from models.prompts import END_CALL_TOOL, MarkerFilter, OwnerNameFilter, build_messages
+from models.prompts import END_CALL_TOOL, CutOffFilter, MarkerFilter, OwnerNameFilter, build_messages
 
 __all__ = ["OpenAiOptions", "OpenAiReplies"]
 
@@ -72,7 +72,7 @@ class OpenAiReplies:
 
     def _stream(self, messages: list[dict[str, str]], names: OwnerNameFilter) -> Generator[ReplyEvent]:
         response = self._open(messages)
-        markers = MarkerFilter()
+        markers, recited = MarkerFilter(), CutOffFilter()
         end_call = False
         try:
             for data in _sse_data(response.iter_lines()):
@@ -80,10 +80,10 @@ class OpenAiReplies:
                     break
                 delta, called = _parse_chunk(data, self.url)
                 end_call = end_call or called
-                text = names.feed(markers.feed(delta))
+                text = names.feed(recited.feed(markers.feed(delta)))
                 if text:
                     yield ReplyDelta(text)
-                if markers.seen:
+                if markers.seen or recited.seen:
                     break
         except self._httpx.TimeoutException as e:
             raise EngineError(f"the reply server at {self.url} sent nothing for {self.options.timeout_s} s; "
@@ -93,7 +93,7 @@ class OpenAiReplies:
                               "check the server's log") from e
         finally:
             response.close()
-        tail = names.feed(markers.flush()) + names.flush()
+        tail = names.feed(recited.feed(markers.flush()) + recited.flush()) + names.flush()
         if tail:
             yield ReplyDelta(tail)
         yield ReplyEnd(end_call=end_call or markers.seen)

@@ -28,6 +28,9 @@ __all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "MarkerFilter", "O
 
 DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
+# How the story marks a bot line the caller cut off (server/core/story.py writes it; the reply prompts
+# explain it). A small model that has been cut off may write its line again, mark and all.
+CUT_OFF_MARKS = ("... [cut off]", "[cut off]")
 END_CALL_TOOL = {
     "type": "function",
     "function": {
@@ -180,6 +183,31 @@ class MarkerFilter:
         """What is still held back, at the end of the stream."""
         held, self._held = self._held, ""
         return "" if self.seen else held
+
+
+class CutOffFilter:
+    """Ends a streamed reply where the model starts writing the story's cut-off mark: what it wrote
+    before the mark was its interrupted line again, what follows more of the story, none of it for the
+    caller's ears. The text before the mark is kept ("What specifically ... [cut off]" says "What
+    specifically"); `seen` says the reply was cut short."""
+
+    def __init__(self) -> None:
+        self._filters = [MarkerFilter(mark) for mark in CUT_OFF_MARKS]
+
+    @property
+    def seen(self) -> bool:
+        return any(f.seen for f in self._filters)
+
+    def feed(self, text: str) -> str:
+        for f in self._filters:
+            text = f.feed(text)
+        return text
+
+    def flush(self) -> str:
+        text = ""
+        for f in self._filters:
+            text = f.feed(text) + f.flush()
+        return text
 
 
 _GREETING_WORDS = ("hello|hi|hey|thanks|thank you|sure|okay|ok|got it|yes|no|right|great|perfect|of course|"

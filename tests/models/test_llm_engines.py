@@ -288,6 +288,20 @@ def test_the_end_call_marker_ends_the_reply_and_is_never_spoken(gguf_dir: Path,
     assert closed == [True] and not model.lock.locked()
 
 
+def test_a_reply_that_recites_its_cut_off_line_ends_at_the_mark_and_not_the_call(
+        gguf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(gguf_dir, "recited.gguf")
+
+    def completion(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for piece in ["Sure,", " what", " specifically", " ...", " [", "cut", " off", "]", " Caller:", " hi"]:
+            yield {"choices": [{"text": piece}]}
+
+    monkeypatch.setattr(model.llm, "create_completion", completion)
+    events = list(LlamaCppReplies(model).reply(STORY, CONTEXT))
+    assert _text(events[:-1]) == "Sure, what specifically "
+    assert events[-1] == ReplyEnd(end_call=False)
+
+
 # --------------------------------------------------------------------------- OpenAI-compatible server
 
 
@@ -409,6 +423,16 @@ def test_the_marker_ends_the_call_without_being_spoken(monkeypatch: pytest.Monke
     events = list(_mock(monkeypatch, handler).reply(STORY, CONTEXT))
     assert _text(events[:-1]) == "Bye! "
     assert events[-1] == ReplyEnd(end_call=True)
+
+
+def test_a_recited_cut_off_mark_is_never_spoken(monkeypatch: pytest.MonkeyPatch) -> None:
+    def handler(request: Any) -> Any:
+        return httpx.Response(200, content=_sse(
+            _delta(content="Okay"), _delta(content=" ... [cut"), _delta(content=" off] more"), "[DONE]"))
+
+    events = list(_mock(monkeypatch, handler).reply(STORY, CONTEXT))
+    assert _text(events[:-1]) == "Okay "
+    assert events[-1] == ReplyEnd(end_call=False)
 
 
 def test_the_caller_is_not_greeted_by_the_owners_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from models.engines import CallContext, Line
-from models.prompts import END_CALL_MARKER, MarkerFilter, OwnerNameFilter, build_messages, system_prompt
+from models.prompts import (
+    CUT_OFF_MARKS,
+    END_CALL_MARKER,
+    CutOffFilter,
+    MarkerFilter,
+    OwnerNameFilter,
+    build_messages,
+    system_prompt,
+)
 
 CONTEXT = CallContext(language="en", caller_number="+39 333 1234567", caller_name="Anna Rossi",
                       owner_name="Marco", started_at="2025-03-14T16:05:00")
@@ -144,6 +152,29 @@ def test_held_text_is_only_a_possible_marker_start() -> None:
     markers = MarkerFilter()
     assert markers.feed("Hello [E") == "Hello "
     assert markers.feed("x") == "[Ex"
+
+
+def _recited(pieces: list[str]) -> tuple[str, bool]:
+    recited = CutOffFilter()
+    out = "".join(recited.feed(p) for p in pieces) + recited.flush()
+    return out, recited.seen
+
+
+def test_a_reply_ends_where_the_model_writes_the_storys_cut_off_mark_again() -> None:
+    # the 1.5B after its line was cut off: the line again, mark and all, then more of the story
+    text = "Sure, I can help with that! What specifically ... [cut off] Caller: the delivery date"
+    for i in range(len(text) + 1):
+        assert _recited([text[:i], text[i:]]) == ("Sure, I can help with that! What specifically ", True)
+    assert _recited(text.split(" ")[:1] + [" " + w for w in text.split(" ")[1:]])[1]
+    assert _recited(["He heard it.[cut off]"]) == ("He heard it.", True)  # the mark without its dots
+    assert _recited(["Wait... ", "I'll check."]) == ("Wait... I'll check.", False)  # dots alone stay
+    assert _recited(["Bye."]) == ("Bye.", False)  # a held "." comes out at the end
+
+
+def test_the_storys_cut_off_mark_is_one_the_reply_filter_knows() -> None:
+    from server.core.story import CUT_OFF
+
+    assert CUT_OFF in CUT_OFF_MARKS
 
 
 def _filtered(text: str, owner: str = "Marco", caller: str = "", piece: int = 0) -> str:
