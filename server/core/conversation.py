@@ -72,10 +72,15 @@ class CallOptions:
     caller_backchannels: frozenset[str] = BACKCHANNELS  # what counts as "mhm" from the caller
     silence_timeout_s: float = 10.0
     max_duration_s: float = 180.0
+    # After a reply with which the model ends the call, the line stays open this long: a caller who
+    # speaks meanwhile (or already is) was not done, and the call goes on.
+    end_call_grace_s: float = 0.8
 
     def __post_init__(self) -> None:
         if self.rate <= 0 or self.silence_timeout_s <= 0 or self.max_duration_s <= 0:
             raise ValueError("rate, silence_timeout_s and max_duration_s must be positive")
+        if self.end_call_grace_s < 0:
+            raise ValueError("end_call_grace_s must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ class Conversation:
                                   set_aside=self._set_aside)
         self._quiet_since: float | None = 0.0  # caller silent since (None while voiced)
         self._voice_epoch = 0  # caller voice onsets so far
+        self._hang_up: tuple[int, bool] | None = None  # a model's goodbye played: (voice epoch, quiet)
         self._last_activity = 0.0
         self._caller_turn_speech = 0  # speech samples since the bot last spoke
         self._goodbye_reason: str | None = None
@@ -405,6 +411,8 @@ class Conversation:
             self._on_silence_timer()
         elif e.name == Timer.MAX_DURATION:
             self._say_goodbye("max duration")
+        elif e.name == Timer.HANG_UP:
+            self._on_hang_up_timer()
         else:
             self.turns.on_timer(self._moment(), e.name)
 
@@ -506,8 +514,23 @@ class Conversation:
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
             self._bot_said(" ".join(w.text for w in u.words), cut_off=False, more=not ending)
         self._timer(Timer.SILENCE, self.t + self.options.call.silence_timeout_s)
-        if ending:
-            self._end(self._goodbye_reason or ("bot ended the call" if u.end_call else "bot said goodbye"))
+        if u.kind is Kind.GOODBYE:
+            self._end(self._goodbye_reason or "bot said goodbye")
+        elif u.end_call:
+            self._hang_up = (self._voice_epoch, self._quiet_since is not None)
+            self._timer(Timer.HANG_UP, self.t + self.options.call.end_call_grace_s)
+
+    def _on_hang_up_timer(self) -> None:
+        """The model's goodbye has had its grace: hang up, unless the caller was speaking when it ended
+        or has spoken since."""
+        armed, self._hang_up = self._hang_up, None
+        if armed is None:
+            return
+        epoch, quiet = armed
+        if quiet and epoch == self._voice_epoch and self._quiet_since is not None:
+            self._end("bot ended the call")
+        else:
+            self._desk.note("end_call_declined")  # the caller went on: so does the call
 
     def _bot_said(self, heard: str, cut_off: bool, more: bool = True) -> None:
         """`heard` joins the story; while the call goes on (`more`), the reply engine may prepare it."""

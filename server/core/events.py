@@ -27,6 +27,7 @@ class Timer(enum.StrEnum):
     REPEAT = "repeat"  # ask the caller to say it again
     RING_TIMEOUT = "ring_timeout"  # the owner's phone has rung long enough
     RING_DECIDE = "ring_decide"  # the owner has not chosen in time
+    HANG_UP = "hang_up"  # the reply model ended the call: hang up unless the caller spoke meanwhile
 
 
 # --------------------------------------------------------------------------- events (runtime -> core)

@@ -14,6 +14,7 @@ import soundfile
 
 from models.engines import Transcript
 from server.config import load
+from server.core.conversation import CallOptions
 from server.runtime import DIGITS_HINT, Engines
 from server.simulate import simulate
 from tests.fakes import FakeClock, FnJudge, LinesLlm, SpanStt, SpanVad, ToneTts
@@ -189,8 +190,23 @@ def test_the_bot_ends_the_call_when_its_reply_asks_to(tmp_path: Path) -> None:
     assert reply["kind"] == "reply" and not reply["interrupted"]
     assert reply["text_heard"] == "He is out, goodbye."
     assert s["ended"] == "bot ended the call"
-    assert s["duration_s"] == pytest.approx(reply["end_s"], abs=0.05)  # hung up once the reply had played
+    # hung up once the reply had played and the line had stayed quiet for end_call_grace_s
+    assert s["duration_s"] == pytest.approx(reply["end_s"] + CallOptions().end_call_grace_s, abs=0.05)
     assert "Hello?" not in s["story"]
+
+
+def test_a_caller_who_speaks_right_after_the_models_goodbye_is_not_hung_up_on(tmp_path: Path) -> None:
+    # The 1.5B once ended a call on the caller's first phrase ("I need three things."): the reply played
+    # out in the caller's pause and the line went dead as they went on with the first thing.
+    first = call(tmp_path / "a", [(0.5, 1.5, "Is Marco there?")], llm=LinesLlm(["He is out, goodbye."],
+                 end_call=True), length_s=8, config={"simulate": {"hangup_after_s": 30.0}})
+    end = first["bot_turns"][0]["end_s"]
+    phrases = [(0.5, 1.5, "Is Marco there?"), (end + 0.3, end + 1.5, "Wait, can you tell him it's urgent?")]
+    s = call(tmp_path / "b", phrases, llm=LinesLlm(["He is out, goodbye."], end_call=True),
+             length_s=end + 8, config={"simulate": {"hangup_after_s": 30.0}})
+    assert "Wait, can you tell him" in s["story"]
+    assert [b["kind"] for b in s["bot_turns"]] == ["reply", "reply"]  # answered, not hung up on
+    assert s["ended"] == "bot ended the call"  # after the second goodbye, with the line quiet
 
 
 def test_the_call_reaching_its_maximum_duration_ends_with_a_goodbye(tmp_path: Path) -> None:
