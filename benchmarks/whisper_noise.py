@@ -49,6 +49,7 @@ from models.stt_whisper import (
     confidence,
     is_stock_phrase,
     normalize_phrase,
+    sentence_words,
     transcript_of,
 )
 from tests.models import whisper_material as mat
@@ -126,7 +127,7 @@ class Points:
         self.nsp = np.array([x[4].no_speech_prob for x in recs])
         self.lp = np.array([x[4].avg_logprob for x in recs])
         self.cr = np.array([x[4].compression_ratio for x in recs])
-        self.words = np.array([len(x[5].split()) for x in recs])
+        self.words = np.array([sentence_words(x[4].text) for x in recs])
         self.said = np.array([x[6] and x[5] in SAID_ON_CALLS for x in recs])  # stock, answer-like
         self.always = np.array([x[6] and x[5] not in SAID_ON_CALLS for x in recs])  # stock, never said
 

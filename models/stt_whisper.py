@@ -20,7 +20,8 @@ in benchmarks/whisper_noise.json):
 1. silence: `no_speech_prob` at least `no_speech_threshold` while `avg_logprob` is below
    `silence_logprob` (Whisper's own rule; a confident text with a high no_speech_prob stays);
 2. unsure: `avg_logprob` below `min_avg_logprob`, whatever the text;
-3. unsure and long: `avg_logprob` below `min_long_logprob` in a segment of `long_words` words or more.
+3. unsure and long: `avg_logprob` below `min_long_logprob` in a segment of `long_words` words or more
+   (a run of numerals is one word: `sentence_words`).
    Over a few tokens the average is noisy (a right "Sure." on a bad line scores -1.4), over many it is
    not: noise and speech in a language the model does not know came out as fluent English sentences
    (or "BEEP BEEP BEEP BEEP") at -0.87 and below, real speech at -0.56 and above;
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SAID_ON_CALLS", "UNSURE_BELOW", "Decoded", "WhisperOptions", "WhisperStt", "build_prompt",
            "compression_ratio", "confidence", "encoder_frames", "filter_segments", "is_filler",
-           "is_stock_phrase", "normalize_phrase", "segment_fault", "transcript_of"]
+           "is_stock_phrase", "normalize_phrase", "segment_fault", "sentence_words", "transcript_of"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -203,6 +204,18 @@ def is_stock_phrase(text: str, language: str) -> bool:
     return normalized in phrases
 
 
+def sentence_words(text: str) -> int:
+    """How many words `text` has for rule 3, a run of numerals counting as one: a dictated "0 3 3 1" is
+    one number, not the fluent sentence the rule is about. tiny.en wrote digit groups it heard right
+    (espeak and piper voices dictating phone numbers) at -0.7 to -1.0; rule 3 dropped them."""
+    count, numeral = 0, False
+    for word in normalize_phrase(text).split():
+        if not (word.isdigit() and numeral):
+            count += 1
+        numeral = word.isdigit()
+    return count
+
+
 def segment_fault(s: SegmentLike, options: WhisperOptions) -> str | None:
     """Why the segment is not worth keeping (rules 1-4 of the module docstring), or None to keep it."""
     o = options
@@ -213,7 +226,7 @@ def segment_fault(s: SegmentLike, options: WhisperOptions) -> str | None:
     if o.min_avg_logprob is not None and lp < o.min_avg_logprob:
         return "unsure"
     if (o.min_long_logprob is not None and lp < o.min_long_logprob
-            and len(normalize_phrase(s.text).split()) >= o.long_words):
+            and sentence_words(s.text) >= o.long_words):
         return "unsure-long"
     if o.max_compression_ratio is not None and s.compression_ratio > o.max_compression_ratio:
         return "looping"

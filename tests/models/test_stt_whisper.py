@@ -38,6 +38,7 @@ from models.stt_whisper import (
     filter_segments,
     is_stock_phrase,
     normalize_phrase,
+    sentence_words,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,6 +189,17 @@ def test_filter_keeps_good_segments() -> None:
     segs = [Seg("Hello, this is Mario."), Seg("Call me back.", no_speech_prob=0.9, avg_logprob=-0.4)]
     # a high no_speech_prob is not silence while the text is confident
     assert filter_segments(segs, WhisperOptions()) == segs
+
+
+def test_a_dictated_digit_group_is_one_word_not_an_unsure_sentence() -> None:
+    # tiny.en wrote these for digit groups it heard right, as unsure as an unsure sentence
+    groups = [Seg("0 3 3 1", avg_logprob=-0.83), Seg("2-1-98", avg_logprob=-1.01),
+              Seg("Um, 031", avg_logprob=-1.1)]
+    assert filter_segments(groups, WhisperOptions()) == groups
+    assert [sentence_words(s.text) for s in groups] == [1, 1, 2]
+    # words around the digits still count: noise Whisper wrote as a sentence with a number in it goes
+    noise = Seg("glizzania e 3.7", avg_logprob=-1.42)
+    assert sentence_words(noise.text) == 3 and filter_segments([noise], WhisperOptions()) == []
 
 
 @pytest.mark.parametrize("seg", [
