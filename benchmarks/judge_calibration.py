@@ -4,7 +4,8 @@
 
 For each GGUF (default: the three judge candidates under the models folder) every labelled case of
 `tests/data/turns/` and of `../shared/turns/dev.tsv` is judged as written and unpunctuated, and the
-model's raw score (log p(COMPLETE) - log p(WAIT)) is kept with the rules judge's verdict. Then:
+model's raw score (the log-probability that its next token ends the caller's message: `models.judge_llm`)
+is kept with the rules judge's verdict. Then:
 
 - rules      the rules judge's own p_complete (no fitting);
 - llm        a logistic calibration of the raw score (Platt scaling);

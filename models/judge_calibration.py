@@ -1,9 +1,11 @@
 """Calibration of the LLM turn judge: from a model's raw score to a p_complete the core can trust.
 
-A judge model's raw score is log p(COMPLETE) - log p(WAIT) for its next token. Read straight through a
-sigmoid it is no probability: Qwen2.5-Coder-1.5B ranks lines well but puts almost every line below 0.5.
-So each model gets a logistic calibration, fitted on labelled cases (`tests/data/turns/`, by
-`benchmarks/judge_calibration.py`):
+A judge model's raw score is the log-probability that its next token ends the caller's message
+(`models.judge_llm`). It is no probability of a finished turn: for the 0.5B a bare "is he in the office
+today" scores -0.2 (a question mark comes next), "I need you to tell him three things" -2.5 and "I was
+calling about the" -8.8, but where a finished turn gives way to an unfinished one differs from model to
+model, and between languages. So each model gets a logistic calibration,
+fitted on labelled cases (`tests/data/turns/`, by `benchmarks/judge_calibration.py`):
 
     p_complete = sigmoid(llm * score + bias)                            mode "llm"
     p_complete = sigmoid(llm * score + rules * logit(p_rules) + bias)   mode "combined"

@@ -1,12 +1,16 @@
-"""The LLM turn judge: one forward pass of a small local model, read as COMPLETE versus WAIT.
+"""The LLM turn judge: one forward pass of a small local model, read as "has the caller's turn ended".
 
-The prompt is a fixed prefix (instructions, then few-shot examples in the call's language) followed by
-the recent story, and asks about the caller's last line only. Nothing is generated: the verdict is the
-probability mass the model puts on the first token of "COMPLETE" against that of "WAIT" as its next
-token (both spellings and casings, summed). The prefix stays in llama.cpp's KV cache (see
-`models.llama`), so a verdict costs only the story's tokens.
+The story is laid out as a chat in the model's own template: a one-line system message saying what the
+call is, the bot's lines as the assistant's, the caller's as the user's, and the caller's last words as a
+user message left open. Nothing is generated: the score is the log-probability that the model's next
+token ends that message, either the template's end-of-turn token or a mark that ends a sentence (". ? !":
+an unpunctuated transcript is finished where the model would put one). The model has read countless
+finished and unfinished messages; asking it to classify a line instead (log p(COMPLETE) - log p(WAIT)
+after instructions and examples) ranked the labelled lines worse, AUC 0.84 to 0.91 against 0.88 to 0.97
+for the 1.5B (benchmarks/judge_calibration.py, README). The system line stays in llama.cpp's KV cache
+(see `models.llama`), so a verdict costs only the story's tokens.
 
-That raw score, log p(COMPLETE) - log p(WAIT), is no probability until it is calibrated for the model
+That score is no probability of a finished turn until it is calibrated for the model
 (`models.judge_calibration`): in mode "combined" (the default) the calibration also weighs the rules
 judge's verdict on the same story, so that a trailing "and" or a question mark counts for what it is
 and the model decides where the rules are unsure; in mode "llm" the model's score stands alone. A
@@ -37,63 +41,16 @@ __all__ = ["LlmJudge", "LlmJudgeOptions", "make_judge", "prompt_fingerprint"]
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS = (
-    "You judge turn-taking on a phone call. A bot answers the phone for its owner and takes a message. "
-    "The caller's words come from speech recognition, cut at every pause, so a line may lack "
-    "punctuation and capitals: judge by the words. Judge the caller's LAST line only, in the light of "
-    "what was said before: has the caller finished for now, so that the bot should answer (COMPLETE), "
-    "or did they only pause and will go on (WAIT)?\n"
-    "WAIT: the sentence is cut off (it ends in \"and\", \"but\", \"because\", \"the\", \"to\"...); a "
-    "hesitation (\"um\", \"so\", \"well\"); an opener or an introduction before the reason (\"I'm calling "
-    "because\", \"I have a message for Anna\", \"Hi, this is Luca from the bank.\"); a list that was "
-    "announced and is not finished; a phone number, an address or a spelling still being dictated.\n"
-    "COMPLETE: a question (with or without a question mark), a request, a whole message, an answer to "
-    "the bot's question, a thank-you or a goodbye.\n"
-    "Answer with one word: COMPLETE or WAIT."
-)
-_CALL_LANGUAGE = " The call is in {name}."
-_LANGUAGE_NAMES = {"it": "Italian", "de": "German", "fr": "French", "es": "Spanish"}
-
-# (transcript, answer); the transcript's lines are "Caller: ..." and "Bot: ...". No example is a line of
-# the calibration cases (tests/data/turns/) or of ../shared/turns/dev.tsv.
-EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
-    "en": (
-        ("Caller: Hi, I'm calling about the invoice and", "WAIT"),
-        ("Caller: could you ask him to call me back", "COMPLETE"),
-        ("Caller: I need to tell him three things. First, the delivery is late.", "WAIT"),
-        ("Caller: is he in the office today", "COMPLETE"),
-        ("Bot: What number can he call you back on?\nCaller: three four seven\nCaller: two two", "WAIT"),
-        ("Caller: his bike is ready at the shop", "COMPLETE"),
-        ("Caller: Second, the price went up.\nBot: Mm-hm.\nCaller: And third, we need a new date.",
-         "COMPLETE"),
-        ("Caller: good morning it's davide from the gym", "WAIT"),
-        ("Bot: And your number?\nCaller: six one seven\nCaller: four four two\nCaller: nine zero one five",
-         "COMPLETE"),
-        ("Caller: Hello, this is Carla from the bank.", "WAIT"),
-        ("Bot: Who's calling, please?\nCaller: carla from the bank", "COMPLETE"),
-        ("Caller: so um the thing is", "WAIT"),
-        ("Caller: He can reach me at home tonight. Thanks, bye.", "COMPLETE"),
-    ),
-    "it": (
-        ("Caller: Buongiorno, chiamo per la fattura e", "WAIT"),
-        ("Caller: può dirgli di richiamarmi", "COMPLETE"),
-        ("Caller: Devo dirgli tre cose. Prima, la consegna è in ritardo.", "WAIT"),
-        ("Caller: è in ufficio oggi", "COMPLETE"),
-        ("Bot: A che numero la può richiamare?\nCaller: tre quattro sette\nCaller: due due", "WAIT"),
-        ("Caller: la sua bici è pronta in negozio", "COMPLETE"),
-        ("Caller: Secondo, il prezzo è aumentato.\nBot: Sì.\nCaller: E terzo, ci serve una nuova data.",
-         "COMPLETE"),
-        ("Caller: buongiorno sono davide della palestra", "WAIT"),
-        ("Bot: E il suo numero?\nCaller: sei uno sette\nCaller: quattro quattro due\nCaller: nove zero uno "
-         "cinque", "COMPLETE"),
-        ("Caller: Buongiorno, sono Carla della banca.", "WAIT"),
-        ("Bot: Chi parla, scusi?\nCaller: carla della banca", "COMPLETE"),
-        ("Caller: allora ehm il fatto è che", "WAIT"),
-        ("Caller: Mi trova a casa stasera. Grazie, arrivederci.", "COMPLETE"),
-    ),
+# What the call is, in the call's language (another language gets the English line and its name).
+SYSTEM: dict[str, str] = {
+    "en": "A phone call. The assistant answers for its owner and takes a message from the caller.",
+    "it": "Una telefonata. L'assistente risponde per il titolare e prende un messaggio per lui.",
 }
-_ANSWERS = {"COMPLETE": ("COMPLETE", " COMPLETE", "Complete", " Complete", "complete"),
-            "WAIT": ("WAIT", " WAIT", "Wait", " Wait", "wait")}
+_CALL_LANGUAGE = " The call is in {name}."
+_LANGUAGE_NAMES = {"de": "German", "fr": "French", "es": "Spanish"}
+_MARKS = (".", "?", "!")  # a sentence ends here: for an unpunctuated transcript, the caller's turn does
+_ROLES = {"caller": "user", "bot": "assistant"}
+_PLAIN_NAMES = {"user": "Caller", "assistant": "Bot"}  # a model without a chat template reads lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +69,8 @@ class LlmJudgeOptions:
 class _Prompt:
     """The judge's prompt in one language, as the model tokenizes it."""
 
-    prefix: tuple[int, ...]  # the tokens every full prompt starts with: instructions and examples
-    complete: tuple[int, ...]  # first tokens of the two answers
-    wait: tuple[int, ...]
+    prefix: tuple[int, ...]  # the tokens every prompt starts with: the system line
+    ends: tuple[int, ...]  # the tokens that end the caller's message: end of turn, ". ? !"
 
 
 class LlmJudge:
@@ -149,90 +105,99 @@ class LlmJudge:
             if rules.reason == "empty" or (gate and not gate[0] < rules.p_complete < gate[1]):
                 self.last_evaluated = 0
                 return rules  # the rules are sure: no need to ask the model
-        margin = self.score(story, language=language)
-        if margin is None:
+        score = self.score(story, language=language)
+        if score is None:
             return Verdict(0.0, "empty")
         if calibration is None:
-            return Verdict(_sigmoid(margin), "llm")
+            return Verdict(_sigmoid(score), "llm")
         if rules is not None:
-            return Verdict(calibration.p_complete(margin, rules.p_complete), f"llm+{rules.reason}")
-        return Verdict(calibration.p_complete(margin), "llm-calibrated")
+            return Verdict(calibration.p_complete(score, rules.p_complete), f"llm+{rules.reason}")
+        return Verdict(calibration.p_complete(score), "llm-calibrated")
 
     def score(self, story: Sequence[Line], *, language: str) -> float | None:
-        """The raw score of the caller's last line: log p(COMPLETE) - log p(WAIT) as the model's next
-        token; None when the caller has said nothing."""
-        transcript = self._transcript(story)
-        if not transcript:
+        """The raw score of the caller's last words: the log-probability that the model's next token
+        ends their message (`_Prompt.ends`); None when the caller has said nothing."""
+        messages = self._messages(story)
+        if messages is None:
             return None
         prompt = self._prompt(language)
-        tokens = self.model.tokenize(self._render(language, transcript))
+        tokens = self.model.tokenize(self._render(language, messages))
         with self.model.lock:
             self.last_evaluated = self.model.eval_prompt(tokens, keep=len(prompt.prefix))
-            logits = self.model.logits()
-        return _logsumexp(logits[list(prompt.complete)]) - _logsumexp(logits[list(prompt.wait)])
+            logits = self.model.logits().astype(np.float64)
+        return _logsumexp(logits[list(prompt.ends)]) - _logsumexp(logits)
 
     # ----------------------------------------------------------------------- prompt
 
-    def _transcript(self, story: Sequence[Line]) -> str:
-        """The recent story up to the caller's last line, one "Caller:"/"Bot:" line each."""
+    def _messages(self, story: Sequence[Line]) -> list[tuple[str, str]] | None:
+        """The recent story up to the caller's last words as (role, text) turns, "user" for the caller
+        and "assistant" for the bot, a role's consecutive lines joined; None when the caller said
+        nothing. The last turn is the caller's, the one the model is asked to end or not."""
         last = next((i for i in range(len(story) - 1, -1, -1)
                      if story[i].role == "caller" and story[i].text.strip()), None)
         if last is None:
-            return ""
-        lines = []
-        for line in story[:last + 1]:
-            text = " ".join(line.text.split())
-            if text:
-                text = text if len(text) <= self.options.max_chars else "..." + text[-self.options.max_chars:]
-                lines.append(f"{'Caller' if line.role == 'caller' else 'Bot'}: {text}")
-        return "\n".join(lines[-self.options.max_lines:])
+            return None
+        limit = self.options.max_chars
+        lines = [(line.role, " ".join(line.text.split())) for line in story[:last + 1]]
+        turns: list[tuple[str, str]] = []
+        for role, said in [x for x in lines if x[1]][-self.options.max_lines:]:
+            text = said if len(said) <= limit else "..." + said[-limit:]
+            if turns and turns[-1][0] == _ROLES[role]:
+                turns[-1] = (turns[-1][0], f"{turns[-1][1]} {text}")
+            else:
+                turns.append((_ROLES[role], text))
+        return turns
 
-    def _messages(self, language: str) -> list[dict[str, str]]:
+    def _system(self, language: str) -> str:
         code = base_language(language)
-        instructions = INSTRUCTIONS
-        if code != "en":
-            instructions += _CALL_LANGUAGE.format(name=_LANGUAGE_NAMES.get(code, code))
-        messages = [{"role": "system", "content": instructions}]
-        for transcript, answer in EXAMPLES.get(code, EXAMPLES["en"]):
-            messages += [{"role": "user", "content": transcript}, {"role": "assistant", "content": answer}]
-        return messages
+        if code in SYSTEM:
+            return SYSTEM[code]
+        return SYSTEM["en"] + _CALL_LANGUAGE.format(name=_LANGUAGE_NAMES.get(code, code))
 
-    def _render(self, language: str, transcript: str | None) -> str:
-        """The whole prompt for `transcript`, or only its fixed prefix when it is None."""
-        messages = self._messages(language)
-        if self.model.has_chat_template:
-            if transcript is None:
-                return self.model.chat_prompt(messages, generation_prompt=False)
-            return self.model.chat_prompt([*messages, {"role": "user", "content": transcript}])
-        parts = [messages[0]["content"]]
-        parts += [f"Transcript:\n{q['content']}\nAnswer: {a['content']}"
-                  for q, a in zip(messages[1::2], messages[2::2], strict=True)]
-        if transcript is not None:
-            parts.append(f"Transcript:\n{transcript}\nAnswer:")
-        return "\n\n".join(parts)
+    def _render(self, language: str, turns: Sequence[tuple[str, str]] | None) -> str:
+        """The prompt for `turns`, cut right after the caller's last words, or only its fixed prefix
+        when `turns` is None."""
+        system = self._system(language)
+        if not self.model.has_chat_template:
+            parts = [f"{system}\n"] + [f"{_PLAIN_NAMES[role]}: {text}" for role, text in turns or ()]
+            return "\n".join(parts)
+        messages = [{"role": "system", "content": system}]
+        if turns is None:
+            return self.model.chat_prompt(messages, generation_prompt=False)
+        messages += [{"role": role, "content": text} for role, text in turns]
+        closed = self.model.chat_prompt(messages, generation_prompt=False)
+        at = closed.rfind(turns[-1][1])
+        if at < 0:
+            raise EngineError(f"{self.model.path.name}'s chat template does not keep a message's words as "
+                              "they are; choose another judge model")
+        return closed[:at + len(turns[-1][1])]
 
     def _prompt(self, language: str) -> _Prompt:
         code = base_language(language)
         if code in self._prompts:
             return self._prompts[code]
-        sample = self._render(code, "Caller: Hello.")
+        turns = [("user", "Hello")]
+        sample = self._render(code, turns)
         sample_tokens = self.model.tokenize(sample)
         keep = common_prefix(self.model.tokenize(self._render(code, None)), sample_tokens)
-        complete = self._first_tokens(sample, sample_tokens, _ANSWERS["COMPLETE"])
-        wait = self._first_tokens(sample, sample_tokens, _ANSWERS["WAIT"])
-        complete, wait = complete - wait, wait - complete
-        if not complete or not wait:
-            raise EngineError(f"{self.model.path.name} cannot tell COMPLETE from WAIT by their first "
-                              "token; choose another judge model")
-        prompt = self._prompts[code] = _Prompt(tuple(sample_tokens[:keep]), tuple(sorted(complete)),
-                                               tuple(sorted(wait)))
+        if self.model.has_chat_template:
+            closed = self.model.chat_prompt([{"role": "system", "content": self._system(code)},
+                                             {"role": "user", "content": "Hello"}], generation_prompt=False)
+            end = closed[len(sample):]
+        else:
+            end = "\n"
+        ends = self._first_tokens(sample, sample_tokens, (end, *_MARKS))
+        if len(ends) < 2:
+            raise EngineError(f"{self.model.path.name} has no token of its own for the end of a message; "
+                              "choose another judge model")
+        prompt = self._prompts[code] = _Prompt(tuple(sample_tokens[:keep]), tuple(sorted(ends)))
         return prompt
 
-    def _first_tokens(self, prompt: str, tokens: list[int], answers: Sequence[str]) -> set[int]:
-        """The tokens the model would emit first to write one of `answers` right after `prompt`."""
+    def _first_tokens(self, prompt: str, tokens: list[int], continuations: Sequence[str]) -> set[int]:
+        """The tokens the model would emit first to write one of `continuations` right after `prompt`."""
         firsts = set()
-        for answer in answers:
-            extended = self.model.tokenize(prompt + answer)
+        for continuation in continuations:
+            extended = self.model.tokenize(prompt + continuation)
             if len(extended) > len(tokens) and extended[:len(tokens)] == tokens:
                 firsts.add(extended[len(tokens)])
         return firsts
@@ -241,7 +206,7 @@ class LlmJudge:
 def prompt_fingerprint(options: LlmJudgeOptions = LlmJudgeOptions()) -> str:
     """A short digest of everything that shapes the judge's prompt: a calibration holds only for the
     prompt it was fitted with."""
-    shape = [INSTRUCTIONS, _CALL_LANGUAGE, _LANGUAGE_NAMES, EXAMPLES, _ANSWERS, options.max_lines,
+    shape = ["ending", SYSTEM, _CALL_LANGUAGE, _LANGUAGE_NAMES, _MARKS, options.max_lines,
              options.max_chars]
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -135,6 +135,12 @@ def test_judge_of_a_story_without_caller_words_is_empty(gguf_dir: Path) -> None:
     assert judge.judge([Line("bot", "Hello?"), Line("caller", "  ")], language="en") == Verdict(0.0, "empty")
 
 
+def _prompt_tokens(judge: LlmJudge, story: list[Line], language: str = "en") -> int:
+    messages = judge._messages(story)
+    assert messages is not None
+    return len(judge.model.tokenize(judge._render(language, messages)))
+
+
 def test_judge_evaluates_the_prefix_once(gguf_dir: Path) -> None:
     model = _model(gguf_dir, "prefix.gguf")
     judge = LlmJudge(model)
@@ -142,25 +148,23 @@ def test_judge_evaluates_the_prefix_once(gguf_dir: Path) -> None:
     judge.judge(STORY, language="en")
     first = judge.last_evaluated
     assert _perf(model)[0] == first  # llama.cpp's own count agrees with ours
-    story_tokens = len(model.tokenize("\n".join(f"Caller: {line.text}" for line in NEXT)))
-    assert first > 3 * story_tokens  # the instructions and examples are most of the prompt
+    assert first == _prompt_tokens(judge, STORY)  # the system line and the story, once
 
     _perf_reset(model)
     judge.judge(NEXT, language="en")
     assert _perf(model)[0] == judge.last_evaluated
-    assert judge.last_evaluated <= story_tokens
-    assert judge.last_evaluated * 5 < first
+    new_words = len(model.tokenize("and second, the price went up."))
+    assert 0 < judge.last_evaluated <= new_words + 2  # what the caller added, not the story before it
 
 
 def test_warm_up_evaluates_the_prefix_of_each_language(gguf_dir: Path) -> None:
     judge = LlmJudge(_model(gguf_dir, "warm.gguf"))
     judge.warm_up()
-    judge.judge(STORY, language="it")
-    italian = judge.last_evaluated
-    judge.judge(STORY, language="en")
-    assert judge.last_evaluated == italian  # both prefixes came back from the cache
-    full = len(judge.model.tokenize(judge._render("en", judge._transcript(STORY))))
-    assert judge.last_evaluated * 5 < full
+    for language in ("it", "en"):
+        judge.judge(STORY, language=language)
+        prefix = len(judge._prompt(language).prefix)
+        assert prefix > 0
+        assert judge.last_evaluated == _prompt_tokens(judge, STORY, language) - prefix  # from the cache
 
 
 def test_judge_and_replies_share_a_model_without_re_evaluating_the_prefix(gguf_dir: Path) -> None:
@@ -171,7 +175,7 @@ def test_judge_and_replies_share_a_model_without_re_evaluating_the_prefix(gguf_d
     events = _events(model, STORY, max_tokens=8)  # the replies overwrite the context
     assert isinstance(events[-1], ReplyEnd)
     shared = judge.judge(NEXT, language="en")
-    assert judge.last_evaluated * 5 < len(model.tokenize(judge._render("en", judge._transcript(NEXT))))
+    assert judge.last_evaluated == _prompt_tokens(judge, NEXT) - len(judge._prompt("en").prefix)
     assert shared.p_complete == pytest.approx(alone, abs=1e-4)
 
     _perf_reset(model)  # and the replies get their system prompt back from the cache too
