@@ -432,10 +432,14 @@ def call_config(rendered: Rendered, mode: Mode, out: Path) -> Any:
         tables["judge"] = {"engine": mode.judge}
     if mode.llm or not mode.real:
         tables["llm"] = {"engine": mode.llm or "script", "replies": REPLIES[s.language]}
-    if not mode.real:
-        return load(None, tables)
     from models.manager import default_models_dir
 
+    if not mode.real:
+        if mode.judge == "llm":  # the starter's reply model judges the transcript's lines, in no hurry
+            tables["models"] = {"dir": str(default_models_dir())}
+            model = load(ROOT / "config" / "starter.toml").llm.model
+            tables["judge"].update(model=model, timeout_s=PATIENT_S)
+        return load(None, tables)
     tables["models"] = {"dir": str(default_models_dir())}
     tables["stt"].update({"engine": "whisper", "model": WHISPER[s.language]})
     if not mode.measured:  # the profile sets the call's times; a busy box must not time engines out

@@ -306,12 +306,6 @@ def _build(tables: dict[str, Any], source: str) -> Config:
     call_table = tables.get("call", {})
     owner_phrases = frozenset(k for k in PHRASE_KEYS if isinstance(call_table, dict) and k in call_table)
     config = Config(**parts, source=source, owner_phrases=owner_phrases)
-    turns_table = tables.get("turns", {})
-    if isinstance(turns_table, dict) and "question_shortcut" not in turns_table:
-        # The shortcut saves a model judge's time on a plain question; the rules judge answers at once
-        # and knows when a question is only the first of those announced ("two questions: first, ...?").
-        turns = dataclasses.replace(config.turns, question_shortcut=config.judge.engine != "rules")
-        config = dataclasses.replace(config, turns=turns)
     for stage, allowed in _ENGINES.items():
         engine = getattr(config, stage).engine
         if engine not in allowed:

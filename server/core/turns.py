@@ -1,6 +1,9 @@
 """Whose turn is it (DESIGN.md §2 rule 4): cheap signals first, the judge second, a clock last.
 
-1. The caller's newest text ends in a question mark: the bot's turn, at once ("shortcut").
+1. With `question_shortcut`, the caller's newest text ending in a question mark is the bot's turn, at
+   once ("shortcut"). Off by default: the rules judge is as quick on such a line, and knows when a
+   question is only the first of those announced ("two questions: first, ...?"); the LLM judge leaves
+   it to the rules, which are sure of a question mark.
 2. Otherwise the judge reads the story: p_complete >= `threshold` is the bot's turn ("judge").
    The bot's answer starts no sooner than `min_gap_ms` into the pause (`unsure_gap_ms` when the judge
    was not sure), so a breath between two sentences is not mistaken for the end.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 class TurnOptions:
     speculate_ms: int = 64  # pause after which the open fragment is transcribed speculatively
     threshold: float = 0.5
-    question_shortcut: bool = True
+    question_shortcut: bool = False
     min_gap_ms: int = 200  # the bot never starts talking sooner after the caller stops
     unsure_gap_ms: int = 400  # ... nor sooner than this when the judge's COMPLETE is not sure
     sure_complete_p: float = 0.9

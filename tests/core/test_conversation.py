@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from server.core import events as ev
 from server.core.conversation import CallOptions, Conversation, ConversationOptions
+from server.core.turns import TurnOptions
 
 W = 512
 
 
-def core() -> Conversation:
-    c = Conversation(ConversationOptions(call=CallOptions(greeting="")))
+def core(**turns: Any) -> Conversation:
+    c = Conversation(ConversationOptions(call=CallOptions(greeting=""), turns=TurnOptions(**turns)))
     c.handle(ev.CallStarted(0.0))
     return c
 
@@ -40,7 +41,7 @@ def test_a_pause_starts_a_speculative_transcription_of_the_fragment_so_far() -> 
 
 
 def test_a_question_is_granted_without_the_judge_and_released_after_the_gap() -> None:
-    c = core()
+    c = core(question_shortcut=True)
     [t] = of(ev.Transcribe, windows(c, 0, [0.9] * 20 + [0.02] * 3))
     out = c.handle(ev.TranscriptReady(23 * W / 16000, t.job, "Is Marco there?"))
     assert not of(ev.Judge, out) and of(ev.Reply, out)
