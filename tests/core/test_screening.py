@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -162,6 +163,24 @@ def test_line_noise_with_no_words_is_a_silent_call(tmp_path: Path) -> None:
     noise = read_audio(SHARED / "audio" / "noise" / "office.wav")
     s = _simulate(tmp_path, np.resize(noise, 30 * 16000), "")
     assert s["ended"] == "screened: silent", s["screening"]
+
+
+@needs_shared
+def test_a_caller_the_recogniser_cannot_make_out_is_asked_to_repeat_not_screened(tmp_path: Path) -> None:
+    """Three phrases in the first 8 s, none of them heard as words (tiny.en on an espeak address): the
+    bot's ask to repeat, at the backstop after the last one, comes before any silent verdict."""
+    from server.audio import read_audio
+
+    speech = read_audio(SHARED / "audio" / "speech" / "spk1_snt1.wav")[:round(1.5 * 16000)]
+    audio = np.zeros(30 * 16000, np.int16)
+    for start in (1.5, 4.0, 6.5):
+        at = round(start * 16000)
+        audio[at:at + len(speech)] = speech
+    s = _simulate(tmp_path, audio, "", greeting="Hello?")  # the transcript has no words for any of it
+    [ask] = [b for b in s["bot_turns"] if b["kind"] == "repeat"]  # type: ignore[attr-defined]
+    assert 8.0 + 2.0 <= ask["start_s"] <= 8.0 + 2.3  # the backstop after the last phrase
+    screening: dict[str, Any] = s["screening"]  # type: ignore[assignment]
+    assert screening["verdict"] is None or screening["at_s"] > ask["start_s"], screening
 
 
 def test_a_caller_who_pressed_0_and_waits_for_the_owner_is_not_silent() -> None:
