@@ -186,10 +186,11 @@ class LlmJudge:
             end = closed[len(sample):]
         else:
             end = "\n"
-        ends = self._first_tokens(sample, sample_tokens, (end, *_MARKS))
-        if len(ends) < 2:
-            raise EngineError(f"{self.model.path.name} has no token of its own for the end of a message; "
+        closing = self._first_tokens(sample, sample_tokens, (end,))
+        if not closing:
+            raise EngineError(f"{self.model.path.name} cannot tell where a message ends by its next token; "
                               "choose another judge model")
+        ends = closing | self._first_tokens(sample, sample_tokens, _MARKS)
         prompt = self._prompts[code] = _Prompt(tuple(sample_tokens[:keep]), tuple(sorted(ends)))
         return prompt
 
