@@ -25,7 +25,7 @@ from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
 from models.llama import LlamaModel, LlamaOptions, common_prefix, load_llama
-from models.prompts import CutOffFilter, MarkerFilter, OwnerNameFilter, build_messages
+from models.prompts import OwnerNameFilter, ReplyText, build_messages
 
 __all__ = ["LlamaCppReplies", "LlamaCppRepliesOptions"]
 
@@ -138,7 +138,7 @@ class LlamaCppReplies:
     def _stream(self, messages: list[dict[str, str]], max_tokens: int,
                 names: OwnerNameFilter | None = None) -> Generator[ReplyEvent]:
         tokens, keep, stop = self._prompt(messages, max_tokens)
-        markers, recited, names = MarkerFilter(), CutOffFilter(), names or OwnerNameFilter("")
+        text_out = ReplyText(names or OwnerNameFilter(""))
         llm = self.model.llm
         with self.model.lock:
             if keep and common_prefix(llm.input_ids[:llm.n_tokens], tokens) < keep:
@@ -149,17 +149,17 @@ class LlamaCppReplies:
                                            temperature=self.options.temperature)
             try:
                 for chunk in stream:
-                    text = names.feed(recited.feed(markers.feed(chunk["choices"][0]["text"])))
+                    text = text_out.feed(chunk["choices"][0]["text"])
                     if text:
                         yield ReplyDelta(text)
-                    if markers.seen or recited.seen:
+                    if text_out.done:
                         break
             finally:
                 stream.close()
-        tail = names.feed(recited.feed(markers.flush()) + recited.flush()) + names.flush()
+        tail = text_out.flush()
         if tail:
             yield ReplyDelta(tail)
-        yield ReplyEnd(end_call=markers.seen)
+        yield ReplyEnd(end_call=text_out.end_call)
 
     def _prompt(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[int], int, list[str]]:
         """(tokens, tokens of the fixed system prompt at their start, stop strings). The oldest story

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
-from models.prompts import END_CALL_TOOL, CutOffFilter, MarkerFilter, OwnerNameFilter, build_messages
+from models.prompts import END_CALL_TOOL, OwnerNameFilter, ReplyText, build_messages
 
 __all__ = ["OpenAiOptions", "OpenAiReplies"]
 
@@ -72,7 +72,7 @@ class OpenAiReplies:
 
     def _stream(self, messages: list[dict[str, str]], names: OwnerNameFilter) -> Generator[ReplyEvent]:
         response = self._open(messages)
-        markers, recited = MarkerFilter(), CutOffFilter()
+        text_out = ReplyText(names)
         end_call = False
         try:
             for data in _sse_data(response.iter_lines()):
@@ -80,10 +80,10 @@ class OpenAiReplies:
                     break
                 delta, called = _parse_chunk(data, self.url)
                 end_call = end_call or called
-                text = names.feed(recited.feed(markers.feed(delta)))
+                text = text_out.feed(delta)
                 if text:
                     yield ReplyDelta(text)
-                if markers.seen or recited.seen:
+                if text_out.done:
                     break
         except self._httpx.TimeoutException as e:
             raise EngineError(f"the reply server at {self.url} sent nothing for {self.options.timeout_s} s; "
@@ -93,10 +93,10 @@ class OpenAiReplies:
                               "check the server's log") from e
         finally:
             response.close()
-        tail = names.feed(recited.feed(markers.flush()) + recited.flush()) + names.flush()
+        tail = text_out.flush()
         if tail:
             yield ReplyDelta(tail)
-        yield ReplyEnd(end_call=end_call or markers.seen)
+        yield ReplyEnd(end_call=end_call or text_out.end_call)
 
     def extract(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *, max_tokens: int = 400,
                 timeout_s: float = 60.0, interrupt: Callable[[], bool] | None = None) -> dict[str, Any]:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from models.engines import CallContext, Line
 
-__all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "MarkerFilter", "OwnerNameFilter",
-           "base_language", "build_messages", "find_template", "load_template", "system_prompt"]
+__all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "CutOffFilter", "MarkerFilter",
+           "OwnerNameFilter", "ReplyText", "base_language", "build_messages", "find_template",
+           "load_template", "system_prompt"]
 
 DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
@@ -284,3 +285,30 @@ class OwnerNameFilter:
             if rest and any(form.startswith(rest) for form in forms):
                 return len(text) - at
         return 0
+
+
+class ReplyText:
+    """A streamed reply's text on its way to the caller, through every filter in order: the end-call
+    marker (the reply ends and so does the call), the story's cut-off mark (the reply ends), the owner's
+    name where it addresses the caller. Both reply engines read their stream through one."""
+
+    def __init__(self, names: OwnerNameFilter) -> None:
+        self._markers, self._recited, self._names = MarkerFilter(), CutOffFilter(), names
+
+    @property
+    def end_call(self) -> bool:
+        """The model wrote the end-call marker."""
+        return self._markers.seen
+
+    @property
+    def done(self) -> bool:
+        """Nothing more of the stream can reach the caller: read no further."""
+        return self._markers.seen or self._recited.seen
+
+    def feed(self, delta: str) -> str:
+        return self._names.feed(self._recited.feed(self._markers.feed(delta)))
+
+    def flush(self) -> str:
+        """What the filters still hold, at the end of the stream."""
+        held = self._recited.feed(self._markers.flush()) + self._recited.flush()
+        return self._names.feed(held) + self._names.flush()
