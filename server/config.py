@@ -259,7 +259,17 @@ class Config:
         lang = language or self.language
         return dataclasses.replace(ConversationOptions(call, self.segmenter, self.turns, self.speech),
                                    dictation=DictationOptions(lang, self.region, plan=PhoneNumbersPlan()),
-                                   screening=dataclasses.replace(self.screening, language=lang))
+                                   screening=dataclasses.replace(self.screening, language=lang,
+                                                                 settle_s=self._screen_settle_s()))
+
+    def _screen_settle_s(self) -> float:
+        """How long the silent screen waits after the caller's voice: `settle_s`, and past the turn backstop
+        by SCREEN_AFTER_BACKSTOP_S, so that a caller whose words were not made out is asked to repeat
+        before the call can be screened as silent (the ask starts the silent count again)."""
+        return max(self.screening.settle_s, self.turns.backstop_ms / 1000 + SCREEN_AFTER_BACKSTOP_S)
+
+
+SCREEN_AFTER_BACKSTOP_S = 0.5  # the silent screen waits this long after the turn backstop
 
 
 _ENGINES = {

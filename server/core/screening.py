@@ -8,8 +8,8 @@ or never.
 Rules (every number is a `ScreeningOptions` field):
 1. Silent: no caller words (or keys) `silent_s` after the bot's greeting went quiet (call start when there is
    none), and no caller voice for `settle_s`: words may still be on their way from the recogniser, and a
-   caller it could not make out is asked to repeat at the turn backstop (2 s) before this can end the
-   call. Each thing the bot says starts the `silent_s` again.
+   caller it could not make out is asked to repeat at the turn backstop before this can end the call
+   (a call's options put `settle_s` past the backstop). Each thing the bot says starts `silent_s` again.
 2. A live listener: once the bot has spoken for `listen_s` in a row while the caller kept quiet, after
    the caller's voice was first heard, the caller is taken for a person and rule 3 no longer applies.
    Nothing is screened once `window_s` of the call has gone by.
@@ -43,7 +43,7 @@ class ScreeningOptions:
     silent: bool = True  # screen calls where nobody speaks (rule 1)
     recordings: bool = True  # screen recordings played over the bot (rule 3)
     silent_s: float = 8.0
-    settle_s: float = 2.5  # longer than the turn backstop: a voice that came to no words is asked for again
+    settle_s: float = 1.5  # Config.conversation() raises it past the turn backstop (see rule 1)
     listen_s: float = 1.0
     pause_s: float = 1.0
     run_s: float = 20.0

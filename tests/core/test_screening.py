@@ -183,6 +183,14 @@ def test_a_caller_the_recogniser_cannot_make_out_is_asked_to_repeat_not_screened
     assert screening["verdict"] is None or screening["at_s"] > ask["start_s"], screening
 
 
+def test_the_silent_screen_outwaits_the_turn_backstop() -> None:
+    from server.config import load
+
+    assert load(None, {}).conversation().screening.settle_s == 2.5  # the 2 s backstop, and 0.5 s
+    assert load(None, {"turns": {"backstop_ms": 3000}}).conversation().screening.settle_s == 3.5
+    assert load(None, {"screening": {"settle_s": 5.0}}).conversation().screening.settle_s == 5.0
+
+
 def test_a_caller_who_pressed_0_and_waits_for_the_owner_is_not_silent() -> None:
     from server.core import events as ev
     from server.core.conversation import Conversation, ConversationOptions
