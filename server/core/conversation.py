@@ -331,7 +331,7 @@ class Conversation:
         if frag.id in self._acknowledgements:
             return  # a "mhm" while the bot spoke: it let the bot go on and is not part of the story
         if self.barge.of_fragment(frag.id):
-            missed = not text and frag.speech >= self.seg.samples(self.options.turns.repeat_min_speech_ms)
+            missed = not text and self._spoke(frag)
             if not missed and (not text or is_backchannel(text, self.options.call.caller_backchannels)):
                 self._acknowledgements.add(frag.id)
                 self._resume("backchannel" if text else "no words")
@@ -365,11 +365,14 @@ class Conversation:
         elif self.turns.idle and self.story.caller_has_last_word():
             self._decide()
 
+    def _spoke(self, frag: Fragment) -> bool:
+        return frag.speech >= self.seg.samples(self.options.turns.repeat_min_speech_ms)
+
     def _unheard(self, frag: Fragment) -> bool:
-        """The caller spoke at some length since the bot last did and none of it came out as words: whether
-        the bot will ask for it again (rule 11). Earlier words of theirs stand: the turn is judged on them."""
-        return not self.story.caller_has_last_word() and self.repeat.unheard(frag.speech, self._quiet_since,
-                                                                              self._voice_epoch)
+        """The caller spoke at some length and none of it came out as words: whether the bot will ask for
+        it again (rule 11). Words of theirs heard before it stay in the story, but are not answered as if
+        they were all: what came after them is what the bot asks for."""
+        return self.repeat.unheard(frag.speech, self._quiet_since, self._voice_epoch)
 
     def _set_aside(self) -> None:
         """The caller's last line is to be said again: it stays out of the story and no turn is decided."""

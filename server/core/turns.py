@@ -44,8 +44,8 @@ class TurnOptions:
     # to hear it again (never twice in a row). 0 turns it off. At 0.3, whisper's confidence on short
     # answers (benchmarks/whisper_noise.json) asks 1.9 % of those heard right and 39 % of those misheard.
     repeat_below: float = 0.3
-    # ... and speech this long that gave no words at all, when the caller has said nothing since the
-    # bot spoke, is asked for again too (once), rather than left unanswered.
+    # ... and speech this long that gave no words at all is asked for again too (once), rather than left
+    # unanswered or answered as if the caller's words before it were all they said.
     repeat_min_speech_ms: int = 600
 
     def __post_init__(self) -> None:

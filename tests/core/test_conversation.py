@@ -124,17 +124,17 @@ def test_voice_without_words_renews_the_waiting_turns_timers_from_the_new_pause(
 
 
 def test_voice_that_paused_inside_itself_and_came_to_no_words_leaves_the_turn_to_be_decided_again() -> None:
-    # From a real-whisper call: "domani non riesco a venire, quindi" (WAIT), then a fragment whisper made
-    # nothing of, with a short gap inside it. The voice coming back in that gap abandoned the waiting
-    # turn, so when the fragment came to no words there was no turn left to renew: never answered.
+    # A noise with a short gap inside it, after a line judged WAIT. The voice coming back in that gap
+    # abandoned the waiting turn, so when the fragment came to no words there was no turn left to renew:
+    # the caller's words were never answered.
     c, _, i = _waiting_turn()
-    out = windows(c, i, [0.02] * 25 + [0.9] * 15 + [0.02] * 4)  # voice, and a gap that is transcribed
+    out = windows(c, i, [0.02] * 25 + [0.9] * 8 + [0.02] * 4)  # voice, and a gap that is transcribed
     [t2] = of(ev.Transcribe, out)
-    assert c.handle(ev.TranscriptReady((i + 44) * W / 16000, t2.job, "")) == []
-    out = windows(c, i + 44, [0.9] * 15 + [0.02] * 20)  # the voice comes back, stops, the fragment closes
+    assert c.handle(ev.TranscriptReady((i + 37) * W / 16000, t2.job, "")) == []
+    out = windows(c, i + 37, [0.9] * 8 + [0.02] * 20)  # the voice comes back, stops, the fragment closes
     [t3] = of(ev.Transcribe, out)
-    quiet = (i + 59) * W / 16000
-    out = c.handle(ev.TranscriptReady((i + 79) * W / 16000, t3.job, ""))
+    quiet = (i + 45) * W / 16000
+    out = c.handle(ev.TranscriptReady((i + 65) * W / 16000, t3.job, ""))
     [judge] = of(ev.Judge, out)  # the same words, decided again
     assert [line.text for line in judge.story] == ["So I wanted to tell him"]
     out = c.handle(ev.VerdictReady((i + 80) * W / 16000, judge.job, 0.1))
@@ -142,6 +142,25 @@ def test_voice_that_paused_inside_itself_and_came_to_no_words_leaves_the_turn_to
     assert backstop.at > quiet + 1.0  # counted from the new quiet
     c.handle(ev.TimerFired(backstop.at, ev.Timer.BACKSTOP))
     assert c.decisions[-1]["by"] == "backstop"
+
+
+def test_speech_after_the_callers_words_that_came_to_no_words_is_asked_for_not_answered_around() -> None:
+    # From real-whisper calls: "La riparazione mi viene quattrocento e" (a sure WAIT), then "ottanta euro,
+    # compresi i pezzi." that whisper made nothing of. The WAIT's 4 s backstop was counted again from
+    # the new quiet, and the bot then answered the words before as if they were the whole message.
+    c, backstop, i = _waiting_turn()
+    out = windows(c, i, [0.02] * 25 + [0.9] * 30 + [0.02] * 20)  # ~1 s of speech, then a pause
+    [t2] = of(ev.Transcribe, out)
+    quiet = (i + 55) * W / 16000
+    out = c.handle(ev.TranscriptReady((i + 75) * W / 16000, t2.job, "", 0.0))
+    timer = _repeat_timer(out)
+    assert timer.at == pytest.approx(quiet + TurnOptions().backstop_ms / 1000, abs=0.04)
+    assert not [x for x in of(ev.StartTimer, out) if x.name == "backstop"]  # no reply to the words before
+    out = c.handle(ev.TimerFired(timer.at, ev.Timer.REPEAT))
+    assert " ".join(x.text for x in of(ev.Synthesize, out)) == CallOptions().repeat
+    assert not of(ev.Reply, out)
+    assert [line.text for line in c.story.lines() if line.role == "caller"] == ["So I wanted to tell him"]
+    assert c.handle(ev.TimerFired(backstop.at + 5, ev.Timer.BACKSTOP)) == []  # the old turn is gone
 
 
 def test_a_broken_up_noise_too_short_for_words_leaves_the_turn_to_be_decided_again() -> None:
