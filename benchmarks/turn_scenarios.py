@@ -100,11 +100,13 @@ class Scenario:
     rate: float = 1.0
     about: str = ""
     number: str = ""  # the phone number dictated, as its digits: the read-back must say them
+    region: str = ""  # the owner's country ([contacts] region); "" = the language's, where it has one
 
     def key(self) -> dict[str, Any]:
-        """What the render depends on (the number is only scored)."""
+        """What the render depends on (the number is only scored, the region only configured)."""
         key = dataclasses.asdict(self)
         key.pop("number")
+        key.pop("region")
         return key
 
 
@@ -135,7 +137,7 @@ def _scenario(s: dict[str, Any], language: str, where: str) -> Scenario:
     if number and not number.isdigit():
         raise ValueError(f"{where}: number must be the digits dictated, e.g. \"07709426183\"")
     return Scenario(s["name"], language, s["class"], phrases, s.get("context", ""), float(s.get("rate", 1.0)),
-                    s.get("about", ""), number)
+                    s.get("about", ""), number, str(s.get("region", "")))
 
 
 # --------------------------------------------------------------------------- voices and channels
@@ -427,6 +429,7 @@ def call_config(rendered: Rendered, mode: Mode, out: Path) -> Any:
         "tts": {"engine": "espeak", "voice": "", "rate": BOT_RATE},
         "simulate": {"latency_ms": {} if mode.measured else REFERENCE, "hangup_after_s": HANGUP_AFTER_S},
         "storage": {"calls_dir": str(out / "calls"), "database": f"sqlite:///{out / 'standin.db'}"},
+        "contacts": {"region": s.region},
     }
     if mode.judge:
         tables["judge"] = {"engine": mode.judge}
