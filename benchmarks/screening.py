@@ -42,6 +42,21 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import turn_scenarios as ts
+from benchmarks.scenario_audio import (
+    BOT_RATE,
+    CHANNELS,
+    REFERENCE,
+    VOICES,
+    level,
+    load_specs,
+    render,
+    renders,
+    sounding,
+    synthesize,
+)
+from benchmarks.scenario_audio import (
+    CACHE as SCENARIO_CACHE,
+)
 from models.stt_transcript import Phrase
 from server.audio import CALL_RATE, resample
 
@@ -91,10 +106,10 @@ def humans(quick: bool) -> list[Item]:
     voices = ["en-us", "it"] if quick else None
     channels = ["clean"] if quick else None
     if not (SHARED / "audio" / "noise").is_dir():
-        channels = [c for c in (channels or ts.CHANNELS) if not ts.CHANNELS[c].noise]
+        channels = [c for c in (channels or CHANNELS) if not CHANNELS[c].noise]
     out: list[Item] = []
-    for s, v, c in ts.renders(ts.load_specs(), voices, channels):
-        r = ts.render(s, v, c, ts.CACHE, SHARED / "audio" / "noise")
+    for s, v, c in renders(load_specs(), voices, channels):
+        r = render(s, v, c, SCENARIO_CACHE, SHARED / "audio" / "noise")
         name = f"{s.name}@{v.id}/{c.id}"
         out.append(Item("human", "after the question", name, s.language, r.wav, r.tsv, s.context))
         out.append(Item("human", "over the greeting", name, s.language, r.wav, r.tsv, None))
@@ -123,8 +138,8 @@ def _chain(parts: Sequence[tuple[np.ndarray, str]], gap_s: float, start_s: float
     i = 0
     while True:
         speech, words = parts[i % len(parts)]
-        a, b = ts.sounding(speech.astype(np.int16))
-        speech = ts._level(speech[a:b])
+        a, b = sounding(speech.astype(np.int16))
+        speech = level(speech[a:b])
         if t >= len(audio) - CALL_RATE:
             break
         speech = speech[: len(audio) - t]
@@ -165,7 +180,7 @@ def _music(total_s: float, start_s: float, seed: int = 7) -> np.ndarray:
         bass = np.sin(2 * np.pi * scale[(k // 8) % 3] / 2 * t)
         beat = rng.normal(0, 1, note) * np.exp(-t * 40) * (k % 2 == 0)
         out[at:at + note] += (tone * envelope + 0.6 * bass + 0.5 * beat)
-    return ts._level(out) if out.any() else out
+    return level(out) if out.any() else out
 
 
 def _write(folder: Path, name: str, audio: np.ndarray, phrases: Sequence[Phrase]) -> tuple[Path, Path]:
@@ -190,11 +205,11 @@ def robocalls(cache: Path = CACHE) -> list[Item]:
 
     speech_dir = SHARED / "audio" / "speech"
     clips = [(_mono16(speech_dir / f), words) for f, words in CLIPS.items() if (speech_dir / f).exists()]
-    pitch = {lang: [(ts.synthesize(ts.VOICES[v], line).astype(np.float64), line) for line in PITCH[lang]]
+    pitch = {lang: [(synthesize(VOICES[v], line).astype(np.float64), line) for line in PITCH[lang]]
              for lang, v in (("en", "en-us"), ("it", "it"))}
     try:
-        joe = ts.VOICES["joe"]
-        pitch["joe"] = [(ts.synthesize(joe, line).astype(np.float64), line) for line in PITCH["en"]]
+        joe = VOICES["joe"]
+        pitch["joe"] = [(synthesize(joe, line).astype(np.float64), line) for line in PITCH["en"]]
     except FileNotFoundError as exc:
         print(f"no piper voice ({exc}): the espeak pitches only", file=sys.stderr)
     vox: list[tuple[np.ndarray, str]] = []
@@ -236,9 +251,9 @@ def run_one(item: Item) -> dict[str, Any]:
         tables: dict[str, dict[str, Any]] = {
             "call": {} if item.greeting is None else {"greeting": item.greeting},
             "stt": {"language": item.language},
-            "tts": {"engine": "espeak", "voice": "", "rate": ts.BOT_RATE},
+            "tts": {"engine": "espeak", "voice": "", "rate": BOT_RATE},
             "llm": {"engine": "script", "replies": ts.REPLIES[item.language]},
-            "simulate": {"latency_ms": ts.REFERENCE, "hangup_after_s": ts.HANGUP_AFTER_S},
+            "simulate": {"latency_ms": REFERENCE, "hangup_after_s": ts.HANGUP_AFTER_S},
             "storage": {"calls_dir": str(Path(tmp) / "calls"), "database": f"sqlite:///{tmp}/standin.db"},
         }
         config = load(None, tables)

@@ -12,6 +12,7 @@ import numpy as np
 import soundfile
 
 from benchmarks import turn_scenarios as ts
+from benchmarks.scenario_audio import CHANNELS, GREETING_GAP_S, VOICES, Scenario, load_specs, render
 from models.stt_transcript import Phrase, read_transcript
 from models.vad_silero import SileroVad
 from server.audio import to_float
@@ -47,7 +48,7 @@ def silero_segments(audio: np.ndarray, bridge_s: float = 0.3) -> list[list[float
 
 
 def test_the_written_specs_cover_both_languages_and_the_classes() -> None:
-    scenarios = ts.load_specs()
+    scenarios = load_specs()
     by_language = {lang: [s for s in scenarios if s.language == lang] for lang in ("en", "it")}
     assert len(scenarios) >= 40
     assert min(len(v) for v in by_language.values()) >= 0.4 * len(scenarios)
@@ -62,14 +63,14 @@ def test_the_written_specs_cover_both_languages_and_the_classes() -> None:
 def test_a_rendered_scenario_says_where_its_speech_is(tmp_path: Path) -> None:
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "small.json").write_text(json.dumps(SMALL))
-    scenario = ts.load_specs(tmp_path / "specs")[0]
-    rendered = ts.render(scenario, ts.VOICES["en-us"], ts.CHANNELS["clean"], tmp_path / "cache")
+    scenario = load_specs(tmp_path / "specs")[0]
+    rendered = render(scenario, VOICES["en-us"], CHANNELS["clean"], tmp_path / "cache")
 
     audio, rate = soundfile.read(rendered.wav, dtype="int16")
     assert rate == 16000 and audio.ndim == 1
     phrases = read_transcript(rendered.tsv)
     assert [(p.label, p.text) for p in phrases] == [(label, text) for _, label, text in scenario.phrases]
-    assert abs(phrases[0].start_s - (ts.GREETING_GAP_S + 0.4)) < 0.001
+    assert abs(phrases[0].start_s - (GREETING_GAP_S + 0.4)) < 0.001
     for before, after, (pause, _, _) in zip(phrases, phrases[1:], scenario.phrases[1:], strict=False):
         assert abs(after.start_s - before.end_s - pause) < 0.001
 
@@ -80,18 +81,18 @@ def test_a_rendered_scenario_says_where_its_speech_is(tmp_path: Path) -> None:
         assert abs(end - p.end_s) <= 0.1, f"{p.text!r}: speech ends at {end}, TSV {p.end_s}"
 
     stat = rendered.wav.stat()
-    again = ts.render(scenario, ts.VOICES["en-us"], ts.CHANNELS["clean"], tmp_path / "cache")
+    again = render(scenario, VOICES["en-us"], CHANNELS["clean"], tmp_path / "cache")
     assert again.wav == rendered.wav
     assert rendered.wav.stat().st_mtime_ns == stat.st_mtime_ns  # made once
-    changed = ts.Scenario(scenario.name, "en", "list", ((0.4, "COMPLETE", "Only one thing."),))
-    other = ts.render(changed, ts.VOICES["en-us"], ts.CHANNELS["clean"], tmp_path / "cache")
+    changed = Scenario(scenario.name, "en", "list", ((0.4, "COMPLETE", "Only one thing."),))
+    other = render(changed, VOICES["en-us"], CHANNELS["clean"], tmp_path / "cache")
     assert other.wav != rendered.wav and not rendered.wav.exists()  # a changed spec replaces its files
 
 
 def test_the_phone_band_copy_keeps_the_timeline(tmp_path: Path) -> None:
-    scenario = ts.Scenario("short", "it", "question", ((0.4, "COMPLETE", "Sa quando torna Marco?"),))
-    clean = ts.render(scenario, ts.VOICES["it"], ts.CHANNELS["clean"], tmp_path)
-    phone = ts.render(scenario, ts.VOICES["it"], ts.CHANNELS["phone8k"], tmp_path)
+    scenario = Scenario("short", "it", "question", ((0.4, "COMPLETE", "Sa quando torna Marco?"),))
+    clean = render(scenario, VOICES["it"], CHANNELS["clean"], tmp_path)
+    phone = render(scenario, VOICES["it"], CHANNELS["phone8k"], tmp_path)
     a, _ = soundfile.read(clean.wav, dtype="int16")
     b, _ = soundfile.read(phone.wav, dtype="int16")
     assert len(a) == len(b) and clean.tsv.read_text() == phone.tsv.read_text()
