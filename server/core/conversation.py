@@ -444,10 +444,18 @@ class Conversation:
         self._maybe_finished(u)
 
     def _empty_reply(self, u: Utterance) -> None:
-        """The LLM had nothing to say; if it also wants to end the call, the goodbye says it."""
+        """The LLM had nothing to say; if it also wants to end the call, the call's goodbye says it for the
+        model, and ends the call as the model's own words would have: the caller may talk over it, and a
+        caller who goes on keeps the call (`_on_hang_up_timer`)."""
         self._mouth.drop(u)
-        if u.end_call:
-            self._say_goodbye("bot ended the call")
+        if not u.end_call:
+            return
+        self._desk.note("goodbye", reason="bot ended the call")
+        goodbye = self._mouth.say(Kind.GOODBYE, self.options.call.goodbye)
+        if goodbye is None:
+            self._end("bot ended the call")
+        else:
+            goodbye.end_call = True
 
     def _on_speech(self, e: ev.SpeechReady) -> None:
         job = self._desk.jobs.get(e.job)
@@ -517,7 +525,7 @@ class Conversation:
         if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
             self._bot_said(" ".join(w.text for w in u.words), cut_off=False, more=not ending)
         self._timer(Timer.SILENCE, self.t + self.options.call.silence_timeout_s)
-        if u.kind is Kind.GOODBYE:
+        if u.kind is Kind.GOODBYE and not u.end_call:
             self._end(self._goodbye_reason or "bot said goodbye")
         elif u.end_call:
             self._hang_up = (self._voice_epoch, self._quiet_since is not None)

@@ -208,6 +208,25 @@ def test_a_caller_who_speaks_right_after_the_models_goodbye_is_not_hung_up_on(tm
     assert s["ended"] == "bot ended the call"  # after the second goodbye, with the line quiet
 
 
+def test_a_model_that_ends_the_call_without_a_word_does_not_hang_up_on_a_caller_who_goes_on(
+        tmp_path: Path) -> None:
+    # From the real-whisper scenarios: the 1.5B answered "Sì, ho un messaggio da parte della scuola." with
+    # nothing but the end-call mark; the call's goodbye played in the caller's pause and the call ended
+    # as they went on with the message itself.
+    llm = LinesLlm([""], end_call=True)
+    first = call(tmp_path / "a", [(0.5, 1.5, "I've got a message for him.")], llm=llm, length_s=8,
+                 config={"simulate": {"hangup_after_s": 30.0}})
+    [goodbye] = first["bot_turns"]
+    assert goodbye["kind"] == "goodbye" and first["ended"] == "bot ended the call"
+    end = goodbye["end_s"]
+    phrases = [(0.5, 1.5, "I've got a message for him."), (end + 0.3, end + 1.5, "The boiler is fixed.")]
+    s = call(tmp_path / "b", phrases, llm=llm, length_s=end + 10,
+             config={"simulate": {"hangup_after_s": 30.0}})
+    assert "The boiler is fixed." in s["story"]
+    assert [b["kind"] for b in s["bot_turns"]] == ["goodbye", "goodbye"]  # heard, then the goodbye again
+    assert s["ended"] == "bot ended the call"
+
+
 def test_the_call_reaching_its_maximum_duration_ends_with_a_goodbye(tmp_path: Path) -> None:
     phrases = [(0.5, 1.5, "Is Marco there?"), (4.6, 5.6, "Wait, one more thing.")]  # over the goodbye
     s = call(tmp_path, phrases, length_s=14,
