@@ -71,10 +71,13 @@ class Story:
             self.version += 1
 
     def add_bot(self, heard: str, cut_off: bool) -> None:
-        """The bot said `heard` (the words whose audio reached the line)."""
-        text = f"{heard} {CUT_OFF}".strip() if cut_off else heard
-        if not text:
+        """The bot said `heard` (the words whose audio reached the line). Cut off before its first word,
+        it said nothing the caller heard, and the story has no line for it: a reply model shown a bare
+        "... [cut off]" wrote one back, which ends its reply before a word, and the caller got no answer."""
+        heard = heard.strip()
+        if not heard:
             return
+        text = f"{heard} {CUT_OFF}" if cut_off else heard
         # A caller fragment still open (the one that cut the bot off) stays after this line.
         self._lines.append(_Line("bot", text))
         self.version += 1

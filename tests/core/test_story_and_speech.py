@@ -19,6 +19,15 @@ def test_every_change_bumps_the_version_and_equal_text_does_not() -> None:
     assert story.render().splitlines()[-1] == "Bot: the delivery is confirmed for Tuesday, at ... [cut off]"
 
 
+def test_a_reply_cut_off_before_its_first_word_leaves_no_line() -> None:
+    story = Story()
+    story.commit_caller(1, "Yes.")
+    v = story.version
+    story.add_bot("", cut_off=True)
+    assert story.version == v and [line.role for line in story.lines()] == ["caller"]
+    assert "[cut off]" not in story.render()
+
+
 def test_an_open_caller_line_stays_after_the_bot_line_it_cut_off() -> None:
     story = Story()
     story.set_pending(2, "No, Wednesday")
