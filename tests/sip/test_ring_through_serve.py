@@ -284,12 +284,12 @@ def test_the_owner_never_answers_so_the_caller_leaves_a_message_and_the_owner_is
     from playwright.sync_api import sync_playwright
 
     # 0 pressed during the greeting; the caller speaks once told the owner could not be reached, and
-    # standin says goodbye before the caller would hang up
+    # standin says goodbye, and hangs up after its grace, before the caller would hang up
     wav, tsv = caller_audio(shared, [(8.0, "trailing_thought")], tmp_path, tsv_parts=1)
     inbox = Inbox()
     try:
         with serving(tmp_path, tsv, owner_port, inbox) as served:
-            caller, owner = call_in(served, tmp_path, owner_port, wav, 21.0, "--press-at", "1.0",
+            caller, owner = call_in(served, tmp_path, owner_port, wav, 23.0, "--press-at", "1.0",
                                     "--owner", "never")
             summary, record = stored(served)
             assert inbox.arrived.wait(60), "the owner was not notified"
