@@ -199,7 +199,10 @@ class Conversation:
         if hang_up:
             self._desk.emit(ev.Hangup(reason))
 
-    def _say_goodbye(self, reason: str, text: str | None = None) -> None:
+    def _say_goodbye(self, reason: str, text: str | None = None, for_model: bool = False) -> None:
+        """The call's goodbye (or `text`), then the call ends. `for_model`: said for a reply model that
+        ended the call without a word, it ends the call as the model's own words would have: the caller
+        may talk over it, and a caller who goes on keeps the call (`_on_hang_up_timer`)."""
         if any(u.kind is Kind.GOODBYE for u in self._mouth.line):
             return
         self.turns.abandon()
@@ -210,9 +213,11 @@ class Conversation:
                 self._mouth.drop(u)
         self._desk.note("goodbye", reason=reason)
         self._goodbye_reason = reason
-        goodbye = self._mouth.say(Kind.GOODBYE, text or self.options.call.goodbye, interruptible=False)
+        goodbye = self._mouth.say(Kind.GOODBYE, text or self.options.call.goodbye, interruptible=for_model)
         if goodbye is None:
             self._end(reason)
+        else:
+            goodbye.end_call = for_model
 
     def _on_dtmf(self, e: ev.Dtmf) -> None:
         self._desk.note("dtmf", digit=e.digit)
@@ -331,7 +336,7 @@ class Conversation:
         if frag.id in self._acknowledgements:
             return  # a "mhm" while the bot spoke: it let the bot go on and is not part of the story
         if self.barge.of_fragment(frag.id):
-            missed = not text and self._spoke(frag)
+            missed = not text and frag.speech >= self.seg.samples(self.options.turns.repeat_min_speech_ms)
             if not missed and (not text or is_backchannel(text, self.options.call.caller_backchannels)):
                 self._acknowledgements.add(frag.id)
                 self._resume("backchannel" if text else "no words")
@@ -364,9 +369,6 @@ class Conversation:
             self.turns.renew(self._moment())
         elif self.turns.idle and self.story.caller_has_last_word():
             self._decide()
-
-    def _spoke(self, frag: Fragment) -> bool:
-        return frag.speech >= self.seg.samples(self.options.turns.repeat_min_speech_ms)
 
     def _unheard(self, frag: Fragment) -> bool:
         """The caller spoke at some length and none of it came out as words: whether the bot will ask for
@@ -444,18 +446,10 @@ class Conversation:
         self._maybe_finished(u)
 
     def _empty_reply(self, u: Utterance) -> None:
-        """The LLM had nothing to say; if it also wants to end the call, the call's goodbye says it for the
-        model, and ends the call as the model's own words would have: the caller may talk over it, and a
-        caller who goes on keeps the call (`_on_hang_up_timer`)."""
+        """The LLM had nothing to say; if it also wants to end the call, the goodbye says it."""
         self._mouth.drop(u)
-        if not u.end_call:
-            return
-        self._desk.note("goodbye", reason="bot ended the call")
-        goodbye = self._mouth.say(Kind.GOODBYE, self.options.call.goodbye)
-        if goodbye is None:
-            self._end("bot ended the call")
-        else:
-            goodbye.end_call = True
+        if u.end_call:
+            self._say_goodbye("bot ended the call", for_model=True)
 
     def _on_speech(self, e: ev.SpeechReady) -> None:
         job = self._desk.jobs.get(e.job)
