@@ -94,6 +94,7 @@ class Lexicon:
         open_requests: str = "",  # a line ending so has its request still to come ("oh, and tell him")
         one_letter_words: str = "",  # single letters that are words, not spelling ("a", "i")
         spelling: str = r"(?!)",  # regex: a spelling alphabet in use ("b come bologna")
+        letter_doubles: str = "",  # a word that doubles the letter spelled after it ("double l")
         topics: Iterable[str] = (),  # a whole clause that only names what is to be said ("about the party")
         topic_questions: str = "",  # a bot question with one of these asks for a topic ("what is it about?")
         number_asks: str = "",  # a bot line with one of these asks for digits ("what number ...?")
@@ -140,6 +141,7 @@ class Lexicon:
         self.open_requests = _cover(self._phrase_table(open_requests))
         self.one_letter_words = _words(one_letter_words)
         self.spelling_re = re.compile(spelling)
+        self.letter_doubles = _words(letter_doubles)
         self.topic_re = re.compile("|".join(f"(?:{p})" for p in topics) or r"(?!)")
         self.topic_questions = self._phrase_table(topic_questions)
         self.number_asks = _words(number_asks)
@@ -179,7 +181,8 @@ ENGLISH = Lexicon(
     dangling={
         "relative": "that which who whom where when",
         "conjunction": "so as",
-        "preposition": "to for with from about like through without",
+        "preposition": "to for with from about like without",
+        "particle": "through",  # "it hasn't come through.": with a period, mostly a verb's particle
         "auxiliary": "is are was were am be been being will would can could should shall may might"
                      " must do does did have has had",
         "possessive": "his",
@@ -284,6 +287,7 @@ ENGLISH = Lexicon(
                   "|remind him|remind her|tell him please|please tell him|please tell her",
     one_letter_words="a i",
     spelling=r"(?<![\w'])[a-z] (?:for|as in) [a-z]+",
+    letter_doubles="double",
 )
 
 ITALIAN = Lexicon(
@@ -405,6 +409,7 @@ ITALIAN = Lexicon(
                   "|per favore le dica",
     one_letter_words="a e i o",
     spelling=r"(?<![\w'])[a-z] come [a-zà-ù]+",
+    letter_doubles="doppia doppio",
 )
 
 LEXICONS: dict[str, Lexicon] = {"en": ENGLISH, "it": ITALIAN}

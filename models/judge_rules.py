@@ -10,8 +10,11 @@ verdict's `reason`. In priority order:
 4.  filler                 only fillers and hesitations ("um", "well", "ehm", "beh")   WAIT
 5.  trailing-filler        ends in a hesitation ("... the invoice and uh")             WAIT
     tag-question           ends in a question tag, "?" or not ("..., isn't he", "vero") COMPLETE
-    spelling               ends in spelled letters ("w h i", "b come bologna"): is    WAIT, unsure
-                           the word done? the rules cannot tell
+    spelled-word           ends in spelled letters that spell a word said before       COMPLETE
+                           ("Kowalski. K, O, W, A, L, S, K, I.")
+    spelling               ... that begin such a word ("Kowalski. K, O, W")           WAIT
+                           ... any others ("w h i", "b come bologna"): is the word    WAIT, unsure
+                           done? the rules cannot tell
 6.  trailing-<class>       ends in a word that cannot end a sentence: an article,      WAIT
                            possessive, conjunction, preposition ("the", "and", "di"), a
                            pronoun with its verb contracted ("Hi, it's.");
@@ -62,6 +65,7 @@ and 19 need no words at all). A pure function of its input: no I/O, no clock, no
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -95,6 +99,8 @@ P_GREETING = 0.35
 P_INTRODUCTION = 0.3
 P_PERIOD_AFTER = 0.3
 P_SPELLING = 0.3  # letters spelled so far: perhaps the whole word, perhaps not
+P_SPELLED_WORD = 0.85  # the letters spell a word the caller (or the bot) said before them
+P_SPELLING_PART = 0.15  # ... only the start of one
 P_LIST_OPENER = 0.18
 P_DANGLING = 0.15
 P_OPEN_REQUEST = 0.15
@@ -121,6 +127,7 @@ _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.;:!?])")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_END = re.compile(r"[,;:]\s*|\s-\s")
 _END_JUNK = ' "\')]>*'
+_LETTER_RUN = re.compile(r"[a-z](?:-[a-z])+")  # letters spelled with hyphens: "k-o-w"
 _VERB_CONTRACTION = re.compile(r"^(?:it|that|there|here|he|she|what|who|where)'s$|'(?:re|ll|m|ve|d)$")
 # Titles and abbreviations whisper writes with a period inside a sentence ("from Dr. Patel's office",
 # "at 10 a.m. on Monday"): that period ends nothing, so it is dropped where more words follow.
@@ -276,12 +283,12 @@ class RulesJudge:
         phone = (any(t in lex.number_asks for t in bot_words)
                  or any(t in lex.number_contexts for t in _tokens(" ".join([*since_bot, text]), lex)))
         return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked,
-                           asked_topic=about, number_talk=phone, pieces=pieces)
+                           asked_topic=about, number_talk=phone, pieces=pieces, bot_words=bot_words)
 
 
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,
                 carried_digits: int = 0, asked: bool = False, asked_topic: bool = False,
-                number_talk: bool = False, pieces: bool = False) -> Verdict:
+                number_talk: bool = False, pieces: bool = False, bot_words: Sequence[str] = ()) -> Verdict:
     mark = _end_mark(text)
     if mark == "?":
         state = _list_state([*context, text], lex)
@@ -300,7 +307,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if _ends_with(tokens, lex.tag_questions, more=2):
         return Verdict(P_TAG_QUESTION, "tag-question")
     if _spelling(tokens, text, lex):
-        return Verdict(P_SPELLING, "spelling")
+        return _spelled(tokens, context, bot_words, lex)
     last_sentence = _SENTENCE_END.split(text)[-1]
     sentence = _tokens(last_sentence, lex) or tokens
     digit = len(tokens) > 1 and bool(lex.number_re.fullmatch(word) and lex.number_re.fullmatch(tokens[-2]))
@@ -377,9 +384,17 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
 
 
 def _introduces(line: str, lex: Lexicon) -> bool:
-    """The line only says who is calling, greetings aside ("Hi, this is Anna from the bakery.")."""
+    """The line only says who is calling, greetings aside ("Hi, this is Anna from the bakery.", "Hello.
+    It's Tom. I'm the plumber."); "Could he call me back? It's Paul." has said why it calls."""
     text = _ABBREVIATION.sub(r"\1", " ".join(unicodedata.normalize("NFC", line).translate(_CHARS).split()))
-    rest = _SENTENCE_END.split(text)[-1].rstrip(".!")
+    *before, last = _SENTENCE_END.split(text)
+    greets = lex.greeting_cover
+    return all(_covered(_tokens(_normalise(s), lex), greets, lex.fillers) or _introduces_one(s, lex)
+               for s in before) and _introduces_one(last, lex)
+
+
+def _introduces_one(sentence: str, lex: Lexicon) -> bool:
+    rest = sentence.rstrip(".!")
     while True:
         words = lex.tokenize(rest.lower())
         lead = next((g for g in lex.greetings if words[:len(g.split())] == g.split()), None)
@@ -426,13 +441,59 @@ def _ends_with(tokens: Sequence[str], phrases: Sequence[list[str]], *, more: int
 
 
 def _spelling(tokens: Sequence[str], text: str, lex: Lexicon) -> bool:
-    """The line ends in letters spelled one by one ("w h i", "u g o") or in a spelling alphabet
+    """The line ends in letters spelled one by one ("w h i", "u g o", "w-h-i") or in a spelling alphabet
     ("r come roma", "b for bravo")."""
+    if _LETTER_RUN.fullmatch(tokens[-1]):
+        return True
     tail = tokens[-3:]
     letters = len(tail) >= 2 and all(len(t) == 1 and t.isalpha() for t in tail[-2:])
     if letters and not all(t in lex.one_letter_words for t in tail[-2:]):
         return True
     return bool(lex.spelling_re.search(" ".join(tokens[-4:])))
+
+
+def _spelled_run(tokens: Sequence[str], lex: Lexicon) -> tuple[str, int]:
+    """The letters spelled one by one at the end of `tokens` ("k o w", "k-o-w", "double l", "b come
+    bologna" for "b") and the index of the first token that spells them."""
+    pieces: list[str] = []
+    i = len(tokens)
+    while i > 0:
+        token = tokens[i - 1]
+        if len(token) == 1 and token.isalpha():
+            double = i > 1 and tokens[i - 2] in lex.letter_doubles
+            pieces.append(token * 2 if double else token)
+            i -= 2 if double else 1
+        elif _LETTER_RUN.fullmatch(token):
+            pieces.append(token.replace("-", ""))
+            i -= 1
+        else:
+            n = next((n for n in (3, 4) if lex.spelling_re.fullmatch(" ".join(tokens[max(0, i - n):i]))), 0)
+            if not n:
+                break
+            pieces.append(tokens[i - n])
+            i -= n
+    return "".join(reversed(pieces)), i
+
+
+def _spelled(tokens: Sequence[str], context: Sequence[str], bot_words: Sequence[str],
+             lex: Lexicon) -> Verdict:
+    """A line ending in spelled letters: done when, with the letters of the caller's lines before it,
+    they spell a word said before them (by the caller, or in the bot's last line: "how do you spell
+    Kowalski?"); still going when they spell only the start of one."""
+    said = [t for line in context for t in _tokens(line, lex)] + list(tokens)
+    letters, start = _spelled_run(said, lex)
+    words = {_letters_of(t) for t in (*said[:start], *bot_words)}
+    words |= {a + b for a, b in itertools.pairwise(map(_letters_of, said[:start]))}  # "De Luca", "D'Angelo"
+    if len(letters) >= 2 and letters in words:
+        return Verdict(P_SPELLED_WORD, "spelled-word")
+    if len(letters) >= 2 and any(len(w) > len(letters) and w.startswith(letters) for w in words):
+        return Verdict(P_SPELLING_PART, "spelling")
+    return Verdict(P_SPELLING, "spelling")
+
+
+def _letters_of(word: str) -> str:
+    """`word`'s letters, accents and apostrophes dropped ("d'angelo" -> "dangelo")."""
+    return "".join(c for c in unicodedata.normalize("NFD", word) if "a" <= c <= "z")
 
 
 def _preamble(sentence: str, lex: Lexicon, mark: str) -> bool:
@@ -519,6 +580,6 @@ def _resolved(sentence: Sequence[str], lex: Lexicon, *, strict: bool = False) ->
         return False
     if len(sentence) > 1 and sentence[-2] in lex.resolvers:
         return True
-    if not strict and cls in ("adverb", "determiner", "pronoun"):  # "the invoice too.", "so did I."
+    if not strict and cls in ("adverb", "determiner", "pronoun", "particle"):  # "so did I.", "come through."
         return True
     return cls in ("preposition", "auxiliary") and any(t in lex.wh_words for t in sentence[:-1])

@@ -138,3 +138,53 @@ def test_an_unpunctuated_answer_to_the_bots_question_is_complete_unless_given_in
     # not an answer when the bot asked nothing
     assert not complete(JUDGE.judge([Line("bot", "Go ahead."), Line("caller", "tomorrow morning is best")],
                                     language="en"))
+
+
+@pytest.mark.parametrize(("language", "lines"), [
+    ("en", ["Yes, Kowalski. K, O, W,", "A, L, S, K, I."]),
+    ("en", ["The name's Siobhan, that's S-I-O-B-H-A-N."]),
+    ("en", ["It's Morrison.", "M, O, double R, I, S, O, N."]),
+    ("it", ["Il cognome è Gualtieri, con la G,", "U, A, L, T,", "I, E, R, I."]),
+    ("it", ["Certo, Esposito: E come Empoli, S come Savona,", "P come Palermo, O come Otranto,",
+            "S, I, T, O."]),
+    ("it", ["Sì, D'Angelo.", "D, A, N, G, E, L, O."]),
+    ("en", ["Sure, it's De Luca, D, E,", "L, U, C, A."]),
+])
+def test_spelled_letters_that_spell_a_word_said_before_them_end_the_spelling(language: str,
+                                                                            lines: list[str]) -> None:
+    v = judge(*lines, language=language)
+    assert (v.reason, complete(v)) == ("spelled-word", True)
+    if len(lines) > 1:  # the same letters, the word not said: the rules cannot tell whether they are all
+        unknown = judge(lines[-1], language=language)
+        assert unknown.reason == "spelling" and not complete(unknown)
+
+
+def test_letters_that_begin_the_word_said_are_a_spelling_still_going() -> None:
+    part = judge("Yes, Kowalski. K, O, W, A")
+    other = judge("Yes, it's K, O, W, A")
+    assert part.reason == other.reason == "spelling"
+    assert part.p_complete < other.p_complete < 0.5  # the longer backstop: more letters are surely coming
+
+
+def test_the_word_to_spell_may_come_from_the_bots_question() -> None:
+    story = [Line("bot", "How do you spell Whittaker?"), Line("caller", "W, H, I, T, T, A, K, E, R.")]
+    assert JUDGE.judge(story, language="en").reason == "spelled-word"
+
+
+@pytest.mark.parametrize(("language", "text"), [
+    ("en", "Could you ask him to call me back this afternoon? It's Paul."),
+    ("it", "Può dirgli di richiamarmi oggi pomeriggio? Sono Paolo."),
+])
+def test_a_name_after_the_reason_for_the_call_is_no_introduction_still_to_be_followed(language: str,
+                                                                                       text: str) -> None:
+    v = judge(text, language=language)
+    assert v.reason != "introduction" and complete(v)
+    first = text.split("? ")[1]
+    assert judge(first, language=language).reason == "introduction"  # on its own, the reason is to come
+    hello = {"en": "Hello.", "it": "Buongiorno."}[language]
+    assert judge(f"{hello} {first}", language=language).reason == "introduction"
+
+
+def test_through_ending_a_sentence_is_a_verbs_particle_not_a_preposition_left_open() -> None:
+    assert complete(judge("The deposit still hasn't come through."))
+    assert not complete(judge("the deposit still hasn't come through"))  # no period: may go on
