@@ -446,10 +446,14 @@ class Conversation:
         self._maybe_finished(u)
 
     def _empty_reply(self, u: Utterance) -> None:
-        """The LLM had nothing to say; if it also wants to end the call, the goodbye says it."""
+        """The LLM had nothing to say. If it also wants to end the call, the goodbye says it; if not, the
+        caller's finished turn is not left in silence: the acknowledgement hands it back to them."""
         self._mouth.drop(u)
         if u.end_call:
             self._say_goodbye("bot ended the call", for_model=True)
+        else:
+            self._desk.note("empty_reply")
+            self._mouth.say(Kind.ACK, self.options.call.ack)
 
     def _on_speech(self, e: ev.SpeechReady) -> None:
         job = self._desk.jobs.get(e.job)

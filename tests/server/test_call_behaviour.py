@@ -227,6 +227,14 @@ def test_a_model_that_ends_the_call_without_a_word_does_not_hang_up_on_a_caller_
     assert s["ended"] == "bot ended the call"
 
 
+def test_a_model_that_answers_nothing_leaves_no_silence(tmp_path: Path) -> None:
+    s = call(tmp_path, [(0.5, 1.5, "I've got a message for him.")], llm=LinesLlm([""]), length_s=6)
+    [ack] = s["bot_turns"]
+    assert ack["kind"] == "ack" and ack["text_heard"] == CallOptions().ack
+    assert 1.5 < ack["start_s"] < 2.5
+    assert s["ended"] != "bot ended the call"
+
+
 def test_the_call_reaching_its_maximum_duration_ends_with_a_goodbye(tmp_path: Path) -> None:
     phrases = [(0.5, 1.5, "Is Marco there?"), (4.6, 5.6, "Wait, one more thing.")]  # over the goodbye
     s = call(tmp_path, phrases, length_s=14,
