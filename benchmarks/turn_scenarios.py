@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--noise", type=Path, default=SHARED / "audio" / "noise")
     parser.add_argument("--voices", help=f"comma-separated, of {', '.join(VOICES)}")
     parser.add_argument("--channels", help=f"comma-separated, of {', '.join(CHANNELS)}")
-    parser.add_argument("--only", help="run the scenarios whose name contains this")
+    parser.add_argument("--only", help="run the scenarios whose name contains this (comma-separated: any)")
     parser.add_argument("--quick", action="store_true", help="clean, en-us and it only")
     parser.add_argument("--real", action="store_true", help="whisper hears the audio (config/starter.toml)")
     parser.add_argument("--judge", choices=("rules", "llm"), help="default: as the config says")
@@ -311,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args(argv)
 
-    scenarios = [s for s in load_specs(args.specs) if not args.only or args.only in s.name]
+    scenarios = [s for s in load_specs(args.specs)
+                 if not args.only or any(part in s.name for part in args.only.split(","))]
     voices = args.voices.split(",") if args.voices else (["en-us", "it"] if args.quick else None)
     channels = args.channels.split(",") if args.channels else (["clean"] if args.quick else None)
     if not args.noise.is_dir():
