@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from models.engines import Line, Verdict
 from models.judge_lexicons import ENGLISH, LEXICONS, Lexicon
 
-__all__ = ["LEXICONS", "Lexicon", "RulesJudge"]
+__all__ = ["LEXICONS", "Lexicon", "RulesJudge", "caller_closed"]
 
 # --------------------------------------------------------------------------- p_complete per rule
 
@@ -284,6 +284,23 @@ class RulesJudge:
                  or any(t in lex.number_contexts for t in _tokens(" ".join([*since_bot, text]), lex)))
         return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked,
                            asked_topic=about, number_talk=phone, pieces=pieces, bot_words=bot_words)
+
+
+def caller_closed(story: Sequence[Line], language: str) -> bool:
+    """The caller's last line closes the call: its last sentence thanks or says goodbye ("No, that's all,
+    thanks.", "Va bene, arrivederci."), or it says no to the bot's question right before it ("Anything
+    else?" "No.")."""
+    last = next((i for i in range(len(story) - 1, -1, -1) if story[i].role == "caller"), None)
+    if last is None:
+        return False
+    lex = _language(language)
+    text = _normalise(story[last].text)
+    sentence = _tokens(_SENTENCE_END.split(text)[-1], lex)
+    if sentence and _closes(_strip_greeting(sentence, lex), lex):
+        return True
+    asked = last > 0 and story[last - 1].role == "bot" and _end_mark(_normalise(story[last - 1].text)) == "?"
+    words = _tokens(text, lex)
+    return asked and bool(words) and words[0] in ("no", "nope", "nah") and len(words) <= 4
 
 
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,

@@ -22,10 +22,11 @@ from datetime import datetime
 from pathlib import Path
 
 from models.engines import CallContext, Line
+from models.judge_rules import caller_closed
 
 __all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "CutOffFilter", "MarkerFilter",
            "OwnerNameFilter", "ReplyText", "base_language", "build_messages", "find_template",
-           "load_template", "system_prompt"]
+           "load_template", "may_end_call", "system_prompt"]
 
 DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
@@ -287,18 +288,30 @@ class OwnerNameFilter:
         return 0
 
 
+def may_end_call(story: Sequence[Line], context: CallContext) -> bool:
+    """Whether a reply to `story` may end the call: the caller has closed it (`caller_closed`: thanks,
+    goodbye, "no" to "anything else?"), or the owner has sales calls ended, which the model judges. A small
+    model ends calls mid-message otherwise: the 1.5B wrote the end mark in 18 of its 85 first replies to the
+    scenario callers (benchmarks/reply_quality.json), 15 of them after lines that closed nothing ("The
+    delivery address is forty two Rosewood Avenue, flat three, ..."), and the caller's next pause would
+    have been hung up on."""
+    return context.end_on_sales or caller_closed(story, context.language)
+
+
 class ReplyText:
     """A streamed reply's text on its way to the caller, through every filter in order: the end-call
-    marker (the reply ends and so does the call), the story's cut-off mark (the reply ends), the owner's
-    name where it addresses the caller. Both reply engines read their stream through one."""
+    marker (the reply ends, and so does the call where `may_end`), the story's cut-off mark (the reply
+    ends), the owner's name where it addresses the caller. Both reply engines read their stream through
+    one."""
 
-    def __init__(self, names: OwnerNameFilter) -> None:
+    def __init__(self, names: OwnerNameFilter, may_end: bool = True) -> None:
         self._markers, self._recited, self._names = MarkerFilter(), CutOffFilter(), names
+        self.may_end = may_end  # see may_end_call
 
     @property
     def end_call(self) -> bool:
-        """The model wrote the end-call marker."""
-        return self._markers.seen
+        """The model wrote the end-call marker where the call may end."""
+        return self._markers.seen and self.may_end
 
     @property
     def done(self) -> bool:

@@ -48,6 +48,7 @@ STORY = [
     Line("caller", "First, the delivery is late"),
 ]
 NEXT = [*STORY, Line("caller", "and second, the price went up.")]
+CLOSED = [*NEXT, Line("bot", "I'll tell him. Anything else?"), Line("caller", "No, that's all, thanks. Bye.")]
 
 
 @pytest.fixture(scope="module")
@@ -286,10 +287,16 @@ def test_the_end_call_marker_ends_the_reply_and_is_never_spoken(gguf_dir: Path,
             closed.append(True)
 
     monkeypatch.setattr(model.llm, "create_completion", completion)
-    events = list(LlamaCppReplies(model).reply(STORY, CONTEXT))
+    events = list(LlamaCppReplies(model).reply(CLOSED, CONTEXT))
     assert _text(events[:-1]) == "Thank you, goodbye!\n"
     assert events[-1] == ReplyEnd(end_call=True)
     assert closed == [True] and not model.lock.locked()
+    # the same words after a caller line that closed nothing: said, but the call goes on
+    events = list(LlamaCppReplies(model).reply(STORY, CONTEXT))
+    assert _text(events[:-1]) == "Thank you, goodbye!\n"
+    assert events[-1] == ReplyEnd(end_call=False)
+    sales = dataclasses.replace(CONTEXT, end_on_sales=True)  # the owner has pitches ended: the model judges
+    assert list(LlamaCppReplies(model).reply(STORY, sales))[-1] == ReplyEnd(end_call=True)
 
 
 def test_a_reply_that_recites_its_cut_off_line_ends_at_the_mark_and_not_the_call(
@@ -413,10 +420,13 @@ def test_the_end_call_tool_ends_the_call(monkeypatch: pytest.MonkeyPatch) -> Non
                                 "function": {"name": "end_call", "arguments": ""}}]),
             _delta(tool_calls=[{"index": 0, "function": {"arguments": "{}"}}]), "[DONE]"))
 
-    events = list(_mock(monkeypatch, handler).reply(STORY, CONTEXT))
+    replies = _mock(monkeypatch, handler)
+    events = list(replies.reply(CLOSED, CONTEXT))
     assert events == [ReplyDelta("Good"), ReplyDelta("bye!"), ReplyEnd(end_call=True)]
     assert bodies[0]["tools"][0]["function"]["name"] == "end_call" and bodies[0]["stream"] is True
-    assert bodies[0]["messages"][-1] == {"role": "user", "content": "First, the delivery is late"}
+    assert bodies[0]["messages"][-1] == {"role": "user", "content": "No, that's all, thanks. Bye."}
+    # mid-message, the tool call is not followed
+    assert list(replies.reply(STORY, CONTEXT))[-1] == ReplyEnd(end_call=False)
 
 
 def test_the_marker_ends_the_call_without_being_spoken(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -424,7 +434,7 @@ def test_the_marker_ends_the_call_without_being_spoken(monkeypatch: pytest.Monke
         return httpx.Response(200, content=_sse(
             _delta(content="Bye"), _delta(content="! [END_"), _delta(content="CALL]"), "[DONE]"))
 
-    events = list(_mock(monkeypatch, handler).reply(STORY, CONTEXT))
+    events = list(_mock(monkeypatch, handler).reply(CLOSED, CONTEXT))
     assert _text(events[:-1]) == "Bye! "
     assert events[-1] == ReplyEnd(end_call=True)
 

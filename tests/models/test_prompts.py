@@ -15,6 +15,7 @@ from models.prompts import (
     MarkerFilter,
     OwnerNameFilter,
     build_messages,
+    may_end_call,
     system_prompt,
 )
 
@@ -218,3 +219,23 @@ def test_only_a_possible_name_after_a_greeting_waits_for_the_next_piece() -> Non
     assert names.feed(" tell him. Thanks,") == " tell him. Thanks"
     assert names.feed(" Ma") == ""
     assert names.feed("ria.") == ", Maria."
+
+
+@pytest.mark.parametrize(("language", "lines", "closed"), [
+    ("en", ["Hello, Marco's phone.", "Hi, it's Anna, the delivery is late."], False),
+    ("en", ["Hello, Marco's phone.", "The delivery address is forty two Rosewood Avenue,"], False),
+    ("en", ["I'll tell him. Anything else?", "No, that's all, thanks."], True),
+    ("en", ["I'll tell him.", "Great, thank you. Bye!"], True),
+    ("en", ["Anything else?", "No."], True),
+    ("en", ["Who is calling?", "No idea what you mean, I'm calling about the boiler."], False),
+    ("en", ["I'll tell him.", "Thanks. Oh, and one more thing."], False),
+    ("it", ["Pronto?", "Buongiorno, sono Paola, la consegna è in ritardo."], False),
+    ("it", ["Glielo dico. Altro?", "No, è tutto, grazie. Arrivederci."], True),
+    ("it", ["Glielo dico.", "Va bene, grazie mille."], True),
+])
+def test_the_call_may_end_only_once_the_caller_has_closed_it(language: str, lines: list[str],
+                                                            closed: bool) -> None:
+    story = [Line("bot", lines[0]), Line("caller", lines[1])]
+    context = CallContext(language=language)
+    assert may_end_call(story, context) is closed
+    assert may_end_call(story, dataclasses.replace(context, end_on_sales=True))  # the model judges a pitch
