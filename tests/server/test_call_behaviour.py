@@ -323,7 +323,7 @@ def test_whisper_is_told_to_expect_digits_once_the_caller_is_dictating_a_number(
     stt = HintedStt(phrases)
     call(tmp_path, phrases, length_s=10, stt=stt, config={"stt": {"hints": ["Marco"]}})
     assert stt.hints[0] == ("Marco",)
-    assert stt.hints[-1] == ("Marco", DIGITS_HINT)
+    assert stt.hints[-1] == (DIGITS_HINT,)  # alone: after the names, whisper heard fewer digit groups
     assert len(stt.hints) >= 3
 
 
