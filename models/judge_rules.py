@@ -484,7 +484,8 @@ def _spelled_run(tokens: Sequence[str], lex: Lexicon) -> tuple[str, int]:
             pieces.append(token.replace("-", ""))
             i -= 1
         else:
-            n = next((n for n in (3, 4) if lex.spelling_re.fullmatch(" ".join(tokens[max(0, i - n):i]))), 0)
+            alphabet = (n for n in (3, 4) if i >= n and lex.spelling_re.fullmatch(" ".join(tokens[i - n:i])))
+            n = next(alphabet, 0)
             if not n:
                 break
             pieces.append(tokens[i - n])
