@@ -65,7 +65,6 @@ and 19 need no words at all). A pure function of its input: no I/O, no clock, no
 
 from __future__ import annotations
 
-import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -73,6 +72,7 @@ from dataclasses import dataclass
 
 from models.engines import Line, Verdict
 from models.judge_lexicons import ENGLISH, LEXICONS, Lexicon
+from models.judge_spelling import ends_in_spelling, spells
 
 __all__ = ["LEXICONS", "Lexicon", "RulesJudge", "caller_closed"]
 
@@ -127,7 +127,6 @@ _SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.;:!?])")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_END = re.compile(r"[,;:]\s*|\s-\s")
 _END_JUNK = ' "\')]>*'
-_LETTER_RUN = re.compile(r"[a-z](?:-[a-z])+")  # letters spelled with hyphens: "k-o-w"
 _VERB_CONTRACTION = re.compile(r"^(?:it|that|there|here|he|she|what|who|where)'s$|'(?:re|ll|m|ve|d)$")
 # Titles and abbreviations whisper writes with a period inside a sentence ("from Dr. Patel's office",
 # "at 10 a.m. on Monday"): that period ends nothing, so it is dropped where more words follow.
@@ -323,7 +322,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_TRAILING_FILLER, "trailing-filler")
     if _ends_with(tokens, lex.tag_questions, more=2):
         return Verdict(P_TAG_QUESTION, "tag-question")
-    if _spelling(tokens, text, lex):
+    if ends_in_spelling(tokens, lex):
         return _spelled(tokens, context, bot_words, lex)
     last_sentence = _SENTENCE_END.split(text)[-1]
     sentence = _tokens(last_sentence, lex) or tokens
@@ -457,61 +456,16 @@ def _ends_with(tokens: Sequence[str], phrases: Sequence[list[str]], *, more: int
     return any(len(tokens) >= len(words) + more and list(tokens[-len(words):]) == words for words in phrases)
 
 
-def _spelling(tokens: Sequence[str], text: str, lex: Lexicon) -> bool:
-    """The line ends in letters spelled one by one ("w h i", "u g o", "w-h-i") or in a spelling alphabet
-    ("r come roma", "b for bravo")."""
-    if _LETTER_RUN.fullmatch(tokens[-1]):
-        return True
-    tail = tokens[-3:]
-    letters = len(tail) >= 2 and all(len(t) == 1 and t.isalpha() for t in tail[-2:])
-    if letters and not all(t in lex.one_letter_words for t in tail[-2:]):
-        return True
-    return bool(lex.spelling_re.search(" ".join(tokens[-4:])))
-
-
-def _spelled_run(tokens: Sequence[str], lex: Lexicon) -> tuple[str, int]:
-    """The letters spelled one by one at the end of `tokens` ("k o w", "k-o-w", "double l", "b come
-    bologna" for "b") and the index of the first token that spells them."""
-    pieces: list[str] = []
-    i = len(tokens)
-    while i > 0:
-        token = tokens[i - 1]
-        if len(token) == 1 and token.isalpha():
-            double = i > 1 and tokens[i - 2] in lex.letter_doubles
-            pieces.append(token * 2 if double else token)
-            i -= 2 if double else 1
-        elif _LETTER_RUN.fullmatch(token):
-            pieces.append(token.replace("-", ""))
-            i -= 1
-        else:
-            alphabet = (n for n in (3, 4) if i >= n and lex.spelling_re.fullmatch(" ".join(tokens[i - n:i])))
-            n = next(alphabet, 0)
-            if not n:
-                break
-            pieces.append(tokens[i - n])
-            i -= n
-    return "".join(reversed(pieces)), i
-
-
 def _spelled(tokens: Sequence[str], context: Sequence[str], bot_words: Sequence[str],
              lex: Lexicon) -> Verdict:
     """A line ending in spelled letters: done when, with the letters of the caller's lines before it,
-    they spell a word said before them (by the caller, or in the bot's last line: "how do you spell
-    Kowalski?"); still going when they spell only the start of one."""
+    they spell a word said before them or in the bot's last line; still going when they spell only the
+    start of one (`models.judge_spelling`)."""
     said = [t for line in context for t in _tokens(line, lex)] + list(tokens)
-    letters, start = _spelled_run(said, lex)
-    words = {_letters_of(t) for t in (*said[:start], *bot_words)}
-    words |= {a + b for a, b in itertools.pairwise(map(_letters_of, said[:start]))}  # "De Luca", "D'Angelo"
-    if len(letters) >= 2 and letters in words:
+    found = spells(said, bot_words, lex)
+    if found == "word":
         return Verdict(P_SPELLED_WORD, "spelled-word")
-    if len(letters) >= 2 and any(len(w) > len(letters) and w.startswith(letters) for w in words):
-        return Verdict(P_SPELLING_PART, "spelling")
-    return Verdict(P_SPELLING, "spelling")
-
-
-def _letters_of(word: str) -> str:
-    """`word`'s letters, accents and apostrophes dropped ("d'angelo" -> "dangelo")."""
-    return "".join(c for c in unicodedata.normalize("NFD", word) if "a" <= c <= "z")
+    return Verdict(P_SPELLING_PART if found == "part" else P_SPELLING, "spelling")
 
 
 def _preamble(sentence: str, lex: Lexicon, mark: str) -> bool:
