@@ -58,8 +58,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "turn_scenarios.json"
 
 HANGUP_AFTER_S = 6.0  # the caller holds on this long after the bot falls silent, so a 3 s wait can show
-NOT_TALK = {"greeting", "backchannel"}  # bot turns that do not take the floor
-NOT_ANSWER = NOT_TALK | {"ack"}  # ... and that do not answer a finished turn ("mm-hm?")
+NOT_TALK = {"greeting", "backchannel", "go_ahead"}  # bot turns that do not take the floor
+# ... and those that do not answer a finished turn ("mm-hm?"); a go-ahead answers a caller waiting for one
+NOT_ANSWER = {"greeting", "backchannel", "ack"}
 REPLIES = {  # scripted, short, plenty of them so a call never runs out
     "en": ["All right, I'll pass that on.", "Okay, noted.", "Sure, I've got that.", "Thank you.",
            "Understood.", "Okay.", "Right, I'll tell him.", "Got it.", "Noted, thanks.", "Of course.",
@@ -90,11 +91,13 @@ def score(summary: dict[str, Any], phrases: Sequence[Phrase], number: str = "") 
         return {"at_s": b["start_s"], "kind": b["kind"], "said": b.get("text_intended", "")[:40], "by": by}
 
     into_pause: list[dict[str, Any]] = []
+    invited = 0  # go-aheads in pauses the caller would have gone on after anyway
     answers: list[dict[str, Any]] = []
     for i, p in enumerate(phrases):
         until = phrases[i + 1].start_s if i + 1 < len(phrases) else float("inf")
         if p.label == "WAIT" and i + 1 < len(phrases):
             spoke = [b for b in turns if b["kind"] not in NOT_TALK and p.end_s <= b["start_s"] < until]
+            invited += sum(1 for b in turns if b["kind"] == "go_ahead" and p.end_s <= b["start_s"] < until)
             if spoke:
                 into_pause.append({"after": p.text, "pause_s": round(until - p.end_s, 2), **what(spoke[0])})
         elif p.label == "COMPLETE":
@@ -111,7 +114,8 @@ def score(summary: dict[str, Any], phrases: Sequence[Phrase], number: str = "") 
     waits = sum(1 for p in phrases[:-1] if p.label == "WAIT")
     waited: list[float | None] = [a["v2v_s"] for a in answers]
     v2v = [w for w in waited if w is not None]
-    return {"wait_pauses": waits, "into_pause": into_pause, "completes": len(answers), "answers": answers,
+    return {"wait_pauses": waits, "into_pause": into_pause, "go_ahead_in_pause": invited,
+            "completes": len(answers), "answers": answers,
             "screened": is_screened(summary.get("ended")),
             "late2": sum(1 for w in waited if w is None or w > 2.0),
             "late3": sum(1 for w in waited if w is None or w > 3.0),
@@ -122,6 +126,7 @@ def tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     v2v = sorted(v for r in rows for v in r["v2v"])
     return {"runs": len(rows), "wait_pauses": sum(r["wait_pauses"] for r in rows),
             "into_pause": sum(len(r["into_pause"]) for r in rows),
+            "go_ahead_in_pause": sum(r.get("go_ahead_in_pause", 0) for r in rows),
             "completes": sum(r["completes"] for r in rows), "late2": sum(r["late2"] for r in rows),
             "late3": sum(r["late3"] for r in rows), "unanswered": sum(r["unanswered"] for r in rows),
             "numbers": sum(1 for r in rows if r.get("readback")),
@@ -264,7 +269,7 @@ def _commit() -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    head = f"{'':24} {'runs':>5} {'pauses':>6} {'into':>5} {'turns':>5} {'>2s':>4} {'>3s':>4} " \
+    head = f"{'':24} {'runs':>5} {'pauses':>6} {'into':>5} {'go on':>5} {'turns':>5} {'>2s':>4} {'>3s':>4} " \
            f"{'none':>4} {'v2v med':>7} {'p90':>6} {'read back':>9} {'screened':>8}"
     lines = [head]
     for section in ("total", "by_language", "clean_vs_noisy", "by_channel", "by_voice", "by_class"):
@@ -276,6 +281,7 @@ def table(result: dict[str, Any]) -> str:
             p90 = "-" if t["v2v_p90_s"] is None else f"{t['v2v_p90_s']:.2f}"
             read = f"{t['read_back_right']}/{t['numbers']}" if t["numbers"] else "-"
             lines.append(f"{name:24} {t['runs']:>5} {t['wait_pauses']:>6} {t['into_pause']:>5} "
+                         f"{t.get('go_ahead_in_pause', 0):>5} "
                          f"{t['completes']:>5} {t['late2']:>4} {t['late3']:>4} {t['unanswered']:>4} "
                          f"{med:>7} {p90:>6} {read:>9} {t.get('screened', 0):>8}")
     return "\n".join(lines)

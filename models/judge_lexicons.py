@@ -55,7 +55,7 @@ def _phrases(text: str) -> tuple[str, ...]:
 
 class Lexicon:
     """The word tables of one language, compiled once. Word tables are space-separated, phrase tables
-    "|"-separated (phrases go through the same tokenizer as caller text). `preambles` and
+    "|"-separated (phrases go through the same tokenizer as caller text). `preambles`, `holds` and
     `list_openers` are regular expressions matched against a whole clause: lower-case words joined by
     single spaces, without punctuation, elided words split where the language does ("c' è")."""
 
@@ -69,6 +69,7 @@ class Lexicon:
         hesitations: str,
         fillers: str,  # discourse fillers: whole-line fillers, stripped at the start of a clause
         preambles: Iterable[str],
+        holds: Iterable[str] = (),  # the caller asks for a moment ("hold on", "let me check", "un attimo")
         numbers: str,  # regex matching one number word
         number_contexts: str,
         time_words: str,  # a number right after one of these is a time, not a digit group
@@ -96,6 +97,7 @@ class Lexicon:
         spelling: str = r"(?!)",  # regex: a spelling alphabet in use ("b come bologna")
         letter_doubles: str = "",  # a word that doubles the letter spelled after it ("double l")
         topics: Iterable[str] = (),  # a whole clause that only names what is to be said ("about the party")
+        topic_subjects: str = "",  # may open a topic clause ("it's about the roof")
         topic_questions: str = "",  # a bot question with one of these asks for a topic ("what is it about?")
         number_asks: str = "",  # a bot line with one of these asks for digits ("what number ...?")
         closing_ends: str = "",  # closings only at a sentence's end ("è tutto", not "è tutto confermato")
@@ -110,6 +112,7 @@ class Lexicon:
         self.hesitations = _words(hesitations)
         self.fillers = _words(fillers) | self.hesitations
         self.preamble_re = re.compile("|".join(f"(?:{p})" for p in preambles))
+        self.hold_re = re.compile("|".join(f"(?:{p})" for p in holds) or r"(?!)")
         self.number_re = re.compile(rf"\d+|{numbers}")
         self.number_contexts = _words(number_contexts)
         self.time_words = _words(time_words)
@@ -144,6 +147,7 @@ class Lexicon:
         self.letter_doubles = _words(letter_doubles)
         self.topic_re = re.compile("|".join(f"(?:{p})" for p in topics) or r"(?!)")
         self.topic_questions = self._phrase_table(topic_questions)
+        self.topic_subjects = _cover(self._phrase_table(topic_subjects))
         self.number_asks = _words(number_asks)
         self.short_answer_cover = _cover(self.short_answers)
         self.short_answer_words = frozenset(p for p in self.short_answers if " " not in p)
@@ -197,6 +201,12 @@ ENGLISH = Lexicon(
     wh_words="what who whom which where that how when why whether",
     hesitations="um umm uh uhh uhm er erm ah ahh hmm hm mm mmm eh",
     fillers="oh well so like anyway actually basically listen look",
+    holds=(
+        rf"(?:let me|lemme|let's) (?:just )?(?:see|think|check|look|find|get|grab|pull up){_TAIL}",
+        r"(?:hold|hang) on(?: (?:a|one|just a) (?:second|sec|moment|minute|min|tick))?(?: please)?",
+        r"(?:just |wait |give me |gimme )?(?:a|one|1) (?:second|sec|moment|minute|min|mo|tick)(?: please)?",
+        r"wait(?: a (?:second|sec|moment|minute))?(?: please)?|bear with me",
+    ),
     preambles=(
         r"(?:(?:i|we) (?:just )?(?:wanted|want|wanna|would like|need|needed|was hoping|were hoping)"
         r"|(?:i'd|we'd) (?:just )?like|can i|could i|may i) to leave (?:him |her |you |them )?(?:a )?"
@@ -207,10 +217,6 @@ ENGLISH = Lexicon(
         r" (?:is|was)(?: that)?",
         r"the reason (?:why )?(?:i'm|i am|we're|we are) calling(?: is)?",
         r"here's the (?:thing|deal|situation|story|problem)",
-        rf"(?:let me|lemme|let's) (?:just )?(?:see|think|check|look|find|get|grab|pull up){_TAIL}",
-        r"(?:hold|hang) on(?: (?:a|one|just a) (?:second|sec|moment|minute|min|tick))?(?: please)?",
-        r"(?:just |wait |give me |gimme )?(?:a|one|1) (?:second|sec|moment|minute|min|mo|tick)(?: please)?",
-        r"wait(?: a (?:second|sec|moment|minute))?(?: please)?|bear with me",
         r"(?:i have|i've got|i got|there's|there is|i've) (?:a|one|another) (?:quick |small |little |short "
         r"|more |last |other )?"
         r"(?:question|message|request|problem|issue|thing)(?: for (?:you|him|her|\S+))?"
@@ -225,6 +231,7 @@ ENGLISH = Lexicon(
     topics=(r"(?:about|regarding|concerning|re|as for|as to|as regards|on the subject of|with regard to"
             r"|in regards? to|on the matter of) (?:the|my|your|his|her|our|their|a|an|this|that|these|those"
             r"|\S+'s)(?: \S+){1,5}",),
+    topic_subjects="it's|it is|this is|that's|it's all|it's just",
     topic_questions="about|regarding|concerning|what for|what's it for|reason|which one|what kind",
     number_asks="number numbers code digits extension reference pin",
     closing_ends="that's all|that is all|that's it|that's everything|nothing else",
@@ -314,13 +321,7 @@ ITALIAN = Lexicon(
     hesitations="ehm eh ehh mmm mm hmm uhm uh ah oh",
     fillers="beh be' boh mah allora senta senti cioè dunque insomma praticamente diciamo guardi ascolti"
             " ascolta niente",
-    preambles=(
-        rf"(?:volevo|vorrei|voglio|devo|dovevo|posso|potrei) (?:lasciare|lasciargli|lasciarle|lasciarti)"
-        rf" (?:un )?(?:messaggio|messaggino){_TAIL}",
-        rf"(?:(?:la|ti|vi|lo|le) )?(?:chiamo|sto chiamando|telefono)(?: (?:per|perché|riguardo|a proposito"
-        rf"|da parte|dalla|dal|da|circa|in merito){_TAIL})?",
-        r"(?:il|la) (?:fatto|punto|problema|questione|cosa|motivo|storia) è(?: che)?",
-        r"il motivo (?:per cui|della) (?:la |ti )?(?:chiamo|chiamata)(?: è)?",
+    holds=(
         r"vediamo(?: un po'?| un attimo| un momento| un secondo)?",
         r"(?:mi faccia|fammi|mi lasci|lasci|lasciami) (?:solo )?(?:vedere|pensare|controllare|guardare"
         rf"|cercare|trovare|verificare|prendere){_TAIL}",
@@ -329,6 +330,14 @@ ITALIAN = Lexicon(
         r"(?:aspetti|aspetta|attenda|un attimo)(?: per favore)?",
         r"(?:(?:aspetti |aspetta |solo )?un )?(?:attimo|attimino|momento|secondo|istante) che"
         r" (?:\S+ ){0,2}\S+",
+    ),
+    preambles=(
+        rf"(?:volevo|vorrei|voglio|devo|dovevo|posso|potrei) (?:lasciare|lasciargli|lasciarle|lasciarti)"
+        rf" (?:un )?(?:messaggio|messaggino){_TAIL}",
+        rf"(?:(?:la|ti|vi|lo|le) )?(?:chiamo|sto chiamando|telefono)(?: (?:per|perché|riguardo|a proposito"
+        rf"|da parte|dalla|dal|da|circa|in merito){_TAIL})?",
+        r"(?:il|la) (?:fatto|punto|problema|questione|cosa|motivo|storia) è(?: che)?",
+        r"il motivo (?:per cui|della) (?:la |ti )?(?:chiamo|chiamata)(?: è)?",
         r"(?:ho|avrei|c' è) (?:una|un|un' altra|un altro) (?:domanda|richiesta|problema|messaggio|cosa"
         r"|questione)(?:(?: \S+){0,2}|(?: per \S+)? (?:da parte (?:di|del|della|dello|dell'|dei|degli|delle)"
         r"|dalla|dal|dallo|dall'|dai|dagli|dalle) ?(?:\S+ ){0,2}\S+)",
@@ -342,6 +351,7 @@ ITALIAN = Lexicon(
             r"|delle|dell')(?: \S+){1,5}",
             r"quanto (?:a|al|allo|alla|ai|agli|alle|all')(?: \S+){1,5}",
             r"per (?:il|lo|la|i|gli|le|l'|un|uno|una|un'|quel|quello|quella|quei|quelle)(?: \S+){1,5}"),
+    topic_subjects="è|era|è solo",
     topic_questions="riguarda|tratta|motivo|per cosa|per che cosa|a proposito|in merito|quale|che tipo",
     number_asks="numero numeri codice cifre interno riferimento pin",
     closing_ends="è tutto|basta così|nient'altro|tutto qui",

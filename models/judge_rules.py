@@ -22,9 +22,11 @@ verdict's `reason`. In priority order:
 7.  dangling-<class>       no end punctuation and ends in a word that seldom ends one  WAIT
                            ("that", "is", "perché", "also"), unless the word before
                            makes it whole ("I think so", "ce l'ha")
-8.  preamble               the last clause announces content to come ("I wanted to     WAIT
-                           leave a message", "hold on", "un attimo"); unpunctuated,
-                           also its end after a filler ("thanks oh and one more thing")
+8.  hold                   the last clause asks for a moment ("hold on", "let me       WAIT
+                           check", "un attimo")
+    preamble               the last clause announces content to come ("I wanted to     WAIT
+                           leave a message", "ho una domanda"); unpunctuated, also
+                           (both) its end after a filler ("thanks oh and one more thing")
     topic                  the last sentence only names a topic ("So, about the       WAIT
                            party.", "Per la festa di sabato."), unless the bot asked
                            for one ("What is it about?", "Di cosa si tratta?")
@@ -333,7 +335,9 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_DANGLING, f"dangling-{lex.dangling[word]}")
 
     core = _strip_lead(sentence, lex)
-    if _preamble(last_sentence, lex, mark):
+    if _preamble(last_sentence, lex, mark, lex.hold_re):
+        return Verdict(P_PREAMBLE, "hold")
+    if _preamble(last_sentence, lex, mark, lex.preamble_re):
         return Verdict(P_PREAMBLE, "preamble")
     if not asked_topic and mark != "!" and _topic(last_sentence, lex):
         return Verdict(P_TOPIC, "topic")
@@ -468,16 +472,17 @@ def _spelled(tokens: Sequence[str], context: Sequence[str], bot_words: Sequence[
     return Verdict(P_SPELLING_PART if found == "part" else P_SPELLING, "spelling")
 
 
-def _preamble(sentence: str, lex: Lexicon, mark: str) -> bool:
-    """The last clause of `sentence` announces content to come. Without punctuation there are no
-    clauses to split on: then a preamble may also end the line after a filler or a thank-you."""
+def _preamble(sentence: str, lex: Lexicon, mark: str, pattern: re.Pattern[str]) -> bool:
+    """The last clause of `sentence` announces content to come (`pattern`: the preambles, or the asks
+    for a moment). Without punctuation there are no clauses to split on: then a preamble may also end
+    the line after a filler or a thank-you."""
     clause = _strip_lead(_tokens(_CLAUSE_END.split(sentence.rstrip(".!"))[-1], lex), lex)
-    if lex.preamble_re.fullmatch(" ".join(clause)):
+    if pattern.fullmatch(" ".join(clause)):
         return True
     if mark or _CLAUSE_END.search(sentence):
         return False
     tokens = _tokens(sentence, lex)
-    return any(lex.preamble_re.fullmatch(" ".join(tokens[i:])) for i in range(1, len(tokens))
+    return any(pattern.fullmatch(" ".join(tokens[i:])) for i in range(1, len(tokens))
                if tokens[i - 1] in lex.lead_words or tokens[i - 1] in lex.closings)
 
 
@@ -489,12 +494,18 @@ def _topic(sentence: str, lex: Lexicon) -> bool:
     for clause in (c for c in clauses if c):
         if said and said[-1][-1] in lex.trailing:
             said[-1] = said[-1] + clause  # "about the, the roof": one clause, stammered
+        elif said and clause[:len(said[-1])] == said[-1]:
+            said[-1] = clause  # "it's, uh, it's about the roof": started again
         else:
             said.append(clause)
-    if len(said) != 1 or any(lex.dangling.get(t) == "auxiliary" or _VERB_CONTRACTION.search(t)
-                             for t in said[0]):
+    if len(said) != 1:
+        return False
+    clause = [t for i, t in enumerate(said[0]) if i == 0 or t != said[0][i - 1]]  # "the, the roof"
+    subject = next((s for s in lex.topic_subjects if clause[:len(s)] == s and len(clause) > len(s)), [])
+    clause = clause[len(subject):]  # "it's about the roof", "è per il tetto"
+    if any(lex.dangling.get(t) == "auxiliary" or _VERB_CONTRACTION.search(t) for t in clause):
         return False  # "about the party, we need...", "per la festa è tardi": the rest is said
-    return bool(lex.topic_re.fullmatch(" ".join(said[0])))
+    return bool(lex.topic_re.fullmatch(" ".join(clause)))
 
 
 def _strip_greeting(tokens: list[str], lex: Lexicon) -> list[str]:

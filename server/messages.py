@@ -26,6 +26,7 @@ from models.engines import Line
 from models.prompts import base_language, find_template
 from server.contacts.numbers import normalise
 from server.core.dictation import digits_said
+from server.core.speech import WORDLESS
 from server.core.story import CUT_OFF
 from server.store.schema import Call, Message
 
@@ -116,7 +117,7 @@ def story_of_call(call: Call, owner_name: str = "", default_language: str = "en"
         if f.text.strip():
             timed.append((f.start_s, 1, Line("caller", f.text.strip())))
     for b in call.bot_turns:
-        if b.kind in ("ack", "backchannel"):
+        if b.kind in WORDLESS:
             continue
         heard = b.heard.strip()
         if b.cut_off:

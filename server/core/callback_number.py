@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from server.core.dictation import DictationOptions, Reading, Status, denies, expects_digits, read_lines, spell
 from server.core.events import StoryLine
 from server.core.mouth import Mouth
-from server.core.speech import Kind, State, Utterance
+from server.core.speech import WORDLESS, Kind, State, Utterance
 
 
 @dataclass(slots=True)
@@ -57,7 +57,7 @@ class CallbackNumber:
 
     def _last_readback(self, spoken: Sequence[Utterance]) -> _ReadBack | None:
         """The read-back that was the bot's last line, if it was one."""
-        said = [u for u in spoken if u.kind not in (Kind.ACK, Kind.BACKCHANNEL)]
+        said = [u for u in spoken if u.kind not in WORDLESS]
         return next((r for r in self._readbacks if said and r.utterance is said[-1]), None)
 
     def read_back(self, reading: Reading, mouth: Mouth) -> Utterance | None:

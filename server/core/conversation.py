@@ -47,7 +47,7 @@ from server.core.segmenter import (
     VoiceStarted,
     VoiceStopped,
 )
-from server.core.speech import Kind, SpeechOptions, State, Step, Utterance
+from server.core.speech import WORDLESS, Kind, SpeechOptions, State, Step, Utterance
 from server.core.story import Story
 from server.core.turn_taking import Moment, TurnTaking
 from server.core.turns import (
@@ -66,6 +66,7 @@ class CallOptions:
     goodbye: str = _EN["goodbye"]
     ack: str = _EN["ack"]
     backchannel: str = _EN["backchannel"]
+    go_ahead: str = _EN["go_ahead"]  # to a caller who announced what is coming, then stopped
     apology: str = _EN["apology"]
     repeat: str = _EN["repeat"]  # asked when the caller's words were not heard clearly (rule 11)
     readback: str = _EN["readback"]  # a dictated number read back (rule 11); {number} is the number
@@ -109,7 +110,8 @@ class Conversation:
         self.barge = BargeIn(self._desk, o.speech, self.rate)
         self.number = CallbackNumber(o.dictation, o.call.readback)
         self.turns = TurnTaking(o.turns, self._desk, self._mouth, self.story, self.hearing, rate=self.rate,
-                                ack=o.call.ack, backchannel=o.call.backchannel, reading=self._reading,
+                                ack=o.call.ack, backchannel=o.call.backchannel, go_ahead=o.call.go_ahead,
+                                reading=self._reading,
                                 read_back=lambda r: self.number.read_back(r, self._mouth),
                                 empty_reply=self._empty_reply)
         self.repeat = AskToRepeat(o.turns, o.call.repeat, self._desk, self._mouth, self.rate,
@@ -520,7 +522,7 @@ class Conversation:
         self._mouth.done(u)
         self.barge.forget(u)  # it ended on its own before the caller's words counted
         ending = u.kind is Kind.GOODBYE or u.end_call
-        if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
+        if u.kind not in WORDLESS:
             self._bot_said(" ".join(w.text for w in u.words), cut_off=False, more=not ending)
         self._timer(Timer.SILENCE, self.t + self.options.call.silence_timeout_s)
         if u.kind is Kind.GOODBYE and not u.end_call:
@@ -579,7 +581,7 @@ class Conversation:
         self._mouth.drop(u)
         u.step(Step.CUT)
         self.barge.forget(u)  # a barge-in still deciding over it (a goodbye came first) is over too
-        if u.kind not in (Kind.ACK, Kind.BACKCHANNEL):
+        if u.kind not in WORDLESS:
             self._bot_said(" ".join(heard), cut_off=True)
         self._desk.emit(CutOff(u.id, len(heard), len(u.words)))
 

@@ -24,6 +24,7 @@ class Timer(enum.StrEnum):
     READBACK = "readback"  # a dictated number may be read back
     ACK = "ack"  # the judge is slow: acknowledge the caller
     BACKCHANNEL = "backchannel"  # a long caller turn: "mm-hm"
+    GO_AHEAD = "go_ahead"  # the caller announced what is coming, then stopped: invite it
     REPEAT = "repeat"  # ask the caller to say it again
     RING_TIMEOUT = "ring_timeout"  # the owner's phone has rung long enough
     RING_DECIDE = "ring_decide"  # the owner has not chosen in time

@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 __all__ = ["PHRASES", "PHRASE_KEYS", "phrases_for"]
 
-PHRASE_KEYS = ("greeting", "goodbye", "ack", "backchannel", "apology", "repeat", "readback")
+PHRASE_KEYS = ("greeting", "goodbye", "ack", "backchannel", "go_ahead", "apology", "repeat", "readback")
 
 PHRASES = MappingProxyType({
     "en": MappingProxyType({
@@ -19,6 +19,7 @@ PHRASES = MappingProxyType({
         "goodbye": "Thank you, I will pass your message on. Goodbye.",
         "ack": "Mm-hm?",
         "backchannel": "Mm-hm.",
+        "go_ahead": "Go ahead.",  # after "I'd like to leave a message for Marco." and quiet
         "apology": "Sorry, something went wrong on my side. Could you say that again?",
         "repeat": "Sorry, I didn't catch that. Could you say it again?",
         "readback": "Let me read that back: {number}. Is that right?",  # a dictated number, in groups
@@ -41,6 +42,7 @@ PHRASES = MappingProxyType({
         "goodbye": "Grazie, riferirò il suo messaggio. Arrivederci.",
         "ack": "Sì?",
         "backchannel": "Mh-mh.",
+        "go_ahead": "Dica pure.",
         "apology": "Mi scusi, ho avuto un problema. Può ripetere?",
         "repeat": "Mi scusi, non ho capito bene. Può ripetere?",
         "readback": "Le rileggo il numero: {number}. È corretto?",

@@ -38,11 +38,16 @@ class Kind(enum.StrEnum):
     REPLY = "reply"
     ACK = "ack"
     BACKCHANNEL = "backchannel"
+    GO_AHEAD = "go_ahead"  # the caller announced what is coming and stopped: "Go ahead."
     APOLOGY = "apology"
     REPEAT = "repeat"  # asking the caller to say again what was not heard clearly
     READBACK = "readback"  # a dictated number read back for the caller to confirm
     GOODBYE = "goodbye"
     RING = "ring"  # about putting the caller through to the owner (server/core/ringthrough.py)
+
+
+# Lines with nothing to say of their own: they never join the story nor count as the bot's answer
+WORDLESS = frozenset({Kind.ACK, Kind.BACKCHANNEL, Kind.GO_AHEAD})
 
 
 class State(enum.StrEnum):

@@ -45,6 +45,7 @@ class _Turn:
     judge_job: int | None = None  # while its verdict is awaited
     judged_by: int | None = None  # the judge job asked about this version, kept after its verdict
     p_complete: float | None = None
+    reason: str = ""  # the judge's tag for its verdict
     draft: Utterance | None = None
     granted: bool = False
     release_at: float = 0.0
@@ -55,7 +56,7 @@ class _Turn:
 
 class TurnTaking:
     def __init__(self, options: TurnOptions, desk: Desk, mouth: Mouth, story: Story, hearing: Hearing, *,
-                 rate: int, ack: str, backchannel: str, reading: Callable[[bool], Reading],
+                 rate: int, ack: str, backchannel: str, go_ahead: str, reading: Callable[[bool], Reading],
                  read_back: Callable[[Reading], Utterance | None],
                  empty_reply: Callable[[Utterance], None]) -> None:
         self.options = options
@@ -66,6 +67,8 @@ class TurnTaking:
         self._rate = rate
         self._ack = ack
         self._backchannel = backchannel
+        self._go_ahead = go_ahead
+        self._may_go_ahead = True  # not twice without an answer between
         self._reading = reading  # the number being dictated (final: no more is coming)
         self._read_back = read_back
         self._empty_reply = empty_reply  # a reply that came to nothing
@@ -114,7 +117,7 @@ class TurnTaking:
         if job is None or turn is None or turn.version != job.version or turn.judge_job != e.job:
             return
         turn.judge_job = None
-        turn.p_complete = e.p_complete
+        turn.p_complete, turn.reason = e.p_complete, e.reason
         if e.p_complete >= self.options.threshold:
             self._grant(m, turn, "judge", e.p_complete)
         else:
@@ -172,6 +175,9 @@ class TurnTaking:
               and m.t - self._last_backchannel >= self.options.backchannel_every_ms / 1000):
             self._last_backchannel = m.t
             self._mouth.say(Kind.BACKCHANNEL, self._backchannel)
+        elif name == Timer.GO_AHEAD and pending and not self._mouth.line and self._may_go_ahead:
+            self._may_go_ahead = False
+            self._mouth.say(Kind.GO_AHEAD, self._go_ahead)
 
     # ------------------------------------------------------------------ inside a decision
 
@@ -209,6 +215,8 @@ class TurnTaking:
         self._timer(Timer.BACKSTOP, quiet + backstop_ms(t, turn.p_complete) / 1000)
         if t.backchannels and m.turn_speech >= round(t.backchannel_min_turn_ms * self._rate / 1000):
             self._timer(Timer.BACKCHANNEL, quiet + t.backchannel_after_ms / 1000)
+        if t.go_ahead_after_ms and self._may_go_ahead and turn.reason.rsplit("+", 1)[-1] in t.go_ahead_for:
+            self._timer(Timer.GO_AHEAD, quiet + t.go_ahead_after_ms / 1000)
 
     def _decision(self, m: Moment, turn: _Turn, verdict: str, by: str, p: float | None = None) -> None:
         record: dict[str, Any] = {"at_s": round(m.t, 3), "verdict": verdict, "by": by}
@@ -220,6 +228,7 @@ class TurnTaking:
     def _grant(self, m: Moment, turn: _Turn, by: str, p: float | None = None) -> None:
         self._decision(m, turn, "COMPLETE", by, p)
         turn.granted = True
+        self._may_go_ahead = True
         self._desk.cancel(turn.judge_job)
         turn.judge_job = None
         if turn.draft is None or turn.draft.state is not State.HELD:

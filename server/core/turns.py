@@ -12,6 +12,10 @@
 4. While the judge is still out and the pause reaches `ack_after_ms`, the bot says a short
    acknowledgement instead of leaving dead air.
 5. In a long caller turn, a long WAIT pause gets a backchannel ("mm-hm") when they are enabled.
+   A caller who announced what is coming ("I'd like to leave a message for Marco.") or only named a
+   topic, then stopped, may be waiting to be invited: the WAIT holds the floor for them (the longer
+   backstop), and after `go_ahead_after_ms` of quiet the bot invites them on ("Go ahead."), once until
+   it next answers.
 6. A line heard with low confidence is not judged at all: once the pause reaches the backstop, the bot
    asks the caller to say it again, once; the next line is taken as heard, however unsure.
 """
@@ -40,6 +44,8 @@ class TurnOptions:
     backchannel_after_ms: int = 1500  # pause length that earns a backchannel
     backchannel_min_turn_ms: int = 6000  # caller speech in this turn before backchannels start
     backchannel_every_ms: int = 8000
+    go_ahead_after_ms: int = 1500  # a pause as long as one that earns a backchannel; 0: never
+    go_ahead_for: tuple[str, ...] = ("preamble", "topic")  # the judge's reasons for a WAIT that invite one
     # Rule 11: a caller's line heard with confidence below this is not guessed at: the bot asks once
     # to hear it again (never twice in a row). 0 turns it off. At 0.3, whisper's confidence on short
     # answers (benchmarks/whisper_noise.json) asks 1.9 % of those heard right and 39 % of those misheard.
@@ -53,6 +59,8 @@ class TurnOptions:
             raise ValueError("turn threshold must be between 0 and 1")
         if self.backstop_sure_ms < self.backstop_ms:
             raise ValueError("backstop_sure_ms must not be shorter than backstop_ms")
+        if self.go_ahead_after_ms < 0:
+            raise ValueError("go_ahead_after_ms must not be negative")
 
 
 _TRAILING = re.compile(r"[\s\"'»”)\]]+$")

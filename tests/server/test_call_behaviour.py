@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from models.engines import Transcript
+from models.engines import Transcript, TurnJudge
+from models.judge_rules import RulesJudge
 from server.config import load
 from server.core.conversation import CallOptions
 from server.runtime import DIGITS_HINT, Engines
@@ -24,7 +25,7 @@ REPLIES = ["It is confirmed for Tuesday at ten in the morning, and the driver wi
 
 
 def call(tmp_path: Path, phrases: list[tuple[float, float, str]], *, length_s: float = 8.0,
-         judge: FnJudge | None = None, stt: SpanStt | None = None, llm: LinesLlm | None = None,
+         judge: TurnJudge | None = None, stt: SpanStt | None = None, llm: LinesLlm | None = None,
          tts: ToneTts | None = None, extra_vad: tuple[tuple[float, float], ...] = (),
          config: dict[str, dict[str, Any]] | None = None, clock: FakeClock | None = None) -> dict[str, Any]:
     tables: dict[str, dict[str, Any]] = {
@@ -67,6 +68,50 @@ def test_a_confident_wait_holds_the_floor_until_the_backstop(tmp_path: Path) -> 
     [reply] = replies(s)
     assert [d["by"] for d in s["decisions"]] == ["judge", "backstop"]
     assert 1.6 + 4.0 <= reply["start_s"] <= 1.6 + 4.1
+
+
+def test_a_caller_who_announces_a_message_and_waits_is_invited_on(tmp_path: Path) -> None:
+    phrases = [(0.5, 2.8, "Hi, I'd like to leave a message for Marco."),
+               (6.0, 8.0, "Tell him the car is ready.")]
+    s = call(tmp_path, phrases, judge=RulesJudge(), length_s=12)
+    kinds = [b["kind"] for b in s["bot_turns"]]
+    assert kinds == ["go_ahead", "reply"], kinds
+    go = s["bot_turns"][0]
+    assert go["text_heard"] == "Go ahead."
+    assert 2.8 + 1.5 <= go["start_s"] <= 2.8 + 1.6  # the announcement holds the floor till then
+    assert s["decisions"][0]["verdict"] == "WAIT"
+    assert "go ahead" not in s["story"].lower()  # it says nothing the reply model must answer for
+
+
+def test_a_caller_who_goes_on_after_an_announcement_is_not_invited(tmp_path: Path) -> None:
+    phrases = [(0.5, 2.8, "Hi, I'd like to leave a message for Marco."),
+               (4.0, 5.7, "Tell him the car is ready.")]
+    s = call(tmp_path, phrases, judge=RulesJudge(), length_s=10)
+    assert [b["kind"] for b in s["bot_turns"]] == ["reply"]
+
+
+def test_the_bot_invites_a_caller_on_once_until_it_answers(tmp_path: Path) -> None:
+    phrases = [(0.5, 2.8, "Hi, I'd like to leave a message for Marco."),
+               (5.0, 6.0, "It's about the car."), (9.0, 10.5, "It's ready on Friday.")]
+    s = call(tmp_path, phrases, judge=RulesJudge(), length_s=14)
+    assert [b["kind"] for b in s["bot_turns"]] == ["go_ahead", "reply"]
+
+
+def test_a_caller_who_asks_for_a_moment_is_not_told_to_go_ahead(tmp_path: Path) -> None:
+    phrases = [(0.5, 2.0, "Yes, hold on, let me find it."), (5.0, 6.5, "Found it, it was paid on Monday.")]
+    s = call(tmp_path, phrases, judge=RulesJudge(), length_s=10)
+    assert [b["kind"] for b in s["bot_turns"]] == ["reply"]
+
+
+def test_the_go_ahead_speaks_the_call_language_and_can_be_turned_off(tmp_path: Path) -> None:
+    phrases = [(0.5, 2.8, "Buongiorno, volevo lasciare un messaggio per Marco."),
+               (6.0, 8.0, "La macchina è pronta.")]
+    s = call(tmp_path / "it", phrases, judge=RulesJudge(), length_s=12, config={"stt": {"language": "it"}})
+    go, reply = s["bot_turns"]
+    assert (go["kind"], go["text_heard"], reply["kind"]) == ("go_ahead", "Dica pure.", "reply")
+    s = call(tmp_path / "off", phrases, judge=RulesJudge(), length_s=12,
+             config={"stt": {"language": "it"}, "turns": {"go_ahead_after_ms": 0}})
+    assert [b["kind"] for b in s["bot_turns"]] == ["reply"]
 
 
 def test_the_caller_going_on_cancels_what_was_prepared(tmp_path: Path) -> None:
