@@ -101,13 +101,17 @@ def score(summary: dict[str, Any], phrases: Sequence[Phrase], number: str = "") 
             if spoke:
                 into_pause.append({"after": p.text, "pause_s": round(until - p.end_s, 2), **what(spoke[0])})
         elif p.label == "COMPLETE":
-            after = [b for b in turns if b["kind"] not in NOT_ANSWER and p.end_s <= b["start_s"] < until]
-            answer = after[0] if after else None
+            # the bot's next words after the phrase, a new turn's or those of one that went on over a
+            # "thanks" it took for a backchannel
+            starts = [w["start_s"] for b in turns if b["kind"] not in NOT_ANSWER
+                      for w in (b.get("words") or [b]) if p.end_s <= w["start_s"] < until]
             answers.append({"text": p.text, "end_s": p.end_s,
-                            "v2v_s": None if answer is None else round(answer["start_s"] - p.end_s, 3)})
+                            "v2v_s": round(min(starts) - p.end_s, 3) if starts else None})
     readback: dict[str, Any] | None = None
     if number:
-        said = next((b.get("text_intended", "") for b in turns if b["kind"] == "readback"), None)
+        # what the caller heard of the first read-back that reached its end (else of the first)
+        heard = sorted((b for b in turns if b["kind"] == "readback"), key=lambda b: bool(b["interrupted"]))
+        said = heard[0].get("text_heard", "") if heard else None
         words = re.findall(r"\d|[^\W\d_]+", (said or "").lower())
         digits = "".join(w if w.isdigit() else DIGIT_WORDS.get(w, "") for w in words)
         readback = {"said": said, "right": said is not None and digits == number}

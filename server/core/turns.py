@@ -85,10 +85,13 @@ def backstop_ms(options: TurnOptions, p_complete: float | None) -> int:
 
 _WORD = re.compile(r"[\w'-]+")
 
+# A caller saying only these over the bot lets it go on: "Thanks." over a read-back of their number is
+# thanks for it, not a wish to stop it.
 BACKCHANNELS = frozenset({
     "mhm", "mm-hm", "mm", "hm", "hmm", "uh-huh", "ok", "okay", "yeah", "yes", "yep", "right", "sure",
-    "alright", "all right", "i see", "got it", "oh", "ah",
-    "sì", "si", "certo", "capito", "esatto", "ecco", "va bene", "già", "giusto", "ho capito",
+    "alright", "all right", "i see", "got it", "oh", "ah", "thanks", "thank you", "perfect",
+    "sì", "si", "certo", "capito", "esatto", "ecco", "va bene", "già", "giusto", "ho capito", "grazie",
+    "perfetto",
 })
 
 

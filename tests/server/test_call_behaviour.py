@@ -192,6 +192,16 @@ def test_a_backchannel_does_not_lose_the_sentence(tmp_path: Path) -> None:
     assert "mm-hm" not in s["story"]
 
 
+def test_thanks_over_the_read_back_lets_the_caller_hear_their_number_to_its_end(tmp_path: Path) -> None:
+    phrases = [(0.5, 3.5, "My number is two one two, five five five, one two three four."),
+               (4.2, 4.6, "Thanks.")]
+    s = call(tmp_path, phrases, length_s=14, config={"contacts": {"region": "US"}})
+    [readback] = [b for b in s["bot_turns"] if b["kind"] == "readback"]
+    assert readback["start_s"] < 4.2 and not readback["interrupted"]
+    assert readback["text_heard"] == readback["text_intended"]
+    assert s["barge_ins"][0]["resumed"] == "backchannel"
+
+
 def test_an_llm_failure_gets_a_spoken_apology(tmp_path: Path) -> None:
     s = call(tmp_path, [(0.5, 1.5, "Is Marco there?")], llm=LinesLlm(REPLIES, fail=True))
     assert [b["kind"] for b in s["bot_turns"]] == ["apology"]
