@@ -66,6 +66,8 @@ class Lexicon:
         dangling: Mapping[str, str],  # class name -> words that seldom end a sentence
         resolvers: str,  # a dangling word right after one of these is a whole sentence
         wh_words: str,  # a sentence with one of these may end in a preposition or auxiliary
+        strands_prepositions: bool = False,  # a question may end in a preposition ("Who is it for?")
+        question_tails: str = "",  # trailing words a question may still end on ("..., or?")
         hesitations: str,
         fillers: str,  # discourse fillers: whole-line fillers, stripped at the start of a clause
         preambles: Iterable[str],
@@ -109,6 +111,8 @@ class Lexicon:
         self.dangling = {w: cls for cls, ws in dangling.items() for w in ws.split()}
         self.resolvers = _words(resolvers)
         self.wh_words = _words(wh_words)
+        self.strands_prepositions = strands_prepositions
+        self.question_tails = _words(question_tails)
         self.hesitations = _words(hesitations)
         self.fillers = _words(fillers) | self.hesitations
         self.preamble_re = re.compile("|".join(f"(?:{p})" for p in preambles))
@@ -199,6 +203,8 @@ ENGLISH = Lexicon(
               " wanted like love need needed have has had going ought used able try trying supposed got"
               " not yes no",
     wh_words="what who whom which where that how when why whether",
+    strands_prepositions=True,
+    question_tails="or",
     hesitations="um umm uh uhh uhm er erm ah ahh hmm hm mm mmm eh",
     fillers="oh well so like anyway actually basically listen look",
     holds=(
@@ -318,6 +324,7 @@ ITALIAN = Lexicon(
     resolvers="chi cosa come dove quando quanto quale che lo la l' ci ne non io tu lui lei noi voi loro so"
               " sa sai sapere capisco ecco chiedo sì si no dov' com' cos' c' n' quand'",
     wh_words="chi cosa come dove quando quanto quale",
+    question_tails="o oppure",
     hesitations="ehm eh ehh mmm mm hmm uhm uh ah oh",
     fillers="beh be' boh mah allora senta senti cioè dunque insomma praticamente diciamo guardi ascolti"
             " ascolta niente",

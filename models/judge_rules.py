@@ -6,6 +6,8 @@ verdict's `reason`. In priority order:
 
 1.  empty                  nothing was said                                            0.0
 2.  question               ends in "?"                                                 COMPLETE
+    trailing-<class>       ... on a word no question ends on ("Can we move it to?";    WAIT
+                           a preposition may, after a question word: "Who is it for?")
 3.  trailing-punctuation   ends in "," ";" ":" "-" or "..."                           WAIT
 4.  filler                 only fillers and hesitations ("um", "well", "ehm", "beh")   WAIT
 5.  trailing-filler        ends in a hesitation ("... the invoice and uh")             WAIT
@@ -100,6 +102,7 @@ P_LIST_ITEM = 0.4  # "second, ...": a list goes on, but this may be its last ite
 P_GREETING = 0.35
 P_INTRODUCTION = 0.3
 P_PERIOD_AFTER = 0.3
+P_QUESTION_CUT = 0.3  # a question mark after a word no question ends on: whisper's, or a word lost
 P_SPELLING = 0.3  # letters spelled so far: perhaps the whole word, perhaps not
 P_SPELLED_WORD = 0.85  # the letters spell a word the caller (or the bot) said before them
 P_SPELLING_PART = 0.15  # ... only the start of one
@@ -309,10 +312,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
                 number_talk: bool = False, pieces: bool = False, bot_words: Sequence[str] = ()) -> Verdict:
     mark = _end_mark(text)
     if mark == "?":
-        state = _list_state([*context, text], lex)
-        if state is not None and context and state.given < state.announced:
-            return Verdict(P_LIST_PENDING, "announced-list")  # "two questions": this was the first
-        return Verdict(P_QUESTION, "question")
+        return _question(text, context, lex)
     if mark == ",":
         return Verdict(P_TRAILING_PUNCTUATION, "trailing-punctuation")
     if all(t in lex.fillers for t in tokens):
@@ -543,6 +543,29 @@ def _carried_digits(previous: Sequence[str], lex: Lexicon) -> int:
         if not numbers or numbers < len(tokens):
             break
     return digits
+
+
+def _question(text: str, context: list[str], lex: Lexicon) -> Verdict:
+    cut = _question_cut_short(_tokens(_SENTENCE_END.split(text.rstrip("?"))[-1], lex), lex)
+    if cut:
+        return Verdict(P_QUESTION_CUT, f"trailing-{cut}")  # whisper's "Can we move the meeting to?"
+    state = _list_state([*context, text], lex)
+    if state is not None and context and state.given < state.announced:
+        return Verdict(P_LIST_PENDING, "announced-list")  # "two questions": this was the first
+    return Verdict(P_QUESTION, "question")
+
+
+def _question_cut_short(sentence: Sequence[str], lex: Lexicon) -> str:
+    """The class of the word a question stops on when no question can end there ("Can we move the
+    meeting to?", "Is it for the?"), else "". A preposition may end one after a question word or a
+    relative in a language that strands it ("Who am I speaking to?", "the one you asked about?")."""
+    if not sentence or sentence[-1] in lex.question_tails:  # "Is he coming, or?"
+        return ""
+    word = sentence[-1]
+    cls = lex.trailing.get(word) or ("preposition" if lex.dangling.get(word) == "preposition" else "")
+    if cls == "preposition" and lex.strands_prepositions and any(t in lex.wh_words for t in sentence[:-1]):
+        return ""
+    return cls
 
 
 def _strip_lead(tokens: list[str], lex: Lexicon) -> list[str]:

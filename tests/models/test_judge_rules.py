@@ -529,3 +529,23 @@ def test_a_caller_asking_for_a_moment_is_held_for_not_invited_on(language: str, 
     # a sure WAIT like an announcement, but tagged apart: "go ahead" would answer it wrongly
     verdict = JUDGE.judge([Line("bot", "What's your number?"), Line("caller", text)], language=language)
     assert verdict.reason == "hold" and verdict.p_complete < 0.2
+
+
+@pytest.mark.parametrize(("language", "text", "complete"), [
+    ("en", "Can we move the meeting to?", False),  # whisper's mark on a sentence cut short
+    ("en", "Could you ask him to call me back because?", False),
+    ("en", "Is it about the?", False),
+    ("it", "Possiamo spostare la riunione a?", False),  # Italian never strands a preposition
+    ("it", "Può richiamarmi per la?", False),
+    ("en", "Who am I speaking to?", True),
+    ("en", "What is it for?", True),
+    ("en", "Is that the one you were talking about?", True),
+    ("en", "Is he coming in today, or?", True),
+    ("it", "Passa oggi o?", True),
+])
+def test_a_question_mark_after_a_word_no_question_ends_on_is_unsure(language: str, text: str,
+                                                                     complete: bool) -> None:
+    verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
+    assert (verdict.p_complete >= 0.5) == complete, verdict
+    if not complete:
+        assert 0.2 <= verdict.p_complete < 0.5  # the ordinary backstop: a word may have been lost
