@@ -335,6 +335,8 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_DANGLING, f"dangling-{lex.dangling[word]}")
 
     core = _strip_lead(sentence, lex)
+    if _filler_clause_after_content(last_sentence, lex):
+        return Verdict(P_TRAILING_FILLER, "trailing-filler")
     if _preamble(last_sentence, lex, mark, lex.hold_re):
         return Verdict(P_PREAMBLE, "hold")
     if _preamble(last_sentence, lex, mark, lex.preamble_re):
@@ -543,6 +545,17 @@ def _carried_digits(previous: Sequence[str], lex: Lexicon) -> int:
         if not numbers or numbers < len(tokens):
             break
     return digits
+
+
+def _filler_clause_after_content(sentence: str, lex: Lexicon) -> bool:
+    """The sentence's last clause is only a filler, after one that said something ("Chiamo per la
+    pratica numero, allora.", whisper's period on "..., allora,"); not after an answer or a thanks
+    alone ("Va bene, allora.", "Okay, so.")."""
+    clauses = [_tokens(c, lex) for c in _CLAUSE_END.split(sentence.rstrip(".!")) if c.strip()]
+    if len(clauses) < 2 or not all(t in lex.fillers for t in clauses[-1]):
+        return False
+    said = [t for c in clauses[:-1] for t in c]
+    return not _covered(said, lex.short_answer_cover, lex.lead_words | lex.closing_words)
 
 
 def _question(text: str, context: list[str], lex: Lexicon) -> Verdict:

@@ -549,3 +549,16 @@ def test_a_question_mark_after_a_word_no_question_ends_on_is_unsure(language: st
     assert (verdict.p_complete >= 0.5) == complete, verdict
     if not complete:
         assert 0.2 <= verdict.p_complete < 0.5  # the ordinary backstop: a word may have been lost
+
+
+@pytest.mark.parametrize(("language", "text", "complete"), [
+    ("it", "Chiamo per la pratica numero, allora.", False),  # whisper's period on "..., allora,"
+    ("en", "I'm calling about the order, so.", False),
+    ("en", "The meeting is at ten, like.", False),
+    ("it", "Va bene, allora.", True),  # an answer and a filler: nothing left hanging
+    ("it", "Grazie, allora.", True),
+    ("en", "Thanks, anyway.", True),
+])
+def test_a_last_clause_of_only_a_filler_after_content_waits(language: str, text: str, complete: bool) -> None:
+    verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
+    assert (verdict.p_complete >= 0.5) == complete, verdict
