@@ -45,7 +45,7 @@ def _words(text: str) -> frozenset[str]:
 
 
 def _cover(phrases: Iterable[str]) -> list[list[str]]:
-    """Phrases as word lists, longest first, for `judge_rules._covered`."""
+    """Phrases as word lists, longest first, for `judge_text.covered`."""
     return sorted((p.split() for p in phrases), key=len, reverse=True)
 
 

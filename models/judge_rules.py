@@ -70,13 +70,22 @@ and 19 need no words at all). A pure function of its input: no I/O, no clock, no
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.engines import Line, Verdict
 from models.judge_lexicons import ENGLISH, LEXICONS, Lexicon
 from models.judge_spelling import ends_in_spelling, spells
+from models.judge_text import (
+    CLAUSE_END,
+    SENTENCE_END,
+    VERB_CONTRACTION,
+    covered,
+    end_mark,
+    has_phrase,
+    normalise,
+    tidy,
+)
 
 __all__ = ["LEXICONS", "Lexicon", "RulesJudge", "caller_closed"]
 
@@ -122,60 +131,8 @@ P_PREAMBLE = 0.05
 P_TOPIC = 0.15  # "about the party on Saturday.": what about it is still to come
 
 
-# --------------------------------------------------------------------------- text
-
-
-_CHARS = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'", "“": '"', "”": '"', "„": '"',
-                        "«": '"', "»": '"', "–": "-", "—": "-", "…": "...", "\u00a0": " "})
-_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>")  # [inaudible], (laughs), <noise>
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+(?=[,.;:!?])")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_CLAUSE_END = re.compile(r"[,;:]\s*|\s-\s")
-_END_JUNK = ' "\')]>*'
-_VERB_CONTRACTION = re.compile(r"^(?:it|that|there|here|he|she|what|who|where)'s$|'(?:re|ll|m|ve|d)$")
-# Titles and abbreviations whisper writes with a period inside a sentence ("from Dr. Patel's office",
-# "at 10 a.m. on Monday"): that period ends nothing, so it is dropped where more words follow.
-_ABBREVIATION = re.compile(r"(?<![\w.])((?:dr|mr|mrs|ms|mt|st|prof|jr|sr|sig|sigg|sig\.ra|dott|dott\.ssa"
-                           r"|avv|ing|geom|arch|rag|a\.m|p\.m))\.(?=\s+\S)", re.IGNORECASE)
-
-
-def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFC", text).translate(_CHARS).lower()
-    text = _ABBREVIATION.sub(r"\1", _SPACE_BEFORE_PUNCT.sub("", _ANNOTATION.sub(" ", text)))
-    return " ".join(text.split()).strip(_END_JUNK.replace("'", ""))
-
-
-def _end_mark(text: str) -> str:
-    """"?", "!", ".", "," (anything that leaves the sentence open) or "" (no punctuation)."""
-    text = text.rstrip(_END_JUNK)
-    if text.endswith("..") or text[-1:] in (",", ";", ":", "-"):
-        return ","
-    return text[-1] if text[-1:] in ("?", "!", ".") else ""
-
-
 def _tokens(text: str, lex: Lexicon) -> list[str]:
     return lex.tokenize(text)
-
-
-def _has(phrase: str, joined: str) -> bool:
-    """Whether `phrase` occurs as whole words in `joined` (words with a space on either side)."""
-    return f" {phrase} " in joined
-
-
-def _covered(tokens: Sequence[str], cover: Sequence[list[str]], extra: frozenset[str] = frozenset()) -> bool:
-    """Whether `tokens` are nothing but phrases of `cover` (see `judge_lexicons._cover`) and single words
-    of `extra`."""
-    i = 0
-    while i < len(tokens):
-        for words in cover:
-            if tokens[i:i + len(words)] == words:
-                i += len(words)
-                break
-        else:
-            if tokens[i] not in extra:
-                return False
-            i += 1
-    return True
 
 
 def _language(code: str) -> Lexicon:
@@ -198,7 +155,7 @@ def _count_items(text: str, lex: Lexicon, given: int, announced: int) -> int:
         if not tokens:
             continue
         joined = f" {' '.join(tokens)} "
-        if any(_has(e, joined) for e in lex.list_enders):
+        if any(has_phrase(e, joined) for e in lex.list_enders):
             return announced
         ordinal = max((lex.ordinals.get(t, 0) for t in tokens), default=0)
         if all(t in lex.no_content for t in tokens):
@@ -213,7 +170,7 @@ def _list_state(texts: Sequence[str], lex: Lexicon) -> _ListState | None:
     """The latest announced list in `texts` (normalised caller lines, oldest first) and its items."""
     state: _ListState | None = None
     for text in texts:
-        for sentence in _SENTENCE_END.split(text):
+        for sentence in SENTENCE_END.split(text):
             matches = list(lex.announce_re.finditer(sentence))
             if matches:
                 m = matches[-1]
@@ -234,10 +191,10 @@ def _context(story: Sequence[Line], last: int) -> list[str]:
     after eight lines."""
     texts: list[str] = []
     for line in reversed(story[:last]):
-        text = _normalise(line.text) if line.role == "caller" else ""
+        text = normalise(line.text) if line.role == "caller" else ""
         if not text:
             continue
-        if _end_mark(text) == "?" or len(texts) == 8:
+        if end_mark(text) == "?" or len(texts) == 8:
             break
         texts.append(text)
     texts.reverse()
@@ -268,7 +225,7 @@ class RulesJudge:
         if last is None:
             return Verdict(P_EMPTY, "empty")
         lex = _language(language)
-        text = _normalise(story[last].text)
+        text = normalise(story[last].text)
         tokens = _tokens(text, lex)
         if not tokens:
             return Verdict(P_EMPTY, "empty")
@@ -278,11 +235,11 @@ class RulesJudge:
             return Verdict(P_INTRODUCTION, "introduction")
         since_bot = _since_bot(story, last)
         carried = _carried_digits(since_bot, lex)
-        bot = next((_normalise(line.text) for line in reversed(story[:last]) if line.role == "bot"), "")
+        bot = next((normalise(line.text) for line in reversed(story[:last]) if line.role == "bot"), "")
         bot_words = _tokens(bot, lex)
         # the bot's line right before this one asked something
-        asked = not since_bot and last > 0 and story[last - 1].role == "bot" and _end_mark(bot) == "?"
-        about = asked and any(_has(p, f" {' '.join(bot_words)} ") for p in lex.topic_questions)
+        asked = not since_bot and last > 0 and story[last - 1].role == "bot" and end_mark(bot) == "?"
+        about = asked and any(has_phrase(p, f" {' '.join(bot_words)} ") for p in lex.topic_questions)
         pieces = asked and any(t in lex.piecewise for t in bot_words)
         phone = (any(t in lex.number_asks for t in bot_words)
                  or any(t in lex.number_contexts for t in _tokens(" ".join([*since_bot, text]), lex)))
@@ -298,11 +255,11 @@ def caller_closed(story: Sequence[Line], language: str) -> bool:
     if last is None:
         return False
     lex = _language(language)
-    text = _normalise(story[last].text)
-    sentence = _tokens(_SENTENCE_END.split(text)[-1], lex)
+    text = normalise(story[last].text)
+    sentence = _tokens(SENTENCE_END.split(text)[-1], lex)
     if sentence and _closes(_strip_greeting(sentence, lex), lex):
         return True
-    asked = last > 0 and story[last - 1].role == "bot" and _end_mark(_normalise(story[last - 1].text)) == "?"
+    asked = last > 0 and story[last - 1].role == "bot" and end_mark(normalise(story[last - 1].text)) == "?"
     words = _tokens(text, lex)
     return asked and bool(words) and words[0] in ("no", "nope", "nah") and len(words) <= 4
 
@@ -310,7 +267,7 @@ def caller_closed(story: Sequence[Line], language: str) -> bool:
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,
                 carried_digits: int = 0, asked: bool = False, asked_topic: bool = False,
                 number_talk: bool = False, pieces: bool = False, bot_words: Sequence[str] = ()) -> Verdict:
-    mark = _end_mark(text)
+    mark = end_mark(text)
     if mark == "?":
         return _question(text, context, lex)
     if mark == ",":
@@ -318,7 +275,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if all(t in lex.fillers for t in tokens):
         return Verdict(P_FILLER, "filler")
     word = tokens[-1]
-    tail = _tokens(_SENTENCE_END.split(text)[-1], lex)
+    tail = _tokens(SENTENCE_END.split(text)[-1], lex)
     if word in lex.hesitations or (  # whisper writes a trailing "so," / "allora," as a sentence: "... So."
             0 < len(tail) < len(tokens) and all(t in lex.fillers or t in lex.hesitations for t in tail)):
         return Verdict(P_TRAILING_FILLER, "trailing-filler")
@@ -326,7 +283,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_TAG_QUESTION, "tag-question")
     if ends_in_spelling(tokens, lex):
         return _spelled(tokens, context, bot_words, lex)
-    last_sentence = _SENTENCE_END.split(text)[-1]
+    last_sentence = SENTENCE_END.split(text)[-1]
     sentence = _tokens(last_sentence, lex) or tokens
     digit = len(tokens) > 1 and bool(lex.number_re.fullmatch(word) and lex.number_re.fullmatch(tokens[-2]))
     if word in lex.trailing and not digit:
@@ -356,15 +313,15 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_NUMBER if mark != "." or number_talk else P_CODE, "number-sequence")
 
     joined = f" {' '.join(sentence)} "
-    if first and _covered(tokens, lex.greeting_cover, lex.fillers):
+    if first and covered(tokens, lex.greeting_cover, lex.fillers):
         return Verdict(P_GREETING, "greeting")
-    first_sentence = _SENTENCE_END.split(text)[0]
+    first_sentence = SENTENCE_END.split(text)[0]
     opener = " ".join(_strip_lead(_tokens(first_sentence, lex), lex))
     opens_list = bool(lex.list_opener_re.fullmatch(opener)) and not any(
         lex.ordinals.get(t, 0) > 1 for t in tokens)
     if _closes(_strip_greeting(sentence, lex), lex) and not opens_list:  # not "first, thanks for..."
         return Verdict(P_CLOSING, "closing")
-    if _covered(sentence, lex.short_answer_cover, lex.fillers) and sentence[-1] not in lex.fillers:
+    if covered(sentence, lex.short_answer_cover, lex.fillers) and sentence[-1] not in lex.fillers:
         return Verdict(P_SHORT_ANSWER, "short-answer")
     if word in lex.dangling and not _resolved(sentence, lex):
         return Verdict(P_PERIOD_AFTER, f"period-after-{lex.dangling[word]}")
@@ -377,17 +334,17 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
             return Verdict(P_LIST_COMPLETE, "list-complete")
     if opens_list:
         return Verdict(P_LIST_OPENER, "list-opener")
-    first_clause = _strip_lead(_tokens(_CLAUSE_END.split(first_sentence)[0], lex), lex)
+    first_clause = _strip_lead(_tokens(CLAUSE_END.split(first_sentence)[0], lex), lex)
     if lex.list_item_re.fullmatch(" ".join(first_clause)):
         return Verdict(P_LIST_ITEM, "list-item")
 
     start = f" {' '.join(core[:3])} "
     if _ends_with(sentence, lex.open_requests):
         return Verdict(P_OPEN_REQUEST, "open-request")
-    if any(_has(p, joined) for p in lex.requests) or any(
+    if any(has_phrase(p, joined) for p in lex.requests) or any(
             start.startswith(f" {p} ") for p in lex.request_starts):
         return Verdict(P_REQUEST, "request")
-    if any(_has(p, joined) for p in lex.urgency):
+    if any(has_phrase(p, joined) for p in lex.urgency):
         return Verdict(P_URGENCY, "urgency")
     if asked and len(tokens) <= 4 and (tokens[0] in lex.short_answer_words
                                        or tokens[-1] in lex.short_answer_words):
@@ -408,10 +365,10 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
 def _introduces(line: str, lex: Lexicon) -> bool:
     """The line only says who is calling, greetings aside ("Hi, this is Anna from the bakery.", "Hello.
     It's Tom. I'm the plumber."); "Could he call me back? It's Paul." has said why it calls."""
-    text = _ABBREVIATION.sub(r"\1", " ".join(unicodedata.normalize("NFC", line).translate(_CHARS).split()))
-    *before, last = _SENTENCE_END.split(text)
+    text = tidy(line)
+    *before, last = SENTENCE_END.split(text)
     greets = lex.greeting_cover
-    return all(_covered(_tokens(_normalise(s), lex), greets, lex.fillers) or _introduces_one(s, lex)
+    return all(covered(_tokens(normalise(s), lex), greets, lex.fillers) or _introduces_one(s, lex)
                for s in before) and _introduces_one(last, lex)
 
 
@@ -432,7 +389,7 @@ def _closes(tokens: Sequence[str], lex: Lexicon) -> bool:
     followed by more than thanks and goodbyes ("è tutto confermato") they are no closing."""
     joined = f" {' '.join(tokens)} "
     for phrase in lex.closings:
-        if not _has(phrase, joined):
+        if not has_phrase(phrase, joined):
             continue
         if phrase not in lex.closing_ends:
             return True
@@ -452,7 +409,7 @@ def _opening(story: Sequence[Line], last: int, lex: Lexicon) -> bool:
         if line.role != "caller" or not line.text.strip():
             continue
         if not (_introduces(line.text.rstrip(" ,;:-"), lex)
-                or _covered(_tokens(_normalise(line.text), lex), lex.greeting_cover, lex.fillers)):
+                or covered(_tokens(normalise(line.text), lex), lex.greeting_cover, lex.fillers)):
             return False
     return True
 
@@ -478,10 +435,10 @@ def _preamble(sentence: str, lex: Lexicon, mark: str, pattern: re.Pattern[str]) 
     """The last clause of `sentence` announces content to come (`pattern`: the preambles, or the asks
     for a moment). Without punctuation there are no clauses to split on: then a preamble may also end
     the line after a filler or a thank-you."""
-    clause = _strip_lead(_tokens(_CLAUSE_END.split(sentence.rstrip(".!"))[-1], lex), lex)
+    clause = _strip_lead(_tokens(CLAUSE_END.split(sentence.rstrip(".!"))[-1], lex), lex)
     if pattern.fullmatch(" ".join(clause)):
         return True
-    if mark or _CLAUSE_END.search(sentence):
+    if mark or CLAUSE_END.search(sentence):
         return False
     tokens = _tokens(sentence, lex)
     return any(pattern.fullmatch(" ".join(tokens[i:])) for i in range(1, len(tokens))
@@ -491,7 +448,7 @@ def _preamble(sentence: str, lex: Lexicon, mark: str, pattern: re.Pattern[str]) 
 def _topic(sentence: str, lex: Lexicon) -> bool:
     """`sentence` only names what the caller is about to speak of ("So, about the party on Saturday.",
     "Allora, per la festa di sabato."): a lead word aside, one clause, a topic and no more."""
-    clauses = [_strip_lead(_tokens(c, lex), lex) for c in _CLAUSE_END.split(sentence.rstrip(".!"))]
+    clauses = [_strip_lead(_tokens(c, lex), lex) for c in CLAUSE_END.split(sentence.rstrip(".!"))]
     said: list[list[str]] = []
     for clause in (c for c in clauses if c):
         if said and said[-1][-1] in lex.trailing:
@@ -505,7 +462,7 @@ def _topic(sentence: str, lex: Lexicon) -> bool:
     clause = [t for i, t in enumerate(said[0]) if i == 0 or t != said[0][i - 1]]  # "the, the roof"
     subject = next((s for s in lex.topic_subjects if clause[:len(s)] == s and len(clause) > len(s)), [])
     clause = clause[len(subject):]  # "it's about the roof", "è per il tetto"
-    if any(lex.dangling.get(t) == "auxiliary" or _VERB_CONTRACTION.search(t) for t in clause):
+    if any(lex.dangling.get(t) == "auxiliary" or VERB_CONTRACTION.search(t) for t in clause):
         return False  # "about the party, we need...", "per la festa è tardi": the rest is said
     return bool(lex.topic_re.fullmatch(" ".join(clause)))
 
@@ -529,7 +486,7 @@ def _since_bot(story: Sequence[Line], last: int) -> list[str]:
         if line.role != "caller":
             break
         if line.text.strip():
-            texts.append(_normalise(line.text))
+            texts.append(normalise(line.text))
     texts.reverse()
     return texts
 
@@ -539,7 +496,7 @@ def _carried_digits(previous: Sequence[str], lex: Lexicon) -> int:
     and the runs before it while whole fragments are nothing but numbers."""
     digits = 0
     for text in reversed(previous):
-        tokens = _tokens(_SENTENCE_END.split(text)[-1], lex)
+        tokens = _tokens(SENTENCE_END.split(text)[-1], lex)
         numbers, run = _number_run(tokens, lex)
         digits += run
         if not numbers or numbers < len(tokens):
@@ -551,15 +508,15 @@ def _filler_clause_after_content(sentence: str, lex: Lexicon) -> bool:
     """The sentence's last clause is only a filler, after one that said something ("Chiamo per la
     pratica numero, allora.", whisper's period on "..., allora,"); not after an answer or a thanks
     alone ("Va bene, allora.", "Okay, so.")."""
-    clauses = [_tokens(c, lex) for c in _CLAUSE_END.split(sentence.rstrip(".!")) if c.strip()]
+    clauses = [_tokens(c, lex) for c in CLAUSE_END.split(sentence.rstrip(".!")) if c.strip()]
     if len(clauses) < 2 or not all(t in lex.fillers for t in clauses[-1]):
         return False
     said = [t for c in clauses[:-1] for t in c]
-    return not _covered(said, lex.short_answer_cover, lex.lead_words | lex.closing_words)
+    return not covered(said, lex.short_answer_cover, lex.lead_words | lex.closing_words)
 
 
 def _question(text: str, context: list[str], lex: Lexicon) -> Verdict:
-    cut = _question_cut_short(_tokens(_SENTENCE_END.split(text.rstrip("?"))[-1], lex), lex)
+    cut = _question_cut_short(_tokens(SENTENCE_END.split(text.rstrip("?"))[-1], lex), lex)
     if cut:
         return Verdict(P_QUESTION_CUT, f"trailing-{cut}")  # whisper's "Can we move the meeting to?"
     state = _list_state([*context, text], lex)
