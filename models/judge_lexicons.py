@@ -100,6 +100,7 @@ class Lexicon:
         letter_doubles: str = "",  # a word that doubles the letter spelled after it ("double l")
         topics: Iterable[str] = (),  # a whole clause that only names what is to be said ("about the party")
         topic_subjects: str = "",  # may open a topic clause ("it's about the roof")
+        sources: Iterable[str] = (),  # a whole clause that only says whom a message is from ("from the bank")
         topic_questions: str = "",  # a bot question with one of these asks for a topic ("what is it about?")
         number_asks: str = "",  # a bot line with one of these asks for digits ("what number ...?")
         closing_ends: str = "",  # closings only at a sentence's end ("è tutto", not "è tutto confermato")
@@ -149,7 +150,8 @@ class Lexicon:
         self.one_letter_words = _words(one_letter_words)
         self.spelling_re = re.compile(spelling)
         self.letter_doubles = _words(letter_doubles)
-        self.topic_re = re.compile("|".join(f"(?:{p})" for p in topics) or r"(?!)")
+        self.topic_re, self.source_re = (re.compile("|".join(f"(?:{p})" for p in ps) or r"(?!)")
+                                         for ps in (topics, sources))
         self.topic_questions = self._phrase_table(topic_questions)
         self.topic_subjects = _cover(self._phrase_table(topic_subjects))
         self.number_asks = _words(number_asks)
@@ -238,6 +240,7 @@ ENGLISH = Lexicon(
             r"|in regards? to|on the matter of) (?:the|my|your|his|her|our|their|a|an|this|that|these|those"
             r"|\S+'s)(?: \S+){1,5}",),
     topic_subjects="it's|it is|this is|that's|it's all|it's just",
+    sources=(r"(?:from|on behalf of) (?:the|my|your|his|her|our|their|a|an|\S+'s)(?: \S+){1,4}",),
     topic_questions="about|regarding|concerning|what for|what's it for|reason|which one|what kind",
     number_asks="number numbers code digits extension reference pin",
     closing_ends="that's all|that is all|that's it|that's everything|nothing else",
@@ -359,6 +362,7 @@ ITALIAN = Lexicon(
             r"quanto (?:a|al|allo|alla|ai|agli|alle|all')(?: \S+){1,5}",
             r"per (?:il|lo|la|i|gli|le|l'|un|uno|una|un'|quel|quello|quella|quei|quelle)(?: \S+){1,5}"),
     topic_subjects="è|era|è solo",
+    sources=(r"da parte (?:di|del|dello|della|dei|degli|delle|dell')(?: \S+){1,4}",),
     topic_questions="riguarda|tratta|motivo|per cosa|per che cosa|a proposito|in merito|quale|che tipo",
     number_asks="numero numeri codice cifre interno riferimento pin",
     closing_ends="è tutto|basta così|nient'altro|tutto qui",

@@ -31,7 +31,9 @@ verdict's `reason`. In priority order:
                            (both) its end after a filler ("thanks oh and one more thing")
     topic                  the last sentence only names a topic ("So, about the       WAIT
                            party.", "Per la festa di sabato."), unless the bot asked
-                           for one ("What is it about?", "Di cosa si tratta?")
+                           for one ("What is it about?", "Di cosa si tratta?"); or only
+                           whom a message is from ("It's from the school."), unless the
+                           bot asked anything
 9.  number-sequence        ends in a digit group or a run of numbers, not a time       WAIT
                            ("my number is three three nine"; "at ten" is a time); the
                            digits of a number dictated over several fragments add up
@@ -54,6 +56,8 @@ verdict's `reason`. In priority order:
     list-item              starts with "second,", "the third thing", "secondo punto"   WAIT, unsure
 16. open-request           ends in "tell him", "gli dica": what to tell is to come     WAIT
     request / urgency      "please", "tell him", "gli dica"; "urgent", "subito"        COMPLETE
+                           ... with no end mark where the caller's earlier lines had   WAIT, unsure
+                           marks: the transcriber heard no end ("unpunctuated")
     reply                  a short answer to the bot's question ("no it's fine", "sì    COMPLETE
                            molto"), punctuated or not
 17. exclamation            ends in "!"                                                 COMPLETE
@@ -298,7 +302,8 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_PREAMBLE, "hold")
     if _preamble(last_sentence, lex, mark, lex.preamble_re):
         return Verdict(P_PREAMBLE, "preamble")
-    if not asked_topic and mark != "!" and _topic(last_sentence, lex):
+    if mark != "!" and ((not asked_topic and _topic(last_sentence, lex, lex.topic_re))
+                        or (not asked and _topic(last_sentence, lex, lex.source_re))):
         return Verdict(P_TOPIC, "topic")
 
     numbers, digits = _number_run(sentence, lex)
@@ -341,11 +346,9 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     start = f" {' '.join(core[:3])} "
     if _ends_with(sentence, lex.open_requests):
         return Verdict(P_OPEN_REQUEST, "open-request")
-    if any(has_phrase(p, joined) for p in lex.requests) or any(
-            start.startswith(f" {p} ") for p in lex.request_starts):
-        return Verdict(P_REQUEST, "request")
-    if any(has_phrase(p, joined) for p in lex.urgency):
-        return Verdict(P_URGENCY, "urgency")
+    request = _request(joined, start, mark, context, lex)
+    if request is not None:
+        return request
     if asked and len(tokens) <= 4 and (tokens[0] in lex.short_answer_words
                                        or tokens[-1] in lex.short_answer_words):
         return Verdict(P_REPLY, "reply")
@@ -360,6 +363,22 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
             return Verdict(P_UNPUNCTUATED_ANSWER, "unpunctuated-answer")
         return Verdict(P_UNPUNCTUATED, "unpunctuated")
     return Verdict(P_STATEMENT, "statement")
+
+
+def _request(joined: str, start: str, mark: str, context: Sequence[str], lex: Lexicon) -> Verdict | None:
+    """A request ("please", "tell him") or urgency in the sentence `joined`, which starts with `start`;
+    unsure when the transcriber marked this caller's earlier lines and left this one open ("Tell him
+    the car is ready" and more to come)."""
+    if any(has_phrase(p, joined) for p in lex.requests) or any(
+            start.startswith(f" {p} ") for p in lex.request_starts):
+        verdict = Verdict(P_REQUEST, "request")
+    elif any(has_phrase(p, joined) for p in lex.urgency):
+        verdict = Verdict(P_URGENCY, "urgency")
+    else:
+        return None
+    if not mark and any(CLAUSE_END.search(t) or end_mark(t) for t in context):
+        return Verdict(P_UNPUNCTUATED, "unpunctuated")
+    return verdict
 
 
 def _introduces(line: str, lex: Lexicon) -> bool:
@@ -445,9 +464,10 @@ def _preamble(sentence: str, lex: Lexicon, mark: str, pattern: re.Pattern[str]) 
                if tokens[i - 1] in lex.lead_words or tokens[i - 1] in lex.closings)
 
 
-def _topic(sentence: str, lex: Lexicon) -> bool:
+def _topic(sentence: str, lex: Lexicon, pattern: re.Pattern[str]) -> bool:
     """`sentence` only names what the caller is about to speak of ("So, about the party on Saturday.",
-    "Allora, per la festa di sabato."): a lead word aside, one clause, a topic and no more."""
+    "Allora, per la festa di sabato.") or, with `lex.source_re`, whom the message is from ("It's from the
+    school."): a lead word aside, one clause matching `pattern` and no more."""
     clauses = [_strip_lead(_tokens(c, lex), lex) for c in CLAUSE_END.split(sentence.rstrip(".!"))]
     said: list[list[str]] = []
     for clause in (c for c in clauses if c):
@@ -464,7 +484,7 @@ def _topic(sentence: str, lex: Lexicon) -> bool:
     clause = clause[len(subject):]  # "it's about the roof", "è per il tetto"
     if any(lex.dangling.get(t) == "auxiliary" or VERB_CONTRACTION.search(t) for t in clause):
         return False  # "about the party, we need...", "per la festa è tardi": the rest is said
-    return bool(lex.topic_re.fullmatch(" ".join(clause)))
+    return bool(pattern.fullmatch(" ".join(clause)))
 
 
 def _strip_greeting(tokens: list[str], lex: Lexicon) -> list[str]:

@@ -188,3 +188,40 @@ def test_a_name_after_the_reason_for_the_call_is_no_introduction_still_to_be_fol
 def test_through_ending_a_sentence_is_a_verbs_particle_not_a_preposition_left_open() -> None:
     assert complete(judge("The deposit still hasn't come through."))
     assert not complete(judge("the deposit still hasn't come through"))  # no period: may go on
+
+
+@pytest.mark.parametrize(("language", "announced", "source"), [
+    ("en", "Yeah, I've got a message for him.", "It's from the school."),
+    ("en", "I'd like to leave a message for Marco.", "This is on behalf of his accountant."),
+    ("en", "I've got a message for Marco.", "It's from Lucia's school."),
+    ("it", "Sì, ho un messaggio per Marco.", "È da parte della scuola."),
+    ("it", "Vorrei lasciare un messaggio.", "Da parte del dottor Bianchi."),
+])
+def test_a_line_that_only_says_whom_a_message_is_from_waits_for_the_message(language: str, announced: str,
+                                                                            source: str) -> None:
+    hello = Line("bot", "Hello, Marco's phone.")
+    verdict = JUDGE.judge([hello, Line("caller", announced), Line("caller", source)], language=language)
+    assert verdict.reason == "topic" and verdict.p_complete < 0.2  # a caller who stops is told to go ahead
+    # the same words answering the bot's question, or with the message in them, are complete
+    asked = {"en": "Who is the message from?", "it": "Da parte di chi?"}[language]
+    assert complete(JUDGE.judge([Line("bot", asked), Line("caller", source)], language=language))
+    said = {"en": "It's from the school, Lucia forgot her bag.",
+            "it": "È da parte della scuola, Lucia ha dimenticato la borsa."}[language]
+    assert complete(JUDGE.judge([hello, Line("caller", announced), Line("caller", said)], language=language))
+
+
+@pytest.mark.parametrize(("language", "lines"), [
+    ("en", ["Hi, I'd like to leave a message for Marco.", "Tell him the car is ready"]),
+    ("en", ["It's Anna from the garage.", "Please ask him to call me back"]),
+    ("it", ["Buongiorno, vorrei lasciare un messaggio per Marco.", "Gli dica che la macchina è pronta"]),
+])
+def test_a_request_left_open_by_a_transcriber_that_marks_ends_is_unsure(language: str,
+                                                                          lines: list[str]) -> None:
+    story = [Line("bot", "Hello?"), *(Line("caller", t) for t in lines)]
+    verdict = JUDGE.judge(story, language=language)
+    assert verdict.reason == "unpunctuated" and 0.2 <= verdict.p_complete < 0.5  # the shorter backstop
+    # with its period, or from a transcriber that marks nothing, it is the request it reads as
+    marked = [*story[:-1], Line("caller", lines[-1] + ".")]
+    assert JUDGE.judge(marked, language=language).reason == "request"
+    bare = [story[0], *(Line("caller", t.rstrip(".,").replace(",", "").lower()) for t in lines)]
+    assert JUDGE.judge(bare, language=language).reason == "request"
