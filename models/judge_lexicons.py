@@ -230,6 +230,9 @@ ENGLISH = Lexicon(
         r"(?:question|message|request|problem|issue|thing)(?: for (?:you|him|her|\S+))?"
         r"(?: (?:from|about) (?:\S+ ){0,3}\S+)?",
         r"(?:and )?one (?:more|last|other) (?:thing|question|point)",
+        # said without a verb: "A message for Marco, from the school."
+        r"(?:a|one) (?:quick |short |little )?message(?: for (?:you|him|her|\S+))?"
+        r"(?: (?:from|about) (?:\S+ ){0,3}\S+)?",
         rf"(?:i have|i've got|i got|there's|there is) (?:something|some news|news){_TAIL}",
         r"(?:i|we) (?:just )?(?:wanted|want|need|needed|would like|had) to (?:tell|ask|let|say|remind|update"
         r"|inform|mention|check)(?: \S+){0,2}",
@@ -352,6 +355,9 @@ ITALIAN = Lexicon(
         r"|questione)(?:(?: \S+){0,2}|(?: per \S+)? (?:da parte (?:di|del|della|dello|dell'|dei|degli|delle)"
         r"|dalla|dal|dallo|dall'|dai|dagli|dalle) ?(?:\S+ ){0,2}\S+)",
         r"(?:e )?(?:un' altra|ancora una|un' ultima) (?:cosa|domanda)",
+        r"un (?:messaggio|messaggino)(?: per \S+)?"  # "Un messaggio per Marco.", without a verb
+        r"(?: (?:da parte (?:di|del|della|dello|dell'|dei|degli|delle)"
+        r"|dalla|dal|dallo|dall'|dai|dagli|dalle) ?(?:\S+ ){0,2}\S+)?",
         r"(?:volevo|vorrei|devo|dovevo) (?:dirle|dirgli|dirti|chiederle|chiedergli|chiederti|dire|chiedere"
         r"|sapere|avvisarla|avvisarlo|avvisare|informarla|informarlo|segnalare)(?: \S+){0,2}",
     ),

@@ -513,9 +513,22 @@ def test_a_line_that_only_names_its_topic_waits_for_the_rest(language: str, text
     ("en", "I have a question about the invoice."),
     ("it", "Sì, ho un messaggio da parte della scuola."),
     ("it", "Ho una domanda per Marco dalla banca."),
+    # without a verb, as a message is often announced
+    ("en", "Yes, a message for him from the school."),
+    ("en", "A message from Anna."),
+    ("it", "Sì, un messaggio da parte della scuola."),
+    ("it", "Un messaggio per Marco."),
 ])
 def test_a_message_announced_with_where_it_comes_from_is_still_to_come(language: str, text: str) -> None:
     assert JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language).reason == "preamble"
+
+
+@pytest.mark.parametrize(("language", "text"), [
+    ("en", "A message was left for him yesterday."),
+    ("it", "Un messaggio è arrivato ieri."),
+])
+def test_a_message_spoken_of_with_a_verb_is_no_announcement(language: str, text: str) -> None:
+    assert JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language).reason == "statement"
 
 
 @pytest.mark.parametrize(("language", "text"), [
