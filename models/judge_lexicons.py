@@ -105,6 +105,8 @@ class Lexicon:
         number_asks: str = "",  # a bot line with one of these asks for digits ("what number ...?")
         closing_ends: str = "",  # closings only at a sentence's end ("è tutto", not "è tutto confermato")
         piecewise: str = "",  # a bot question with one of these asks for what comes in pieces (an address)
+        email_words: tuple[str, str] = ("", ""),  # an email address's "dot" and "at", said as words
+        partitives: str = "",  # prepositions that join a count to its noun ("a couple of things")
     ) -> None:
         self.accent_fixes = dict(accent_fixes or {})
         self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
@@ -154,7 +156,8 @@ class Lexicon:
                                          for ps in (topics, sources))
         self.topic_questions = self._phrase_table(topic_questions)
         self.topic_subjects = _cover(self._phrase_table(topic_subjects))
-        self.number_asks = _words(number_asks)
+        self.number_asks, self.email_dots, self.email_ats, self.partitives = (
+            _words(w) for w in (number_asks, *email_words, partitives))
         self.short_answer_cover = _cover(self.short_answers)
         self.short_answer_words = frozenset(p for p in self.short_answers if " " not in p)
         self.greeting_cover = _cover(self.greetings)
@@ -248,6 +251,8 @@ ENGLISH = Lexicon(
     number_asks="number numbers code digits extension reference pin",
     closing_ends="that's all|that is all|that's it|that's everything|nothing else",
     piecewise="address email e-mail spell spelled postcode zip",
+    email_words=("dot", "at"),
+    partitives="of",
     numbers=r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six"
             r"|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
             r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|hundred|thousand|double|triple",
@@ -373,6 +378,8 @@ ITALIAN = Lexicon(
     number_asks="numero numeri codice cifre interno riferimento pin",
     closing_ends="è tutto|basta così|nient'altro|tutto qui",
     piecewise="indirizzo email mail scrive cap",
+    email_words=("punto", "chiocciola"),
+    partitives="di",
     numbers=r"(?:venti?|trenta?|quaranta?|cinquanta?|sessanta?|settanta?|ottanta?|novanta?)(?:uno|due|tré"
             r"|tre|quattro|cinque|sei|sette|otto|nove)|zero|uno|due|tre|quattro|cinque|sei|sette|otto|nove"
             r"|dieci|undici|dodici|tredici|quattordici|quindici|sedici|diciassette|diciotto|diciannove"

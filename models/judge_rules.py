@@ -12,6 +12,8 @@ verdict's `reason`. In priority order:
 4.  filler                 only fillers and hesitations ("um", "well", "ehm", "beh")   WAIT
 5.  trailing-filler        ends in a hesitation ("... the invoice and uh")             WAIT
     tag-question           ends in a question tag, "?" or not ("..., isn't he", "vero") COMPLETE
+    email-started          ends in a name and "dot" and a name, no "at" said ("It's   WAIT, unsure
+                           anna dot berg.", whisper's "anna.berg.")
     spelled-word           ends in spelled letters that spell a word said before       COMPLETE
                            ("Kowalski. K, O, W, A, L, S, K, I.")
     spelling               ... that begin such a word ("Kowalski. K, O, W")           WAIT
@@ -133,6 +135,7 @@ P_TRAILING_PUNCTUATION = 0.08
 P_TRAILING_WORD = 0.05
 P_PREAMBLE = 0.05
 P_TOPIC = 0.15  # "about the party on Saturday.": what about it is still to come
+P_EMAIL_STARTED = 0.3  # "It's anna dot berg.": the "at" is surely coming, unless the caller gave up
 
 
 def _tokens(text: str, lex: Lexicon) -> list[str]:
@@ -175,7 +178,9 @@ def _list_state(texts: Sequence[str], lex: Lexicon) -> _ListState | None:
     state: _ListState | None = None
     for text in texts:
         for sentence in SENTENCE_END.split(text):
-            matches = list(lex.announce_re.finditer(sentence))
+            matches = [m for m in lex.announce_re.finditer(sentence)  # not "alle cinque in punto"
+                       if not any(lex.trailing.get(w) == "preposition" and w not in lex.partitives
+                                  for w in sentence[m.end("count"):m.end()].split()[:-1])]
             if matches:
                 m = matches[-1]
                 count = lex.list_counts[m["count"]]
@@ -288,6 +293,8 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if ends_in_spelling(tokens, lex):
         return _spelled(tokens, context, bot_words, lex)
     last_sentence = SENTENCE_END.split(text)[-1]
+    if _email_started(last_sentence, lex):
+        return Verdict(P_EMAIL_STARTED, "email-started")
     sentence = _tokens(last_sentence, lex) or tokens
     digit = len(tokens) > 1 and bool(lex.number_re.fullmatch(word) and lex.number_re.fullmatch(tokens[-2]))
     if word in lex.trailing and not digit:
@@ -379,6 +386,24 @@ def _request(joined: str, start: str, mark: str, context: Sequence[str], lex: Le
     if not mark and any(CLAUSE_END.search(t) or end_mark(t) for t in context):
         return Verdict(P_UNPUNCTUATED, "unpunctuated")
     return verdict
+
+
+_DOTTED_NAME = re.compile(r"[^\W\d_]\.[^\W\d_]+[.!]?$")  # whisper's "anna.berg."
+
+
+def _email_started(sentence: str, lex: Lexicon) -> bool:
+    """`sentence` ends in the name before an email address's "at" ("It's anna dot berg.", "È anna punto
+    berti."), with no "at" said: the domain is still to come."""
+    if "@" in sentence:
+        return False
+    if _DOTTED_NAME.search(sentence):
+        return True
+    words = _tokens(sentence, lex)
+    if len(words) < 3 or words[-2] not in lex.email_dots or any(w in lex.email_ats for w in words):
+        return False
+    before, after = words[-3], words[-1]
+    plain = (lex.trailing.keys() | lex.dangling.keys() | lex.fillers | lex.ordinals.keys())
+    return not ({before, after} & plain or lex.number_re.fullmatch(after) or lex.number_re.fullmatch(before))
 
 
 def _introduces(line: str, lex: Lexicon) -> bool:

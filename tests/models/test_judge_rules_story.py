@@ -225,3 +225,31 @@ def test_a_request_left_open_by_a_transcriber_that_marks_ends_is_unsure(language
     assert JUDGE.judge(marked, language=language).reason == "request"
     bare = [story[0], *(Line("caller", t.rstrip(".,").replace(",", "").lower()) for t in lines)]
     assert JUDGE.judge(bare, language=language).reason == "request"
+
+
+@pytest.mark.parametrize(("language", "started", "whole"), [
+    ("en", "It's anna dot berg.", "It's anna dot berg at northmail dot com."),
+    ("en", "It's Anna.berg.", "It's anna.berg@northmail.com."),  # whisper's spelling of it
+    ("it", "È anna punto berti.", "È anna punto berti chiocciola posta punto it."),
+])
+def test_an_email_address_with_no_at_yet_is_still_being_given(language: str, started: str,
+                                                               whole: str) -> None:
+    verdict = judge(started, language=language)
+    assert verdict.reason == "email-started" and 0.2 <= verdict.p_complete < 0.5  # the shorter backstop
+    assert complete(judge(whole, language=language))
+
+
+@pytest.mark.parametrize(("language", "text"), [
+    ("en", "Be there at nine on the dot."),
+    ("en", "The level was three dot five."),
+    ("it", "Punto e basta."),
+    ("it", "Il secondo punto dolente è il prezzo."),
+])
+def test_a_dot_that_is_no_email_is_not_one(language: str, text: str) -> None:
+    assert judge(text, language=language).reason != "email-started"
+
+
+def test_a_time_on_the_hour_is_no_announced_list() -> None:
+    # "cinque ... punto" once read as "five points" to come: the caller waited 4 s for an answer
+    assert complete(judge("Può richiamarmi alle cinque in punto.", language="it"))
+    assert not complete(judge("Allora, un paio di cose.", language="it"))  # "di" joins count and noun
