@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
+from array import array
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,8 +148,11 @@ class LlamaCppReplies:
                 # Bring back the system prompt (a copy when cached); llama-cpp-python's own prefix
                 # matching then evaluates only the rest.
                 self.model.eval_prompt(tokens[:keep], keep=keep)
+            # sampled with a seed of the prompt's own: a reply is a function of the story it answers,
+            # not of the calls and replies the process served before (replays and side-by-side runs)
+            seed = zlib.crc32(array("i", tokens).tobytes())
             stream = llm.create_completion(tokens, max_tokens=max_tokens, stop=stop, stream=True,
-                                           temperature=self.options.temperature)
+                                           temperature=self.options.temperature, seed=seed)
             try:
                 for chunk in stream:
                     text = text_out.feed(chunk["choices"][0]["text"])

@@ -260,6 +260,19 @@ def test_llamacpp_reply_streams_deltas_then_ends(gguf_dir: Path, chat_template: 
     assert events == _events(model, STORY, max_tokens=24)  # greedy: the same again
 
 
+def test_a_sampled_reply_depends_on_its_story_alone(gguf_dir: Path) -> None:
+    model = _model(gguf_dir, "tiny.gguf")
+
+    def said(story: list[Line]) -> str:
+        events = _events(model, story, temperature=0.9, max_tokens=24)
+        return "".join(e.text for e in events if isinstance(e, ReplyDelta))
+
+    first = said(NEXT)
+    said(STORY)  # another call's reply moves no random state
+    assert said(NEXT) == first
+    assert said(CLOSED) != first
+
+
 def test_closing_a_llamacpp_reply_stops_generation(gguf_dir: Path) -> None:
     model = _model(gguf_dir, "close.gguf")
     replies = LlamaCppReplies(model, LlamaCppRepliesOptions(max_tokens=400, temperature=0.0))
