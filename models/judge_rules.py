@@ -388,18 +388,21 @@ def _request(joined: str, start: str, mark: str, context: Sequence[str], lex: Le
     return verdict
 
 
-_DOTTED_NAME = re.compile(r"[^\W\d_]\.[^\W\d_]+[.!]?$")  # whisper's "anna.berg."
+_DOTTED_NAME = re.compile(r"[^\W\d_]\.([^\W\d_]+)[.!]?$")  # whisper's "anna.berg."
+_DOMAIN_ENDS = frozenset({"com", "org", "net", "info", "edu", "gov", "io", "eu", "uk", "co", "it", "de", "fr",
+                          "es", "ch"})
 
 
 def _email_started(sentence: str, lex: Lexicon) -> bool:
     """`sentence` ends in the name before an email address's "at" ("It's anna dot berg.", "È anna punto
-    berti."), with no "at" said: the domain is still to come."""
-    if "@" in sentence:
-        return False
-    if _DOTTED_NAME.search(sentence):
-        return True
+    berti."), with no "at" said: the domain is still to come. Not a domain ("standin dot com")."""
     words = _tokens(sentence, lex)
-    if len(words) < 3 or words[-2] not in lex.email_dots or any(w in lex.email_ats for w in words):
+    if "@" in sentence or any(w in lex.email_ats for w in words):
+        return False
+    dotted = _DOTTED_NAME.search(sentence)
+    if dotted:
+        return dotted[1].lower() not in _DOMAIN_ENDS
+    if len(words) < 3 or words[-2] not in lex.email_dots or words[-1] in _DOMAIN_ENDS:
         return False
     before, after = words[-3], words[-1]
     plain = (lex.trailing.keys() | lex.dangling.keys() | lex.fillers | lex.ordinals.keys())

@@ -244,6 +244,9 @@ def test_an_email_address_with_no_at_yet_is_still_being_given(language: str, sta
     ("en", "The level was three dot five."),
     ("it", "Punto e basta."),
     ("it", "Il secondo punto dolente è il prezzo."),
+    ("en", "You'll find it on standin dot com."),  # a website, whole
+    ("en", "It's all on standin.com."),
+    ("it", "Lo trova su standin punto it."),
 ])
 def test_a_dot_that_is_no_email_is_not_one(language: str, text: str) -> None:
     assert judge(text, language=language).reason != "email-started"
