@@ -81,7 +81,7 @@ from dataclasses import dataclass
 
 from models.engines import Line, Verdict
 from models.judge_lexicons import ENGLISH, LEXICONS, Lexicon
-from models.judge_spelling import ends_in_spelling, spells
+from models.judge_spelling import email_started, ends_in_spelling, spells
 from models.judge_text import (
     CLAUSE_END,
     SENTENCE_END,
@@ -293,9 +293,9 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if ends_in_spelling(tokens, lex):
         return _spelled(tokens, context, bot_words, lex)
     last_sentence = SENTENCE_END.split(text)[-1]
-    if _email_started(last_sentence, lex):
-        return Verdict(P_EMAIL_STARTED, "email-started")
     sentence = _tokens(last_sentence, lex) or tokens
+    if email_started(last_sentence, sentence, lex):
+        return Verdict(P_EMAIL_STARTED, "email-started")
     digit = len(tokens) > 1 and bool(lex.number_re.fullmatch(word) and lex.number_re.fullmatch(tokens[-2]))
     if word in lex.trailing and not digit:
         return Verdict(P_TRAILING_WORD, f"trailing-{lex.trailing[word]}")
@@ -386,27 +386,6 @@ def _request(joined: str, start: str, mark: str, context: Sequence[str], lex: Le
     if not mark and any(CLAUSE_END.search(t) or end_mark(t) for t in context):
         return Verdict(P_UNPUNCTUATED, "unpunctuated")
     return verdict
-
-
-_DOTTED_NAME = re.compile(r"[^\W\d_]\.([^\W\d_]+)[.!]?$")  # whisper's "anna.berg."
-_DOMAIN_ENDS = frozenset({"com", "org", "net", "info", "edu", "gov", "io", "eu", "uk", "co", "it", "de", "fr",
-                          "es", "ch"})
-
-
-def _email_started(sentence: str, lex: Lexicon) -> bool:
-    """`sentence` ends in the name before an email address's "at" ("It's anna dot berg.", "È anna punto
-    berti."), with no "at" said: the domain is still to come. Not a domain ("standin dot com")."""
-    words = _tokens(sentence, lex)
-    if "@" in sentence or any(w in lex.email_ats for w in words):
-        return False
-    dotted = _DOTTED_NAME.search(sentence)
-    if dotted:
-        return dotted[1].lower() not in _DOMAIN_ENDS
-    if len(words) < 3 or words[-2] not in lex.email_dots or words[-1] in _DOMAIN_ENDS:
-        return False
-    before, after = words[-3], words[-1]
-    plain = (lex.trailing.keys() | lex.dangling.keys() | lex.fillers | lex.ordinals.keys())
-    return not ({before, after} & plain or lex.number_re.fullmatch(after) or lex.number_re.fullmatch(before))
 
 
 def _introduces(line: str, lex: Lexicon) -> bool:

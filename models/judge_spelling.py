@@ -1,6 +1,7 @@
-"""Spelled letters at the end of a caller's words, for the rules judge (`models.judge_rules`): whether the
-words end in a spelling, and whether its letters spell a word said before them (the spelling is done) or
-only the start of one (more letters are coming). Pure functions of normalised tokens.
+"""Spelled letters and email addresses at the end of a caller's words, for the rules judge
+(`models.judge_rules`): whether the words end in a spelling, and whether its letters spell a word said
+before them (the spelling is done) or only the start of one (more letters are coming); whether they end
+in the first half of an email address. Pure functions of normalised text and tokens.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Literal
 
 from models.judge_lexicons import Lexicon
 
-__all__ = ["ends_in_spelling", "spells"]
+__all__ = ["email_started", "ends_in_spelling", "spells"]
 
 _LETTER_RUN = re.compile(r"[a-z](?:-[a-z])+")  # letters spelled with hyphens: "k-o-w"
+_DOTTED_NAME = re.compile(r"[^\W\d_]\.([^\W\d_]+)[.!]?$")  # whisper's "anna.berg."
+_DOMAIN_ENDS = frozenset({"com", "org", "net", "info", "edu", "gov", "io", "eu", "uk", "co", "it", "de", "fr",
+                          "es", "ch"})
 
 
 def ends_in_spelling(tokens: Sequence[str], lex: Lexicon) -> bool:
@@ -28,6 +32,20 @@ def ends_in_spelling(tokens: Sequence[str], lex: Lexicon) -> bool:
     if letters and not all(t in lex.one_letter_words for t in tail[-2:]):
         return True
     return bool(lex.spelling_re.search(" ".join(tokens[-4:])))
+
+
+def email_started(sentence: str, tokens: Sequence[str], lex: Lexicon) -> bool:
+    """The last sentence (`sentence`, its words `tokens`) ends in the name before an email address's "at"
+    ("It's anna dot berg.", "È anna punto berti."), with no "at" said: the domain is still to come. Not a
+    domain ("standin dot com")."""
+    if "@" in sentence or any(t in lex.email_ats for t in tokens):
+        return False
+    dotted = _DOTTED_NAME.search(sentence)
+    if dotted:
+        return dotted[1].lower() not in _DOMAIN_ENDS
+    if len(tokens) < 3 or tokens[-2] not in lex.email_dots or tokens[-1] in _DOMAIN_ENDS:
+        return False
+    return not any(t in lex.no_content or lex.number_re.fullmatch(t) for t in (tokens[-3], tokens[-1]))
 
 
 def spells(said: Sequence[str], also: Iterable[str], lex: Lexicon) -> Literal["word", "part", ""]:
