@@ -352,7 +352,8 @@ ITALIAN = Lexicon(
     preambles=(
         rf"(?:volevo|vorrei|voglio|devo|dovevo|posso|potrei) (?:lasciare|lasciargli|lasciarle|lasciarti)"
         rf" (?:un )?(?:messaggio|messaggino){_TAIL}",
-        rf"(?:(?:la|ti|vi|lo|le) )?(?:chiamo|sto chiamando|telefono)(?: (?:per|perché|riguardo|a proposito"
+        rf"(?:(?:la|ti|vi|lo|le) )?(?:chiamo|chiamavo|sto chiamando|stavo chiamando|telefono|telefonavo)"
+        rf"(?: (?:per|perché|riguardo|a proposito"
         rf"|da parte|dalla|dal|da|circa|in merito){_TAIL})?",
         r"(?:il|la) (?:fatto|punto|problema|questione|cosa|motivo|storia) è(?: che)?",
         r"il motivo (?:per cui|della) (?:la |ti )?(?:chiamo|chiamata)(?: è)?",
@@ -404,7 +405,8 @@ ITALIAN = Lexicon(
                     "|potrebbe|posso|sa|mi sa|avete|ci sono",
     urgency="urgente|urgenza|urgentemente|emergenza|subito|al più presto|il prima possibile|prima possibile"
             "|appena possibile|appena può|immediatamente",
-    greetings="buongiorno|buonasera|salve|ciao|pronto|buon pomeriggio|sì buongiorno|sì pronto",
+    greetings="buongiorno|buonasera|salve|ciao|pronto|buon pomeriggio|sì buongiorno|sì pronto"
+              "|buon giorno|buona sera|sì buon giorno|sì buona sera",  # whisper writes both
     list_counts={"due": 2, "tre": 3, "quattro": 4, "cinque": 5, "sei": 6, "sette": 7, "otto": 8, "nove": 9,
                  "dieci": 10, "2": 2, "3": 3, "4": 4, "5": 5, "6": 6, "un paio di": 2, "alcune": 2,
                  "alcuni": 2, "qualche": 2, "diverse": 2, "diversi": 2, "varie": 2, "vari": 2},

@@ -430,6 +430,9 @@ def test_pure() -> None:
     ("it", "Sono ancora Giorgio, per la fattura.", "WAIT"),
     ("it", "Buongiorno, sono di nuovo Carla.", "WAIT"),
     ("it", "Sono Anna, della palestra, la lezione è annullata.", "COMPLETE"),
+    # whisper writes the greeting as two words as often as one
+    ("it", "Buona sera, mi chiamo Paolo Greco.", "WAIT"),
+    ("it", "Sì, buon giorno, sono Marta dell'ufficio.", "WAIT"),
 ])
 def test_a_caller_who_only_says_who_they_are_is_not_done(language: str, text: str, expected: str) -> None:
     verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
@@ -518,6 +521,9 @@ def test_a_line_that_only_names_its_topic_waits_for_the_rest(language: str, text
     ("en", "A message from Anna."),
     ("it", "Sì, un messaggio da parte della scuola."),
     ("it", "Un messaggio per Marco."),
+    # calling, said in the imperfect with nothing after it: why comes next
+    ("it", "Sì, pronto, chiamavo."),
+    ("it", "Salve, telefonavo per conto della banca."),
 ])
 def test_a_message_announced_with_where_it_comes_from_is_still_to_come(language: str, text: str) -> None:
     assert JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language).reason == "preamble"
