@@ -69,6 +69,7 @@ class CallOptions:
     go_ahead: str = _EN["go_ahead"]  # to a caller who announced what is coming, then stopped
     apology: str = _EN["apology"]
     repeat: str = _EN["repeat"]  # asked when the caller's words were not heard clearly (rule 11)
+    unheard: str = _EN["unheard"]  # said when speech came to no words again right after that question
     readback: str = _EN["readback"]  # a dictated number read back (rule 11); {number} is the number
     caller_backchannels: frozenset[str] = BACKCHANNELS  # what counts as "mhm" from the caller
     silence_timeout_s: float = 10.0
@@ -115,7 +116,7 @@ class Conversation:
                                 read_back=lambda r: self.number.read_back(r, self._mouth),
                                 empty_reply=self._empty_reply)
         self.repeat = AskToRepeat(o.turns, o.call.repeat, self._desk, self._mouth, self.rate,
-                                  set_aside=self._set_aside)
+                                  set_aside=self._set_aside, unheard=o.call.unheard)
         self._quiet_since: float | None = 0.0  # caller silent since (None while voiced)
         self._voice_epoch = 0  # caller voice onsets so far
         self._hang_up: tuple[int, bool] | None = None  # a model's goodbye played: (voice epoch, quiet)

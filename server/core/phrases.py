@@ -11,7 +11,8 @@ from types import MappingProxyType
 
 __all__ = ["PHRASES", "PHRASE_KEYS", "phrases_for"]
 
-PHRASE_KEYS = ("greeting", "goodbye", "ack", "backchannel", "go_ahead", "apology", "repeat", "readback")
+PHRASE_KEYS = ("greeting", "goodbye", "ack", "backchannel", "go_ahead", "apology", "repeat", "unheard",
+               "readback")
 
 PHRASES = MappingProxyType({
     "en": MappingProxyType({
@@ -22,6 +23,8 @@ PHRASES = MappingProxyType({
         "go_ahead": "Go ahead.",  # after "I'd like to leave a message for Marco." and quiet
         "apology": "Sorry, something went wrong on my side. Could you say that again?",
         "repeat": "Sorry, I didn't catch that. Could you say it again?",
+        # speech that again came to no words: no second question (rule 11)
+        "unheard": "Sorry, I still can't make out what you're saying. The line may be bad.",
         "readback": "Let me read that back: {number}. Is that right?",  # a dictated number, in groups
         # ring-through (server/core/ringthrough.py): to the caller, then to the owner
         "ring_trying": "One moment, I'll try to put you through now.",
@@ -45,6 +48,7 @@ PHRASES = MappingProxyType({
         "go_ahead": "Dica pure.",
         "apology": "Mi scusi, ho avuto un problema. Può ripetere?",
         "repeat": "Mi scusi, non ho capito bene. Può ripetere?",
+        "unheard": "Mi scusi, continuo a non capirla. Forse la linea è disturbata.",
         "readback": "Le rileggo il numero: {number}. È corretto?",
         "ring_trying": "Un momento, provo a metterla in comunicazione.",
         "ring_no_answer": "Al momento non risponde. Mi lasci pure il messaggio, lo riferirò.",
