@@ -36,6 +36,8 @@ URGENCIES = ("low", "normal", "high")
 MAX_NAME = 200
 MAX_NUMBER = 64
 MAX_TEXT = 2000
+UNHEARD_FRAGMENT_S = 0.6  # a fragment with no words counts as unheard speech from this long (as rule 11 asks)
+UNHEARD_MIN_S = 1.5  # a call with this much of it and no words at all still leaves a message
 
 # No length limits here: llama.cpp turns each one into a grammar rule nested as deep as the limit.
 # Lengths are checked on what comes back instead.
@@ -149,6 +151,26 @@ def prompt_messages(story: CallStory, template_dir: str | Path | None = None) ->
     }
     system = _PLACEHOLDER.sub(lambda m: values[m[1]], template)
     return [{"role": "system", "content": system}, {"role": "user", "content": transcript_text(story.lines)}]
+
+
+def unheard_speech_s(call: Call) -> float:
+    """Seconds of the caller's speech that came to no words, in fragments long enough to have held some
+    (a cough or a knock is shorter)."""
+    return sum(f.end_s - f.start_s for f in call.fragments
+               if not f.text.strip() and f.end_s - f.start_s >= UNHEARD_FRAGMENT_S)
+
+
+def unheard_message(story: CallStory, unheard_s: float) -> TakenMessage | None:
+    """The message of a call whose caller spoke for `unheard_s` seconds and none of it came out as words
+    (a bad line, a language the recogniser does not know): that they called, and from which number. None
+    when words were heard (they make the message) or the speech was too short to be sure of a caller."""
+    if story.caller_lines() or unheard_s < UNHEARD_MIN_S:
+        return None
+    text = (f"The caller spoke for about {round(unheard_s)} seconds, but none of it could be made out "
+            "(the line may have been bad).")
+    return TakenMessage(caller_name=story.caller_name[:MAX_NAME],
+                        callback_number=normalise(story.caller_number)[:MAX_NUMBER], text=text,
+                        urgency="normal", language="en", source="standin", transcript="")
 
 
 def transcript_message(story: CallStory) -> TakenMessage:

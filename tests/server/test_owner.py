@@ -287,3 +287,30 @@ def test_a_call_that_fails_logs_where_and_keeps_its_error_text_out_of_the_log(
     assert "RuntimeError raised in test_owner.py:" in failed
     [folder] = list((tmp_path / "calls").iterdir())
     assert "4929" in json.loads((folder / "summary.json").read_text())["error"]  # the call's own file has it
+
+
+def test_a_caller_who_spoke_but_was_never_made_out_still_leaves_a_message(db: Database) -> None:
+    # A caller on a bad line, asked to repeat and then told they could not be made out, hung up with no
+    # words heard: the owner still learns who rang. A robocall the screen ended, or a cough, leaves none.
+    config = load(None)
+    owner = Owner(config, db, Engines(SpanVad([]), SpanStt([]), RulesJudge(), ScriptLlm([]), ToneTts()))
+
+    def summary(ended: str, *spans: tuple[float, float]) -> dict[str, Any]:
+        return {"caller_fragments": [{"start_s": a, "end_s": b, "text": ""} for a, b in spans],
+                "bot_turns": [], "decisions": [], "ended": ended, "duration_s": 20.0, "error": None}
+
+    owner.start()
+    try:
+        plan = default_plan(config, NUMBER)
+        results = [owner.call_ended(owner.open_call(uid, plan=plan, caller_number=NUMBER), summary(*ended))
+                   for uid, ended in (("bad line", ("caller hung up", (1.5, 4.2), (7.8, 10.3))),
+                                      ("robocall", ("screened: recording", (0.5, 9.0))),
+                                      ("cough", ("caller hung up", (2.0, 2.4), (5.0, 5.5))))]
+        ids = [r.result(60) for r in results]
+    finally:
+        owner.stop()
+    assert ids[1:] == [None, None]
+    with db.session() as s:
+        message = s.get(Message, ids[0])
+        assert message is not None and message.source == "standin" and message.callback_number == NUMBER
+        assert message.text.startswith("The caller spoke for about 5 seconds, but none of it could be made")
