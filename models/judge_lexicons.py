@@ -107,9 +107,14 @@ class Lexicon:
         piecewise: str = "",  # a bot question with one of these asks for what comes in pieces (an address)
         email_words: tuple[str, str] = ("", ""),  # an email address's "dot" and "at", said as words
         partitives: str = "",  # prepositions that join a count to its noun ("a couple of things")
+        # a regex for a whole postcode, letters upper-case and digits run together ("BS64QT" for "B S six,
+        # four Q T"), and the words that say an address is being given; digit_words: "oh" is 0
+        postcode: tuple[str, str] = (r"(?!)", ""),
+        digit_words: Mapping[str, str] | None = None,
     ) -> None:
-        self.accent_fixes = dict(accent_fixes or {})
-        self._token_re = _ELIDED_TOKEN if split_elision else _TOKEN
+        self.accent_fixes, self.digit_words = dict(accent_fixes or {}), dict(digit_words or {})
+        self.postcode_re, self.address_words, self._token_re = (
+            re.compile(postcode[0]), _words(postcode[1]), _ELIDED_TOKEN if split_elision else _TOKEN)
         self.trailing = {w: cls for cls, ws in trailing.items() for w in ws.split()}
         self.dangling = {w: cls for cls, ws in dangling.items() for w in ws.split()}
         self.resolvers = _words(resolvers)
@@ -253,6 +258,10 @@ ENGLISH = Lexicon(
     piecewise="address email e-mail spell spelled postcode zip",
     email_words=("dot", "at"),
     partitives="of",
+    # the UK's: the outward code, then the inward one (a digit, two letters)
+    postcode=(r"[A-Z]{1,2}\d[A-Z\d]?\d[A-Z]{2}", "address postcode postal deliver delivery"),
+    digit_words={w: str(d) for d, ws in enumerate(("zero oh", "one", "two", "three", "four", "five", "six",
+                                                  "seven", "eight", "nine")) for w in ws.split()},
     numbers=r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five|six"
             r"|seven|eight|nine))?|zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
             r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|hundred|thousand|double|triple",

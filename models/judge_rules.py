@@ -81,7 +81,7 @@ from dataclasses import dataclass
 
 from models.engines import Line, Verdict
 from models.judge_lexicons import ENGLISH, LEXICONS, Lexicon
-from models.judge_spelling import email_started, ends_in_spelling, spells
+from models.judge_spelling import email_started, ends_in_postcode, ends_in_spelling, spells
 from models.judge_text import (
     CLAUSE_END,
     SENTENCE_END,
@@ -120,6 +120,7 @@ P_PERIOD_AFTER = 0.3
 P_QUESTION_CUT = 0.3  # a question mark after a word no question ends on: whisper's, or a word lost
 P_SPELLING = 0.3  # letters spelled so far: perhaps the whole word, perhaps not
 P_SPELLED_WORD = 0.85  # the letters spell a word the caller (or the bot) said before them
+P_POSTCODE = 0.85  # "..., Bristol, B S six, four Q T.": a whole postcode ends an address
 P_SPELLING_PART = 0.15  # ... only the start of one
 P_LIST_OPENER = 0.18
 P_DANGLING = 0.15
@@ -250,10 +251,12 @@ class RulesJudge:
         asked = not since_bot and last > 0 and story[last - 1].role == "bot" and end_mark(bot) == "?"
         about = asked and any(has_phrase(p, f" {' '.join(bot_words)} ") for p in lex.topic_questions)
         pieces = asked and any(t in lex.piecewise for t in bot_words)
-        phone = (any(t in lex.number_asks for t in bot_words)
-                 or any(t in lex.number_contexts for t in _tokens(" ".join([*since_bot, text]), lex)))
+        turn = _tokens(" ".join([*since_bot, text]), lex)
+        phone = any(t in lex.number_asks for t in bot_words) or any(t in lex.number_contexts for t in turn)
+        address = any(t in lex.address_words for t in (*bot_words, *turn))
         return _judge_line(text, tokens, lex, context, first=first, carried_digits=carried, asked=asked,
-                           asked_topic=about, number_talk=phone, pieces=pieces, bot_words=bot_words)
+                           asked_topic=about, number_talk=phone, pieces=pieces, bot_words=bot_words,
+                           address=address)
 
 
 def caller_closed(story: Sequence[Line], language: str) -> bool:
@@ -275,7 +278,8 @@ def caller_closed(story: Sequence[Line], language: str) -> bool:
 
 def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], *, first: bool,
                 carried_digits: int = 0, asked: bool = False, asked_topic: bool = False,
-                number_talk: bool = False, pieces: bool = False, bot_words: Sequence[str] = ()) -> Verdict:
+                number_talk: bool = False, pieces: bool = False, bot_words: Sequence[str] = (),
+                address: bool = False) -> Verdict:
     mark = end_mark(text)
     if mark == "?":
         return _question(text, context, lex)
@@ -290,8 +294,8 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
         return Verdict(P_TRAILING_FILLER, "trailing-filler")
     if _ends_with(tokens, lex.tag_questions, more=2):
         return Verdict(P_TAG_QUESTION, "tag-question")
-    if ends_in_spelling(tokens, lex):
-        return _spelled(tokens, context, bot_words, lex)
+    if (spelled := _spelled(tokens, context, bot_words, lex, address=address)) is not None:
+        return spelled
     last_sentence = SENTENCE_END.split(text)[-1]
     sentence = _tokens(last_sentence, lex) or tokens
     if email_started(last_sentence, sentence, lex):
@@ -445,11 +449,15 @@ def _ends_with(tokens: Sequence[str], phrases: Sequence[list[str]], *, more: int
     return any(len(tokens) >= len(words) + more and list(tokens[-len(words):]) == words for words in phrases)
 
 
-def _spelled(tokens: Sequence[str], context: Sequence[str], bot_words: Sequence[str],
-             lex: Lexicon) -> Verdict:
+def _spelled(tokens: Sequence[str], context: Sequence[str], bot_words: Sequence[str], lex: Lexicon, *,
+             address: bool) -> Verdict | None:
     """A line ending in spelled letters: done when, with the letters of the caller's lines before it,
-    they spell a word said before them or in the bot's last line; still going when they spell only the
-    start of one (`models.judge_spelling`)."""
+    they spell a word said before them or in the bot's last line, or a whole postcode while an address
+    is given; still going when they spell only the start of a word (`models.judge_spelling`)."""
+    if address and ends_in_postcode(tokens, lex):
+        return Verdict(P_POSTCODE, "postcode")
+    if not ends_in_spelling(tokens, lex):
+        return None
     said = [t for line in context for t in _tokens(line, lex)] + list(tokens)
     found = spells(said, bot_words, lex)
     if found == "word":

@@ -14,10 +14,11 @@ from typing import Literal
 
 from models.judge_lexicons import Lexicon
 
-__all__ = ["email_started", "ends_in_spelling", "spells"]
+__all__ = ["email_started", "ends_in_postcode", "ends_in_spelling", "spells"]
 
 _LETTER_RUN = re.compile(r"[a-z](?:-[a-z])+")  # letters spelled with hyphens: "k-o-w"
 _DOTTED_NAME = re.compile(r"[^\W\d_]\.([^\W\d_]+)[.!]?$")  # whisper's "anna.berg."
+_POSTCODE_MAX = 10  # characters: longer than any country's postcode
 _DOMAIN_ENDS = frozenset({"com", "org", "net", "info", "edu", "gov", "io", "eu", "uk", "co", "it", "de", "fr",
                           "es", "ch"})
 
@@ -32,6 +33,24 @@ def ends_in_spelling(tokens: Sequence[str], lex: Lexicon) -> bool:
     if letters and not all(t in lex.one_letter_words for t in tail[-2:]):
         return True
     return bool(lex.spelling_re.search(" ".join(tokens[-4:])))
+
+
+def ends_in_postcode(tokens: Sequence[str], lex: Lexicon) -> bool:
+    """The words end in a whole postcode, read out piece by piece or not ("b s six four q t", "bs6 4qt"):
+    the address it ends is given. Its pieces are digits and runs of at most two letters (so no longer
+    word is read as a part of one); the caller judges whether an address is being given at all."""
+    tail = ""
+    for token in reversed(tokens):
+        piece = lex.digit_words.get(token, token)
+        word = not any(c.isdigit() for c in piece) and len(piece) > 2
+        if word or not (piece.isascii() and piece.isalnum()):
+            return False
+        tail = piece.upper() + tail
+        if lex.postcode_re.fullmatch(tail):
+            return True
+        if len(tail) > _POSTCODE_MAX:
+            return False
+    return False
 
 
 def email_started(sentence: str, tokens: Sequence[str], lex: Lexicon) -> bool:

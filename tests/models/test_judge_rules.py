@@ -581,3 +581,21 @@ def test_a_question_mark_after_a_word_no_question_ends_on_is_unsure(language: st
 def test_a_last_clause_of_only_a_filler_after_content_waits(language: str, text: str, complete: bool) -> None:
     verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
     assert (verdict.p_complete >= 0.5) == complete, verdict
+
+
+@pytest.mark.parametrize(("story", "reason"), [
+    # read out piece by piece, the way an espeak caller said it and the shared transcripts write it
+    (["The delivery address is forty two Rosewood Avenue,", "flat three,", "Bristol, B S six, four Q T."],
+     "postcode"),
+    (["The delivery address is 42 Rosewood Avenue.", "Bristol, BS6 4QT."], "postcode"),
+    (["B: What's the address for the delivery?", "It's 12 Mill Lane, Oxford, O X four, one A A."],
+     "postcode"),
+    (["The delivery address is 42 Rosewood Avenue.", "Bristol, B S six, four Q"], "unpunctuated"),
+    # not an address: the same letters and digits are a code, which may have more to it
+    (["The code is A B 7 4 Q T."], "spelling"),
+])
+def test_a_whole_postcode_ends_the_address_it_is_given_in(story: list[str], reason: str) -> None:
+    lines = [Line("bot", s[3:]) if s.startswith("B: ") else Line("caller", s) for s in story]
+    verdict = JUDGE.judge(lines, language="en")
+    assert verdict.reason == reason
+    assert (verdict.p_complete >= 0.5) == (reason == "postcode")
