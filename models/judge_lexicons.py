@@ -294,7 +294,10 @@ ENGLISH = Lexicon(
               "fifth": 5},
     list_enders="finally|lastly|last|last one|last thing|and last",
     list_openers=(
-        r"(?:first|firstly|first of all|first off|to start with|to begin with|for starters)\b.*",
+        # "first" before one of these nouns is no opener: "First floor, flat two.", "First day of June."
+        r"(?:first|firstly|first of all|first off|to start with|to begin with|for starters)\b"
+        r"(?! (?:day|days|time|floor|name|week|weekend|month|year|thing in the|class|half|quarter|aid|date"
+        r"|choice|place|light)\b).*",
         r"the first (?:thing|one|point|question|problem|issue|item)\b.*",
     ),
     list_items=(
@@ -428,7 +431,8 @@ ITALIAN = Lexicon(
               "secondariamente": 2, "terzo": 3, "terza": 3, "quarto": 4, "quarta": 4, "quinto": 5},
     list_enders="infine|per ultimo|per ultima|per finire|l'ultima cosa|ultima cosa|l'ultimo|ultimo punto",
     list_openers=(
-        r"(?:prima di tutto|innanzitutto|anzitutto|per prima cosa|primo|per cominciare|per iniziare)\b.*",
+        r"(?:prima di tutto|innanzitutto|anzitutto|per prima cosa|primo|per cominciare|per iniziare)\b"
+        r"(?! (?:piano|giorno|giorni|pomeriggio|mattino|tempo|nome|anno|mese|turno|posto|appuntamento)\b).*",
         r"(?:la prima|il primo) (?:cosa|punto|domanda|problema|questione)\b.*",
     ),
     list_items=(

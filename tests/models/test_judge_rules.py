@@ -599,3 +599,17 @@ def test_a_whole_postcode_ends_the_address_it_is_given_in(story: list[str], reas
     verdict = JUDGE.judge(lines, language="en")
     assert verdict.reason == reason
     assert (verdict.p_complete >= 0.5) == (reason == "postcode")
+
+
+@pytest.mark.parametrize(("language", "text", "opens"), [
+    ("en", "First, the car is ready.", True),
+    ("en", "First the car is ready.", True),
+    ("it", "Primo, la macchina è pronta.", True),
+    # "first" as an adjective opens no list: whisper's "First day, at half past two." for "Thursday, ..."
+    ("en", "First day, at half past two.", False),
+    ("en", "First floor, flat two.", False),
+    ("it", "Primo piano, a sinistra.", False),
+])
+def test_first_opens_a_list_only_as_an_ordinal(language: str, text: str, opens: bool) -> None:
+    verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
+    assert (verdict.reason == "list-opener") == opens
