@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 
 from server.config import Config
 from server.contacts import CallPlan, default_plan, plan_call
-from server.core.screening import SCREENED
 from server.messages import (
     CallStory,
     Interrupted,
@@ -222,8 +221,7 @@ class Owner:
                 return call.message.id
             story = story_of_call(call, self.config.llm.owner_name, self.config.language)
             ring, who, started = call.ring_through, call.caller_name or call.caller_number, call.started_at
-            # a screened robocall leaves nothing, however much of it was speech with no words
-            unheard = 0.0 if call.ended_reason.startswith(SCREENED) else unheard_speech_s(call)
+            unheard = unheard_speech_s(call)
         taken = self._write(story, interrupt_on_call) or unheard_message(story, unheard)
         # a ring-through that missed the owner is said first, urgent, even when the caller said nothing
         taken = with_missed_ring(taken, ring, caller=who, started_at=started)
