@@ -39,6 +39,8 @@ PHRASES = MappingProxyType({
         # screening (server/core/screening.py): the goodbye to a silent call, then to a recording
         "screened_silent": "I can't hear anyone on the line, so I'll hang up now. Goodbye.",
         "screened_recording": "This line doesn't take recorded calls. Goodbye.",
+        "screened_unheard": "I'm sorry, I can't make out what you're saying, so I'll end the call here. "
+                            "Goodbye.",
     }),
     "it": MappingProxyType({
         "greeting": "Buongiorno, risponde l'assistente della persona che ha chiamato. Come posso aiutarla?",
@@ -61,6 +63,8 @@ PHRASES = MappingProxyType({
         "ring_number": "il numero {number}",
         "screened_silent": "Non sento nessuno in linea, quindi riaggancio. Arrivederci.",
         "screened_recording": "Questa linea non accetta chiamate registrate. Arrivederci.",
+        "screened_unheard": "Mi scusi, non riesco a capire cosa dice, quindi chiudo la chiamata. "
+                            "Arrivederci.",
     }),
 })
 

@@ -33,6 +33,7 @@ from typing import Any
 from server.core.phrases import phrases_for
 
 SCREENED = "screened"  # how a screened call's end reason starts ("screened: silent")
+UNHEARD_VOICE_S = 1.5  # voice in a call screened as silent that makes its goodbye say it was not made out
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +96,11 @@ class Screen:
         self._words = False
 
     def goodbye(self) -> str:
-        """What the bot says to end a screened call."""
+        """What the bot says to end a screened call: a silent call where a voice was heard (words never
+        made out of it: a bad line) is not told that nobody is there."""
         kind = self.verdict.kind if self.verdict is not None else "silent"
+        if kind == "silent" and self.voice_s >= UNHEARD_VOICE_S:
+            kind = "unheard"
         return phrases_for(self.options.language)[f"screened_{kind}"]
 
     def ended(self, t: float, reason: str) -> str:

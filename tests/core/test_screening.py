@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from server.core.phrases import phrases_for
 from server.core.screening import Screen, ScreeningOptions, is_screened
 
 STEP = 0.032
@@ -30,6 +31,14 @@ def test_nobody_speaking_is_a_silent_call_after_the_greeting() -> None:
     assert s.verdict is not None and s.verdict.kind == "silent"
     assert 12.0 <= s.verdict.at_s < 12.2  # 8 s after the greeting went quiet
     assert is_screened(s.ended(s.verdict.at_s, "silence")) and "Goodbye" in s.goodbye()
+
+
+def test_a_voice_never_made_out_is_screened_as_silent_but_told_so() -> None:
+    # A caller on a bad line: their voice was heard, no word of it ever came out.
+    s = Screen(ScreeningOptions(language="it"))
+    play(s, 40, voice=[(5, 7), (10, 12)], bot=[(0, 4)])
+    assert s.verdict is not None and s.verdict.kind == "silent"
+    assert s.goodbye() == phrases_for("it")["screened_unheard"] != phrases_for("it")["screened_silent"]
 
 
 def test_words_make_a_call_not_silent() -> None:
