@@ -27,7 +27,7 @@ from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
 from models.llama import LlamaModel, LlamaOptions, common_prefix, load_llama
-from models.prompts import OwnerNameFilter, ReplyText, build_messages, may_end_call
+from models.prompts import OwnerNameFilter, ReplyText, build_messages
 
 __all__ = ["LlamaCppReplies", "LlamaCppRepliesOptions"]
 
@@ -94,9 +94,7 @@ class LlamaCppReplies:
 
     def reply(self, story: Sequence[Line], context: CallContext) -> Generator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)
-        return self._stream(messages, self.options.max_tokens,
-                            OwnerNameFilter(context.owner_name, context.caller_name),
-                            may_end=may_end_call(story, context))
+        return self._stream(messages, self.options.max_tokens, ReplyText.answering(story, context))
 
     def extract(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *, max_tokens: int = 400,
                 timeout_s: float = 60.0, interrupt: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -139,9 +137,9 @@ class LlamaCppReplies:
         return grammar
 
     def _stream(self, messages: list[dict[str, str]], max_tokens: int,
-                names: OwnerNameFilter | None = None, may_end: bool = True) -> Generator[ReplyEvent]:
+                text_out: ReplyText | None = None) -> Generator[ReplyEvent]:
         tokens, keep, stop = self._prompt(messages, max_tokens)
-        text_out = ReplyText(names or OwnerNameFilter(""), may_end)
+        text_out = text_out or ReplyText(OwnerNameFilter(""))
         llm = self.model.llm
         with self.model.lock:
             if keep and common_prefix(llm.input_ids[:llm.n_tokens], tokens) < keep:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.engines import CallContext, EngineError, Line, ReplyDelta, ReplyEnd, ReplyEvent
-from models.prompts import END_CALL_TOOL, OwnerNameFilter, ReplyText, build_messages, may_end_call
+from models.prompts import END_CALL_TOOL, ReplyText, build_messages
 
 __all__ = ["OpenAiOptions", "OpenAiReplies"]
 
@@ -68,13 +68,10 @@ class OpenAiReplies:
 
     def reply(self, story: Sequence[Line], context: CallContext) -> Generator[ReplyEvent]:
         messages = build_messages(story, context, self.options.template_dir)
-        return self._stream(messages, OwnerNameFilter(context.owner_name, context.caller_name),
-                            may_end_call(story, context))
+        return self._stream(messages, ReplyText.answering(story, context))
 
-    def _stream(self, messages: list[dict[str, str]], names: OwnerNameFilter,
-                may_end: bool = True) -> Generator[ReplyEvent]:
+    def _stream(self, messages: list[dict[str, str]], text_out: ReplyText) -> Generator[ReplyEvent]:
         response = self._open(messages)
-        text_out = ReplyText(names, may_end)
         end_call = False
         try:
             for data in _sse_data(response.iter_lines()):
@@ -98,7 +95,7 @@ class OpenAiReplies:
         tail = text_out.flush()
         if tail:
             yield ReplyDelta(tail)
-        yield ReplyEnd(end_call=(end_call and may_end) or text_out.end_call)
+        yield ReplyEnd(end_call=(end_call and text_out.may_end) or text_out.end_call)
 
     def extract(self, messages: list[dict[str, str]], schema: Mapping[str, Any], *, max_tokens: int = 400,
                 timeout_s: float = 60.0, interrupt: Callable[[], bool] | None = None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from models.judge_rules import caller_closed
 
 __all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "CutOffFilter", "MarkerFilter",
            "OwnerNameFilter", "ReplyText", "base_language", "build_messages", "find_template",
-           "load_template", "may_end_call", "system_prompt"]
+           "interrupted_words", "load_template", "may_end_call", "system_prompt"]
 
 DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
@@ -188,13 +188,18 @@ class MarkerFilter:
 
 
 class CutOffFilter:
-    """Ends a streamed reply where the model starts writing the story's cut-off mark: what it wrote
-    before the mark was its interrupted line again, what follows more of the story, none of it for the
-    caller's ears. The text before the mark is kept ("What specifically ... [cut off]" says "What
-    specifically"); `seen` says the reply was cut short."""
+    """Ends a streamed reply where the model starts writing the story's cut-off mark: what follows is more
+    of the story, none of it for the caller's ears. Text before the mark is kept ("Could you ... [cut off]"
+    says "Could you"), unless it is only the interrupted line said again (`recited`, the words the caller
+    heard of it): text that may still be that line is held back until it turns into something else, and
+    dropped if the mark follows (the 1.5B, cut off after "Got", answered the caller's next line with "Got
+    ... [cut off]", and the caller heard "Got" and nothing more). `seen` says the reply was cut short."""
 
-    def __init__(self) -> None:
+    def __init__(self, recited: str = "") -> None:
         self._filters = [MarkerFilter(mark) for mark in CUT_OFF_MARKS]
+        self._recited = _plain(recited)
+        self._holding = bool(self._recited)
+        self._held = ""
 
     @property
     def seen(self) -> bool:
@@ -203,13 +208,39 @@ class CutOffFilter:
     def feed(self, text: str) -> str:
         for f in self._filters:
             text = f.feed(text)
-        return text
+        return self._hold(text)
 
     def flush(self) -> str:
         text = ""
         for f in self._filters:
             text = f.feed(text) + f.flush()
-        return text
+        text = self._hold(text)
+        held, self._held, self._holding = self._held, "", False
+        return held + text  # the stream ended on the interrupted line's words, with no mark: they stand
+
+    def _hold(self, text: str) -> str:
+        if not self._holding:
+            return text
+        self._held += text
+        if self._recited.startswith(_plain(self._held)):
+            if self.seen:
+                self._held, self._holding = "", False
+            return ""
+        held, self._held, self._holding = self._held, "", False
+        return held
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def interrupted_words(story: Sequence[Line]) -> str:
+    """The words the caller heard of the bot's last line, when they cut it off; "" otherwise."""
+    last = next((line.text for line in reversed(story) if line.role == "bot"), "")
+    for mark in CUT_OFF_MARKS:
+        if last.rstrip().endswith(mark):
+            return last.rstrip()[:-len(mark)].strip()
+    return ""
 
 
 _GREETING_WORDS = ("hello|hi|hey|thanks|thank you|sure|okay|ok|got it|yes|no|right|great|perfect|of course|"
@@ -304,9 +335,15 @@ class ReplyText:
     ends), the owner's name where it addresses the caller. Both reply engines read their stream through
     one."""
 
-    def __init__(self, names: OwnerNameFilter, may_end: bool = True) -> None:
-        self._markers, self._recited, self._names = MarkerFilter(), CutOffFilter(), names
+    def __init__(self, names: OwnerNameFilter, may_end: bool = True, recited: str = "") -> None:
+        self._markers, self._recited, self._names = MarkerFilter(), CutOffFilter(recited), names
         self.may_end = may_end  # see may_end_call
+
+    @classmethod
+    def answering(cls, story: Sequence[Line], context: CallContext) -> ReplyText:
+        """The filters of a reply to `story`."""
+        return cls(OwnerNameFilter(context.owner_name, context.caller_name), may_end_call(story, context),
+                   interrupted_words(story))
 
     @property
     def end_call(self) -> bool:

@@ -15,6 +15,7 @@ from models.prompts import (
     MarkerFilter,
     OwnerNameFilter,
     build_messages,
+    interrupted_words,
     may_end_call,
     system_prompt,
 )
@@ -155,8 +156,8 @@ def test_held_text_is_only_a_possible_marker_start() -> None:
     assert markers.feed("x") == "[Ex"
 
 
-def _recited(pieces: list[str]) -> tuple[str, bool]:
-    recited = CutOffFilter()
+def _recited(pieces: list[str], interrupted: str = "") -> tuple[str, bool]:
+    recited = CutOffFilter(interrupted)
     out = "".join(recited.feed(p) for p in pieces) + recited.flush()
     return out, recited.seen
 
@@ -170,6 +171,29 @@ def test_a_reply_ends_where_the_model_writes_the_storys_cut_off_mark_again() -> 
     assert _recited(["He heard it.[cut off]"]) == ("He heard it.", True)  # the mark without its dots
     assert _recited(["Wait... ", "I'll check."]) == ("Wait... I'll check.", False)  # dots alone stay
     assert _recited(["Bye."]) == ("Bye.", False)  # a held "." comes out at the end
+
+
+def test_the_interrupted_line_said_again_up_to_the_mark_is_not_said_at_all() -> None:
+    # From a real call (whisper, the 1.5B): cut off after "Got", the bot answered the caller's next
+    # line with "Got ... [cut off]", and the caller heard a lone "Got".
+    text = "Got ... [cut off]"
+    for i in range(len(text) + 1):
+        assert _recited([text[:i], text[i:]], "Got") == ("", True)
+    assert _recited(["Got it, ", "I'll ... [cut off]"], "Got it, I'll tell") == ("", True)
+    # words that only begin like it are let through as soon as they differ, and stand
+    assert _recited(["Got", " it,", " I'll tell him."], "Got") == ("Got it, I'll tell him.", False)
+    assert _recited(["Got it. And ... [cut off]"], "Got") == ("Got it. And ", True)
+    assert _recited(["Sorry, ", "go on ... [cut off]"], "Got") == ("Sorry, go on ", True)
+    assert _recited(["Got"], "Got") == ("Got", False)  # the stream ended without the mark: it stands
+
+
+def test_the_words_heard_of_the_bots_last_line_when_it_was_cut_off() -> None:
+    from server.core.story import CUT_OFF
+
+    story = [Line("bot", "Hello?"), Line("caller", "Hi."), Line("bot", f"Got {CUT_OFF}"),
+             Line("caller", "four four nine")]
+    assert interrupted_words(story) == "Got"
+    assert interrupted_words(story[:2]) == "" and interrupted_words([]) == ""
 
 
 def test_the_storys_cut_off_mark_is_one_the_reply_filter_knows() -> None:
