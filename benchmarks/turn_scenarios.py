@@ -103,10 +103,14 @@ def score(summary: dict[str, Any], phrases: Sequence[Phrase], number: str = "") 
         elif p.label == "COMPLETE":
             # the bot's next words after the phrase, a new turn's or those of one that went on over a
             # "thanks" it took for a backchannel
-            starts = [w["start_s"] for b in turns if b["kind"] not in NOT_ANSWER
-                      for w in (b.get("words") or [b]) if p.end_s <= w["start_s"] < until]
-            answers.append({"text": p.text, "end_s": p.end_s,
-                            "v2v_s": round(min(starts) - p.end_s, 3) if starts else None})
+            starts = sorted(((w["start_s"], i) for i, b in enumerate(turns) if b["kind"] not in NOT_ANSWER
+                             for w in (b.get("words") or [b]) if p.end_s <= w["start_s"] < until))
+            answer = {"text": p.text, "end_s": p.end_s, "v2v_s": None}
+            if starts:  # and what answered it: the kind of line and the decision it came from
+                first = what(turns[starts[0][1]])
+                answer |= {"v2v_s": round(starts[0][0] - p.end_s, 3), "kind": first["kind"],
+                           "by": first["by"]}
+            answers.append(answer)
     readback: dict[str, Any] | None = None
     if number:
         # what the caller heard of the first read-back that reached its end (else of the first)

@@ -125,7 +125,8 @@ def test_any_turn_the_bot_takes_counts_whatever_its_kind() -> None:
 def test_an_answer_half_a_second_after_complete_is_no_failure() -> None:
     s = ts.score(summary(("backchannel", 3.6), ("reply", 6.5)), PHRASES)  # a backchannel takes no turn
     assert s["into_pause"] == [] and s["late2"] == s["late3"] == s["unanswered"] == 0
-    assert s["answers"] == [{"text": "and the invoice.", "end_s": 6.0, "v2v_s": 0.5}]
+    assert s["answers"] == [{"text": "and the invoice.", "end_s": 6.0, "v2v_s": 0.5, "kind": "reply",
+                             "by": "COMPLETE/judge"}]  # what answered, and the decision it came from
 
 
 def test_late_and_missing_answers_are_counted() -> None:
