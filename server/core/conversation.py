@@ -375,8 +375,9 @@ class Conversation:
 
     def _unheard(self, frag: Fragment) -> bool:
         """The caller spoke at some length and none of it came out as words: whether the bot will ask for
-        it again (rule 11). Words of theirs heard before it stay in the story, but are not answered as if
-        they were all: what came after them is what the bot asks for."""
+        it again (rule 11), or, asked already, say it cannot make them out. Words of theirs heard before
+        it stay in the story, but are not answered as if they were all: what came after them is what the
+        bot asks for."""
         return self.repeat.unheard(frag.speech, self._quiet_since, self._voice_epoch)
 
     def _set_aside(self) -> None:
