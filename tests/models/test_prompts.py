@@ -61,10 +61,16 @@ def test_story_becomes_chat_messages() -> None:
         Line("caller", "No, Wednesday."),
     ]
     messages = build_messages(story, CONTEXT)
-    assert [m["role"] for m in messages] == ["system", "assistant", "user", "assistant", "user"]
-    assert messages[2]["content"] == "Hi, it's Anna. About the delivery, it is late."
-    assert messages[3]["content"] == "I see. The delivery is confirmed for Tuesday, at ... [cut off]"
+    assert [m["role"] for m in messages] == ["system", "assistant", "user"]
+    # the line the caller cut off is not the assistant's: what they heard of it opens their next words
+    assert messages[2]["content"] == ("Hi, it's Anna. About the delivery, it is late. (The caller cut you "
+                                      'off after: "I see. The delivery is confirmed for Tuesday, at") '
+                                      "No, Wednesday.")
     assert messages[0]["content"] == system_prompt(CONTEXT)
+    assert "(The caller cut you off after:" in messages[0]["content"]  # the template explains the note
+    italian = build_messages(story, dataclasses.replace(CONTEXT, language="it"))
+    assert '(Ti ha interrotto dopo: "I see.' in italian[2]["content"]
+    assert "(Ti ha interrotto dopo:" in italian[0]["content"]
 
 
 # --------------------------------------------------------------------------- the caller's profile
