@@ -26,8 +26,9 @@ TOKEN = "test-token-0123456789abcdef"
 def _wait_healthy(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"standin serve exited with {proc.returncode}")
+        if proc.poll() is not None:  # say why: a port another process took meanwhile, say
+            said = proc.stdout.read().decode(errors="replace")[-2000:] if proc.stdout else ""
+            raise AssertionError(f"standin serve exited with {proc.returncode}: {said}")
         try:
             if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
                 return
