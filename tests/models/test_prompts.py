@@ -193,6 +193,13 @@ def test_the_interrupted_line_said_again_up_to_the_mark_is_not_said_at_all() -> 
     assert _recited(["Got"], "Got") == ("Got", False)  # the stream ended without the mark: it stands
 
 
+def test_the_prompts_cut_off_note_is_never_read_aloud() -> None:
+    # the real 1.5B began two Italian replies with the note that stood for its cut-off line
+    assert _recited(['Ti ha interrotto dopo: "Perfetto, martedì alle nove."']) == ("", True)
+    assert _recited(["Certo. (The caller cut you ", 'off after: "Got")']) == ("Certo. (", True)
+    assert _recited(["Ti ", "chiamerà lui."]) == ("Ti chiamerà lui.", False)
+
+
 def test_the_words_heard_of_the_bots_last_line_when_it_was_cut_off() -> None:
     from server.core.story import CUT_OFF
 
