@@ -103,6 +103,7 @@ class Lexicon:
         sources: Iterable[str] = (),  # a whole clause that only says whom a message is from ("from the bank")
         topic_questions: str = "",  # a bot question with one of these asks for a topic ("what is it about?")
         number_asks: str = "",  # a bot line with one of these asks for digits ("what number ...?")
+        name_asks: str = "",  # a bot question with one of these asks who is calling ("your name?")
         closing_ends: str = "",  # closings only at a sentence's end ("è tutto", not "è tutto confermato")
         piecewise: str = "",  # a bot question with one of these asks for what comes in pieces (an address)
         email_words: tuple[str, str] = ("", ""),  # an email address's "dot" and "at", said as words
@@ -161,8 +162,8 @@ class Lexicon:
                                          for ps in (topics, sources))
         self.topic_questions = self._phrase_table(topic_questions)
         self.topic_subjects = _cover(self._phrase_table(topic_subjects))
-        self.number_asks, self.email_dots, self.email_ats, self.partitives = (
-            _words(w) for w in (number_asks, *email_words, partitives))
+        self.number_asks, self.name_asks, self.email_dots, self.email_ats, self.partitives = (
+            _words(w) for w in (number_asks, name_asks, *email_words, partitives))
         self.short_answer_cover = _cover(self.short_answers)
         self.short_answer_words = frozenset(p for p in self.short_answers if " " not in p)
         self.greeting_cover = _cover(self.greetings)
@@ -254,6 +255,7 @@ ENGLISH = Lexicon(
     sources=(r"(?:from|on behalf of) (?:the|my|your|his|her|our|their|a|an|\S+'s)(?: \S+){1,4}",),
     topic_questions="about|regarding|concerning|what for|what's it for|reason|which one|what kind",
     number_asks="number numbers code digits extension reference pin",
+    name_asks="name who who's whom",
     closing_ends="that's all|that is all|that's it|that's everything|nothing else",
     piecewise="address email e-mail spell spelled postcode zip",
     email_words=("dot", "at"),
@@ -389,6 +391,7 @@ ITALIAN = Lexicon(
     sources=(r"da parte (?:di|del|dello|della|dei|degli|delle|dell')(?: \S+){1,4}",),
     topic_questions="riguarda|tratta|motivo|per cosa|per che cosa|a proposito|in merito|quale|che tipo",
     number_asks="numero numeri codice cifre interno riferimento pin",
+    name_asks="nome chi nominativo",
     closing_ends="è tutto|basta così|nient'altro|tutto qui",
     piecewise="indirizzo email mail scrive cap",
     email_words=("punto", "chiocciola"),

@@ -7,7 +7,8 @@ verdict's `reason`. In priority order:
 1.  empty                  nothing was said                                            0.0
 2.  question               ends in "?"                                                 COMPLETE
     trailing-<class>       ... on a word no question ends on ("Can we move it to?";    WAIT
-                           a preposition may, after a question word: "Who is it for?")
+                           a preposition may, after a question word: "Who is it for?"),
+                           or on a hesitation ("Can we move it to um?")
 3.  trailing-punctuation   ends in "," ";" ":" "-" or "..."                           WAIT
 4.  filler                 only fillers and hesitations ("um", "well", "ehm", "beh")   WAIT
 5.  trailing-filler        ends in a hesitation ("... the invoice and uh")             WAIT
@@ -45,7 +46,8 @@ verdict's `reason`. In priority order:
 10. greeting               only a greeting, as the caller's first line ("hello.")     WAIT, unsure
     introduction           only who is calling, while the caller has said nothing      WAIT, unsure
                            else ("this is Anna from the bakery.", "sono Paolo", "I'm
-                           the new tenant downstairs."): the reason comes next
+                           the new tenant downstairs."): the reason comes next; unless
+                           the bot asked who it is ("Who's calling?")
 11. closing                thanks or goodbye in the last sentence (a greeting that     COMPLETE
                            opens it, "ciao, sono Paola", is no goodbye; nor is "first,
                            thanks for the flowers", see 15)
@@ -118,6 +120,7 @@ P_GREETING = 0.35
 P_INTRODUCTION = 0.3
 P_PERIOD_AFTER = 0.3
 P_QUESTION_CUT = 0.3  # a question mark after a word no question ends on: whisper's, or a word lost
+_TAG_SOUNDS = frozenset({"eh", "ah", "oh", "hm", "hmm", "mm", "mmm"})  # "Torna domani, eh?" asks
 P_SPELLING = 0.3  # letters spelled so far: perhaps the whole word, perhaps not
 P_SPELLED_WORD = 0.85  # the letters spell a word the caller (or the bot) said before them
 P_POSTCODE = 0.85  # "..., Bristol, B S six, four Q T.": a whole postcode ends an address
@@ -241,14 +244,15 @@ class RulesJudge:
             return Verdict(P_EMPTY, "empty")
         context = _context(story, last)
         first = not any(line.role == "caller" and line.text.strip() for line in story[:last])
-        if _opening(story, last, lex) and _introduces(story[last].text, lex):
-            return Verdict(P_INTRODUCTION, "introduction")
         since_bot = _since_bot(story, last)
-        carried = _carried_digits(since_bot, lex)
         bot = next((normalise(line.text) for line in reversed(story[:last]) if line.role == "bot"), "")
         bot_words = _tokens(bot, lex)
         # the bot's line right before this one asked something
         asked = not since_bot and last > 0 and story[last - 1].role == "bot" and end_mark(bot) == "?"
+        if (_opening(story, last, lex) and _introduces(story[last].text, lex)
+                and not (asked and any(t in lex.name_asks for t in bot_words))):  # "Who's calling?"
+            return Verdict(P_INTRODUCTION, "introduction")
+        carried = _carried_digits(since_bot, lex)
         about = asked and any(has_phrase(p, f" {' '.join(bot_words)} ") for p in lex.topic_questions)
         pieces = asked and any(t in lex.piecewise for t in bot_words)
         turn = _tokens(" ".join([*since_bot, text]), lex)
@@ -567,6 +571,8 @@ def _question_cut_short(sentence: Sequence[str], lex: Lexicon) -> str:
     if not sentence or sentence[-1] in lex.question_tails:  # "Is he coming, or?"
         return ""
     word = sentence[-1]
+    if word in lex.hesitations and word not in _TAG_SOUNDS and len(sentence) > 1:
+        return "filler"  # whisper's "Can we move the meeting to um?": the caller is still thinking
     cls = lex.trailing.get(word) or ("preposition" if lex.dangling.get(word) == "preposition" else "")
     if cls == "preposition" and lex.strands_prepositions and any(t in lex.wh_words for t in sentence[:-1]):
         return ""

@@ -561,6 +561,11 @@ def test_a_caller_asking_for_a_moment_is_held_for_not_invited_on(language: str, 
     ("en", "Is that the one you were talking about?", True),
     ("en", "Is he coming in today, or?", True),
     ("it", "Passa oggi o?", True),
+    ("en", "Can we move the meeting to um?", False),  # whisper's mark after a hesitation
+    ("it", "Possiamo spostarla a ehm?", False),
+    ("en", "He's back on Monday, eh?", True),  # a tag, not a hesitation
+    ("it", "Torna lunedì, eh?", True),
+    ("en", "Um?", True),
 ])
 def test_a_question_mark_after_a_word_no_question_ends_on_is_unsure(language: str, text: str,
                                                                      complete: bool) -> None:

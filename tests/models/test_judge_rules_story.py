@@ -112,6 +112,21 @@ def test_a_caller_still_saying_who_they_are_is_not_done(language: str, lines: li
     assert JUDGE.judge(told, language=language).reason != "introduction"
 
 
+@pytest.mark.parametrize(("language", "question", "answer"), [
+    ("en", "Sure. Who's calling, please?", "My name is Rachel Green."),
+    ("en", "Can I take your name?", "It's Laura from the dentist's office."),
+    ("it", "Certo. Chi parla, scusi?", "Sono Francesca dello studio dentistico."),
+    ("it", "Mi lascia il suo nome?", "Mi chiamo Paolo Greco."),
+])
+def test_saying_who_they_are_answers_the_bot_asking_it(language: str, question: str, answer: str) -> None:
+    hello = {"en": "Hello?", "it": "Pronto?"}[language]
+    story = [Line("bot", "Hello, Marco's phone, how can I help?"), Line("caller", hello),
+             Line("bot", question), Line("caller", answer)]
+    assert complete(JUDGE.judge(story, language=language))
+    del story[2]  # the same words with nothing asked: the reason for the call is still to come
+    assert JUDGE.judge(story, language=language).reason == "introduction"
+
+
 def test_digits_that_end_in_a_period_with_no_number_asked_for_may_be_a_whole_code() -> None:
     hello, ask = Line("bot", "Hello, Marco's phone, how can I help?"), Line("bot", "What's your number?")
     looked_up = [hello, Line("caller", "Sì, un attimo che lo cerco."), Line("caller", "Ecco, nove nove uno,"),
