@@ -434,7 +434,8 @@ ITALIAN = Lexicon(
               "secondariamente": 2, "terzo": 3, "terza": 3, "quarto": 4, "quarta": 4, "quinto": 5},
     list_enders="infine|per ultimo|per ultima|per finire|l'ultima cosa|ultima cosa|l'ultimo|ultimo punto",
     list_openers=(
-        r"(?:prima di tutto|innanzitutto|anzitutto|per prima cosa|primo|per cominciare|per iniziare)\b"
+        r"(?:prima di tutto|innanzitutto|anzitutto|per prima cosa|prima cosa(?! che\b)|primo|per cominciare"
+        r"|per iniziare)\b"
         r"(?! (?:piano|giorno|giorni|pomeriggio|mattino|tempo|nome|anno|mese|turno|posto|appuntamento)\b).*",
         r"(?:la prima|il primo) (?:cosa|punto|domanda|problema|questione)\b.*",
     ),

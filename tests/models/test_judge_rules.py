@@ -614,6 +614,8 @@ def test_a_whole_postcode_ends_the_address_it_is_given_in(story: list[str], reas
     ("en", "First day, at half past two.", False),
     ("en", "First floor, flat two.", False),
     ("it", "Primo piano, a sinistra.", False),
+    ("it", "Prima cosa, l'ufficio è aperto sabato.", True),  # whisper's period for the "?"
+    ("it", "Prima cosa che ho fatto, l'ho chiamato.", False),
 ])
 def test_first_opens_a_list_only_as_an_ordinal(language: str, text: str, opens: bool) -> None:
     verdict = JUDGE.judge([Line("bot", "Hello?"), Line("caller", text)], language=language)
