@@ -34,9 +34,13 @@ END_CALL_MARKER = "[END_CALL]"
 # explain it). A small model that has been cut off may write its line again, mark and all.
 CUT_OFF_MARKS = ("... [cut off]", "[cut off]")
 # How the reply prompt tells the model what the caller heard of its line before cutting it off, at the
-# start of the caller's next message (build_messages).
-CUT_OFF_NOTES = {"en": '(The caller cut you off after: "{words}")',
-                 "it": '(Ti ha interrotto dopo: "{words}")'}
+# start of the caller's next message (build_messages). The note explains itself: explained in the
+# system prompt instead, the 1.5B wrote one of its own to open 1 of 44 first replies ("Ti ho interrotto
+# dopo: ...") and read it aloud, or began with the note and said nothing; this way 0 of 44.
+CUT_OFF_NOTES = {
+    "en": '(You were cut off: the caller heard only "{words}" of your last line.)',
+    "it": '(Sei stato interrotto: chi chiama ha sentito solo "{words}" della tua ultima battuta.)',
+}
 _NOTE_LEADS = tuple(note.split('"')[0].strip("( ") for note in CUT_OFF_NOTES.values())
 END_CALL_TOOL = {
     "type": "function",
@@ -150,7 +154,7 @@ def build_messages(story: Sequence[Line], context: CallContext,
     Consecutive lines of one side become one message. A bot line the caller cut off is not the
     assistant's: shown its own interrupted line, a small model writes it again, mark and all, and has
     nothing else to say (the 1.5B did in 6 of 12 such stories; 0 of 12 this way). What the caller heard
-    of it opens their next message as a note instead (`CUT_OFF_NOTES`, which the templates explain)."""
+    of it opens their next message as a note instead (`CUT_OFF_NOTES`)."""
     messages = [{"role": "system", "content": system_prompt(context, template_dir)}]
     note = CUT_OFF_NOTES.get(base_language(context.language), CUT_OFF_NOTES["en"])
     heard: str | None = None  # the words of a cut-off bot line, for the caller's next message
@@ -221,8 +225,8 @@ class CutOffFilter:
     ... [cut off]", and the caller heard "Got" and nothing more). `seen` says the reply was cut short."""
 
     def __init__(self, recited: str = "") -> None:
-        # the note that stands for a cut-off line in the prompt is one more mark: the 1.5B read the
-        # Italian one aloud ('Ti ha interrotto dopo: "..."') in 2 of 8 Italian cut-off stories
+        # the note that stands for a cut-off line in the prompt is one more mark: the 1.5B read an
+        # earlier Italian one aloud ('Ti ha interrotto dopo: "..."') in 2 of 8 Italian cut-off stories
         self._filters = [MarkerFilter(mark) for mark in (*CUT_OFF_MARKS, *_NOTE_LEADS)]
         self._recited = _plain(recited)
         self._holding = bool(self._recited)

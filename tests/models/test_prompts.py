@@ -63,14 +63,15 @@ def test_story_becomes_chat_messages() -> None:
     messages = build_messages(story, CONTEXT)
     assert [m["role"] for m in messages] == ["system", "assistant", "user"]
     # the line the caller cut off is not the assistant's: what they heard of it opens their next words
-    assert messages[2]["content"] == ("Hi, it's Anna. About the delivery, it is late. (The caller cut you "
-                                      'off after: "I see. The delivery is confirmed for Tuesday, at") '
-                                      "No, Wednesday.")
+    assert messages[2]["content"] == ("Hi, it's Anna. About the delivery, it is late. (You were cut off: the "
+                                      'caller heard only "I see. The delivery is confirmed for Tuesday, at" '
+                                      "of your last line.) No, Wednesday.")
+    # the note explains itself: the system prompt never shows the model a note it could imitate
     assert messages[0]["content"] == system_prompt(CONTEXT)
-    assert "(The caller cut you off after:" in messages[0]["content"]  # the template explains the note
+    assert "cut off" not in messages[0]["content"]
     italian = build_messages(story, dataclasses.replace(CONTEXT, language="it"))
-    assert '(Ti ha interrotto dopo: "I see.' in italian[2]["content"]
-    assert "(Ti ha interrotto dopo:" in italian[0]["content"]
+    assert '(Sei stato interrotto: chi chiama ha sentito solo "I see.' in italian[2]["content"]
+    assert "interrott" not in italian[0]["content"]
 
 
 # --------------------------------------------------------------------------- the caller's profile
@@ -195,8 +196,10 @@ def test_the_interrupted_line_said_again_up_to_the_mark_is_not_said_at_all() -> 
 
 def test_the_prompts_cut_off_note_is_never_read_aloud() -> None:
     # the real 1.5B began two Italian replies with the note that stood for its cut-off line
-    assert _recited(['Ti ha interrotto dopo: "Perfetto, martedì alle nove."']) == ("", True)
-    assert _recited(["Certo. (The caller cut you ", 'off after: "Got")']) == ("Certo. (", True)
+    assert _recited(['Sei stato interrotto: chi chiama ha sentito solo "Perfetto,"']) == ("", True)
+    assert _recited(["Certo. (You were cut off: the ", 'caller heard only "Got"']) == ("Certo. (", True)
+    assert _recited(["Sorry, you were cut off. Could you say it again?"]) == (
+        "Sorry, you were cut off. Could you say it again?", False)  # words of the note, not the note
     assert _recited(["Ti ", "chiamerà lui."]) == ("Ti chiamerà lui.", False)
 
 
