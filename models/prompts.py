@@ -24,12 +24,14 @@ from pathlib import Path
 from models.engines import CallContext, Line
 from models.judge_rules import caller_closed
 
-__all__ = ["DEFAULT_DIR", "END_CALL_MARKER", "END_CALL_TOOL", "CutOffFilter", "MarkerFilter",
-           "OwnerNameFilter", "ReplyText", "base_language", "build_messages", "cut_off_words",
+__all__ = ["DEFAULT_DIR", "END_CALL_FORMS", "END_CALL_MARKER", "END_CALL_TOOL", "CutOffFilter",
+           "MarkerFilter", "OwnerNameFilter", "ReplyText", "base_language", "build_messages", "cut_off_words",
            "find_template", "interrupted_words", "load_template", "may_end_call", "system_prompt"]
 
 DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
+# What a small model writes for it: the 1.5B ended an Italian goodbye with "[CALL_END]", spoken aloud.
+END_CALL_FORMS = (END_CALL_MARKER, "[CALL_END]", "[END CALL]", "[CALL END]", "[ENDCALL]", "[END-CALL]")
 # How the story marks a bot line the caller cut off (server/core/story.py writes it; the reply prompts
 # explain it). A small model that has been cut off may write its line again, mark and all.
 CUT_OFF_MARKS = ("... [cut off]", "[cut off]")
@@ -186,13 +188,15 @@ def cut_off_words(text: str) -> str | None:
 
 
 class MarkerFilter:
-    """Removes `marker` (case-insensitive) from streamed text, even when it arrives in pieces: text
-    that could be the start of the marker is held back until the next piece decides. Once the marker
-    is `seen`, everything after it is dropped."""
+    """Removes a marker, any of `markers` (case-insensitive; the end-call marker's forms by default),
+    from streamed text, even when it arrives in pieces: text that could be the start of one is held back
+    until the next piece decides. Once a marker is `seen`, everything after it is dropped."""
 
-    def __init__(self, marker: str = END_CALL_MARKER) -> None:
-        self._pattern = re.compile(re.escape(marker), re.IGNORECASE)
-        self._lower = marker.lower()
+    def __init__(self, *markers: str) -> None:
+        markers = markers or END_CALL_FORMS
+        self._pattern = re.compile("|".join(map(re.escape, markers)), re.IGNORECASE)
+        self._forms = tuple(m.lower() for m in markers)
+        self._longest = max(map(len, self._forms))
         self._held = ""
         self.seen = False
 
@@ -205,8 +209,8 @@ class MarkerFilter:
             self.seen = True
             self._held = ""
             return text[:found.start()]
-        hold = next((k for k in range(min(len(self._lower) - 1, len(text)), 0, -1)
-                     if text[-k:].lower() == self._lower[:k]), 0)
+        hold = next((k for k in range(min(self._longest - 1, len(text)), 0, -1)
+                     if any(form.startswith(text[-k:].lower()) for form in self._forms)), 0)
         self._held = text[len(text) - hold:]
         return text[:len(text) - hold]
 
@@ -227,25 +231,20 @@ class CutOffFilter:
     def __init__(self, recited: str = "") -> None:
         # the note that stands for a cut-off line in the prompt is one more mark: the 1.5B read an
         # earlier Italian one aloud ('Ti ha interrotto dopo: "..."') in 2 of 8 Italian cut-off stories
-        self._filters = [MarkerFilter(mark) for mark in (*CUT_OFF_MARKS, *_NOTE_LEADS)]
+        self._marks = MarkerFilter(*CUT_OFF_MARKS, *_NOTE_LEADS)
         self._recited = _plain(recited)
         self._holding = bool(self._recited)
         self._held = ""
 
     @property
     def seen(self) -> bool:
-        return any(f.seen for f in self._filters)
+        return self._marks.seen
 
     def feed(self, text: str) -> str:
-        for f in self._filters:
-            text = f.feed(text)
-        return self._hold(text)
+        return self._hold(self._marks.feed(text))
 
     def flush(self) -> str:
-        text = ""
-        for f in self._filters:
-            text = f.feed(text) + f.flush()
-        text = self._hold(text)
+        text = self._hold(self._marks.flush())
         held, self._held, self._holding = self._held, "", False
         return held + text  # the stream ended on the interrupted line's words, with no mark: they stand
 

@@ -151,6 +151,14 @@ def test_marker_match_ignores_case_and_drops_what_follows() -> None:
     assert _run(["Bye. [end_", "call] and more", " text"]) == ("Bye. ", True)
 
 
+@pytest.mark.parametrize("marker", ["[CALL_END]", "[End Call]", "[ENDCALL]", "[END-CALL]"])
+def test_the_forms_a_small_model_writes_for_the_marker_end_the_call_unspoken(marker: str) -> None:
+    # the 1.5B closed an Italian goodbye with "[CALL_END]", and the caller heard it read out
+    text = f"Arrivederci! {marker}"
+    for i in range(len(text) + 1):
+        assert _run([text[:i], text[i:]]) == ("Arrivederci! ", True)
+
+
 def test_a_false_start_is_given_back() -> None:
     assert _run(["See you [END", "ING] soon"]) == ("See you [ENDING] soon", False)
     assert _run(["Costs [", "5 euro]"]) == ("Costs [5 euro]", False)
