@@ -120,7 +120,6 @@ P_GREETING = 0.35
 P_INTRODUCTION = 0.3
 P_PERIOD_AFTER = 0.3
 P_QUESTION_CUT = 0.3  # a question mark after a word no question ends on: whisper's, or a word lost
-_TAG_SOUNDS = frozenset({"eh", "ah", "oh", "hm", "hmm", "mm", "mmm"})  # "Torna domani, eh?" asks
 P_SPELLING = 0.3  # letters spelled so far: perhaps the whole word, perhaps not
 P_SPELLED_WORD = 0.85  # the letters spell a word the caller (or the bot) said before them
 P_POSTCODE = 0.85  # "..., Bristol, B S six, four Q T.": a whole postcode ends an address
@@ -140,6 +139,9 @@ P_TRAILING_WORD = 0.05
 P_PREAMBLE = 0.05
 P_TOPIC = 0.15  # "about the party on Saturday.": what about it is still to come
 P_EMAIL_STARTED = 0.3  # "It's anna dot berg.": the "at" is surely coming, unless the caller gave up
+
+# hesitations that also tag a question: a question may end on them ("Torna domani, eh?")
+_TAG_SOUNDS = frozenset({"eh", "ah", "oh", "hm", "hmm", "mm", "mmm"})
 
 
 def _tokens(text: str, lex: Lexicon) -> list[str]:

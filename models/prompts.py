@@ -32,8 +32,8 @@ DEFAULT_DIR = Path(__file__).with_name("prompts")
 END_CALL_MARKER = "[END_CALL]"
 # What a small model writes for it: the 1.5B ended an Italian goodbye with "[CALL_END]", spoken aloud.
 END_CALL_FORMS = (END_CALL_MARKER, "[CALL_END]", "[END CALL]", "[CALL END]", "[ENDCALL]", "[END-CALL]")
-# How the story marks a bot line the caller cut off (server/core/story.py writes it; the reply prompts
-# explain it). A small model that has been cut off may write its line again, mark and all.
+# How the story marks a bot line the caller cut off (server/core/story.py writes it; the reply prompt
+# shows a note instead, below). A small model that has been cut off may write its line again, mark and all.
 CUT_OFF_MARKS = ("... [cut off]", "[cut off]")
 # How the reply prompt tells the model what the caller heard of its line before cutting it off, at the
 # start of the caller's next message (build_messages). The note explains itself: explained in the
