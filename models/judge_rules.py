@@ -55,7 +55,7 @@ verdict's `reason`. In priority order:
 13. period-after-<class>   as 7 but with a period, unless the word before makes it a   WAIT, unsure
                            whole sentence ("it is.", "I think so.", "non so perché.")
 14. announced-list         "I need three things." and fewer items given since          WAIT
-    list-complete          ... and now all of them                                     COMPLETE
+    list-complete          ... and now all of them (`models.judge_lists` counts them)  COMPLETE
 15. list-opener            starts with "first", "innanzitutto", ...                    WAIT
     list-item              starts with "second,", "the third thing", "secondo punto"   WAIT, unsure
 16. open-request           ends in "tell him", "gli dica": what to tell is to come     WAIT
@@ -79,10 +79,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from models.engines import Line, Verdict
 from models.judge_lexicons import ENGLISH, LEXICONS, Lexicon
+from models.judge_lists import list_state
 from models.judge_spelling import email_started, ends_in_postcode, ends_in_spelling, spells
 from models.judge_text import (
     CLAUSE_END,
@@ -153,51 +153,6 @@ def _language(code: str) -> Lexicon:
 
 
 # --------------------------------------------------------------------------- rules needing context
-
-
-@dataclass(frozen=True, slots=True)
-class _ListState:
-    announced: int  # items the caller said were coming
-    given: int  # items given since
-
-
-def _count_items(text: str, lex: Lexicon, given: int, announced: int) -> int:
-    pending = 0  # an ordinal seen in a chunk with no item yet ("second," / "the third one is")
-    for chunk in lex.list_split_re.split(text):
-        tokens = _tokens(chunk, lex)
-        if not tokens:
-            continue
-        joined = f" {' '.join(tokens)} "
-        if any(has_phrase(e, joined) for e in lex.list_enders):
-            return announced
-        ordinal = max((lex.ordinals.get(t, 0) for t in tokens), default=0)
-        if all(t in lex.no_content for t in tokens):
-            pending = max(pending, ordinal)
-            continue
-        given = max(given + 1, ordinal, pending)
-        pending = 0
-    return given
-
-
-def _list_state(texts: Sequence[str], lex: Lexicon) -> _ListState | None:
-    """The latest announced list in `texts` (normalised caller lines, oldest first) and its items."""
-    state: _ListState | None = None
-    for text in texts:
-        for sentence in SENTENCE_END.split(text):
-            matches = [m for m in lex.announce_re.finditer(sentence)  # not "alle cinque in punto"
-                       if not any(lex.trailing.get(w) == "preposition" and w not in lex.partitives
-                                  for w in sentence[m.end("count"):m.end()].split()[:-1])]
-            if matches:
-                m = matches[-1]
-                count = lex.list_counts[m["count"]]
-                rest = sentence[m.end():]
-                colon = rest.find(":")
-                given = _count_items(rest[colon + 1:], lex, 0, count) if colon >= 0 else 0
-                state = _ListState(count, given)
-            elif state is not None:
-                state = _ListState(state.announced,
-                                   _count_items(sentence, lex, state.given, state.announced))
-    return state
 
 
 def _context(story: Sequence[Line], last: int) -> list[str]:
@@ -348,7 +303,7 @@ def _judge_line(text: str, tokens: list[str], lex: Lexicon, context: list[str], 
     if word in lex.dangling and not _resolved(sentence, lex):
         return Verdict(P_PERIOD_AFTER, f"period-after-{lex.dangling[word]}")
 
-    state = _list_state([*context, text], lex)
+    state = list_state([*context, text], lex)
     if state is not None:
         if state.given < state.announced:
             return Verdict(P_LIST_PENDING, "announced-list")
@@ -560,7 +515,7 @@ def _question(text: str, context: list[str], lex: Lexicon) -> Verdict:
     cut = _question_cut_short(_tokens(SENTENCE_END.split(text.rstrip("?"))[-1], lex), lex)
     if cut:
         return Verdict(P_QUESTION_CUT, f"trailing-{cut}")  # whisper's "Can we move the meeting to?"
-    state = _list_state([*context, text], lex)
+    state = list_state([*context, text], lex)
     if state is not None and context and state.given < state.announced:
         return Verdict(P_LIST_PENDING, "announced-list")  # "two questions": this was the first
     return Verdict(P_QUESTION, "question")
